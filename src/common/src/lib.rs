@@ -1,0 +1,14 @@
+//! Types shared by every Kora crate: the clock seam and typed Kafka topic configuration.
+//!
+//! This crate does no I/O. It owns the one table of topic-level configs (names, types,
+//! defaults, broker-level synonyms, documentation) so that the metadata state machine, the
+//! log and the admin APIs agree on what a config means.
+
+pub mod clock;
+pub mod topic_config;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use topic_config::{
+    topic_config_def, topic_config_def_by_synonym, validate_topic_config, ConfigType,
+    CleanupPolicy, ConfigError, TimestampType, TopicConfig, TopicConfigDef, TOPIC_CONFIGS,
+};

@@ -1,0 +1,356 @@
+//! Topic-level configuration with Kafka's names, types, defaults and broker-level synonyms.
+//!
+//! A topic's effective config is resolved from three layers, highest first: the topic's own
+//! overrides (stored in metadata), the broker's defaults (`log.segment.bytes`, ... in the broker
+//! config), and Kafka's built-in defaults. Every value is parsed and validated here, once; the
+//! log only ever sees a validated [`TopicConfig`].
+
+use std::collections::BTreeMap;
+
+/// A config value that cannot be accepted, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown config '{0}'")]
+    Unknown(String),
+    #[error("invalid value '{value}' for config '{name}': {reason}")]
+    Invalid { name: String, value: String, reason: String },
+}
+
+/// Kafka's config value types as DescribeConfigs reports them (`config_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    List = 7,
+}
+
+/// One topic config: its Kafka name, the broker config that sets its default, type, built-in
+/// default and documentation.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    pub broker_synonym: &'static str,
+    pub config_type: ConfigType,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every topic config Kora understands. Kafka names; Kafka defaults (Kafka 4.x).
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    TopicConfigDef {
+        name: "cleanup.policy",
+        broker_synonym: "log.cleanup.policy",
+        config_type: ConfigType::List,
+        default: "delete",
+        doc: "Retention policy for old segments: 'delete'. ('compact' arrives with the log cleaner.)",
+    },
+    TopicConfigDef {
+        name: "compression.type",
+        broker_synonym: "compression.type",
+        config_type: ConfigType::String,
+        default: "producer",
+        doc: "Batches are stored as the producer compressed them ('producer').",
+    },
+    TopicConfigDef {
+        name: "flush.messages",
+        broker_synonym: "log.flush.interval.messages",
+        config_type: ConfigType::Long,
+        default: "9223372036854775807",
+        doc: "fsync the log after this many messages are appended (1 = every append).",
+    },
+    TopicConfigDef {
+        name: "flush.ms",
+        broker_synonym: "log.flush.interval.ms",
+        config_type: ConfigType::Long,
+        default: "9223372036854775807",
+        doc: "fsync the log when data older than this many milliseconds is not yet synced.",
+    },
+    TopicConfigDef {
+        name: "index.interval.bytes",
+        broker_synonym: "log.index.interval.bytes",
+        config_type: ConfigType::Int,
+        default: "4096",
+        doc: "Bytes of log between two entries of the sparse offset and time indexes.",
+    },
+    TopicConfigDef {
+        name: "max.message.bytes",
+        broker_synonym: "message.max.bytes",
+        config_type: ConfigType::Int,
+        default: "1048588",
+        doc: "Largest record batch (after compression) the topic accepts.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.after.max.ms",
+        broker_synonym: "log.message.timestamp.after.max.ms",
+        config_type: ConfigType::Long,
+        default: "3600000",
+        doc: "Largest allowed amount a CreateTime timestamp may be ahead of the broker clock.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.before.max.ms",
+        broker_synonym: "log.message.timestamp.before.max.ms",
+        config_type: ConfigType::Long,
+        default: "9223372036854775807",
+        doc: "Largest allowed amount a CreateTime timestamp may be behind the broker clock.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.type",
+        broker_synonym: "log.message.timestamp.type",
+        config_type: ConfigType::String,
+        default: "CreateTime",
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append.",
+    },
+    TopicConfigDef {
+        name: "min.insync.replicas",
+        broker_synonym: "min.insync.replicas",
+        config_type: ConfigType::Int,
+        default: "1",
+        doc: "Replicas that must acknowledge an acks=all produce.",
+    },
+    TopicConfigDef {
+        name: "retention.bytes",
+        broker_synonym: "log.retention.bytes",
+        config_type: ConfigType::Long,
+        default: "-1",
+        doc: "Largest size of a partition's log before old segments are deleted (-1: no limit).",
+    },
+    TopicConfigDef {
+        name: "retention.ms",
+        broker_synonym: "log.retention.ms",
+        config_type: ConfigType::Long,
+        default: "604800000",
+        doc: "Age after which a segment whose records are all older is deleted (-1: forever).",
+    },
+    TopicConfigDef {
+        name: "segment.bytes",
+        broker_synonym: "log.segment.bytes",
+        config_type: ConfigType::Int,
+        default: "1073741824",
+        doc: "Size at which the active segment is rolled.",
+    },
+    TopicConfigDef {
+        name: "segment.ms",
+        broker_synonym: "log.roll.ms",
+        config_type: ConfigType::Long,
+        default: "604800000",
+        doc: "Age at which a non-empty active segment is rolled.",
+    },
+];
+
+/// Looks a topic config up by its Kafka name.
+pub fn topic_config_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Looks a topic config up by its broker-level synonym (`log.segment.bytes`).
+pub fn topic_config_def_by_synonym(broker_name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == broker_name)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    Delete,
+}
+
+/// A topic's effective, validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub cleanup_policy: CleanupPolicy,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+    pub index_interval_bytes: u32,
+    pub max_message_bytes: u32,
+    pub message_timestamp_after_max_ms: i64,
+    pub message_timestamp_before_max_ms: i64,
+    pub message_timestamp_type: TimestampType,
+    pub min_insync_replicas: u32,
+    /// -1: no size limit.
+    pub retention_bytes: i64,
+    /// -1: keep forever.
+    pub retention_ms: i64,
+    pub segment_bytes: u32,
+    pub segment_ms: i64,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        let empty = BTreeMap::new();
+        // The built-in defaults are constants of this file; resolving them cannot fail.
+        Self::resolve(&empty, &empty).unwrap_or_else(|e| panic!("built-in topic defaults: {e}"))
+    }
+}
+
+fn invalid(name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { name: name.to_string(), value: value.to_string(), reason: reason.into() }
+}
+
+fn parse_long(name: &str, value: &str, min: i64) -> Result<i64, ConfigError> {
+    let v: i64 = value.trim().parse().map_err(|_| invalid(name, value, "not a number"))?;
+    if v < min {
+        return Err(invalid(name, value, format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
+fn parse_int(name: &str, value: &str, min: i64) -> Result<u32, ConfigError> {
+    let v = parse_long(name, value, min)?;
+    u32::try_from(v)
+        .ok()
+        .filter(|v| *v <= i32::MAX as u32)
+        .ok_or_else(|| invalid(name, value, "out of range for an int"))
+}
+
+/// Validates one topic config value by its Kafka name.
+pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError> {
+    let mut one = BTreeMap::new();
+    one.insert(name.to_string(), value.to_string());
+    TopicConfig::resolve(&BTreeMap::new(), &one).map(|_| ())
+}
+
+impl TopicConfig {
+    /// Resolves overrides over broker defaults over built-in defaults. Both maps are keyed by
+    /// topic config name (`segment.bytes`). Unknown names and bad values are errors.
+    pub fn resolve(
+        broker_defaults: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        for name in broker_defaults.keys().chain(overrides.keys()) {
+            if topic_config_def(name).is_none() {
+                return Err(ConfigError::Unknown(name.clone()));
+            }
+        }
+        let get = |name: &str| -> String {
+            overrides
+                .get(name)
+                .or_else(|| broker_defaults.get(name))
+                .cloned()
+                .or_else(|| topic_config_def(name).map(|d| d.default.to_string()))
+                .unwrap_or_default()
+        };
+        let v = get("cleanup.policy");
+        let cleanup_policy = match v.trim() {
+            "delete" => CleanupPolicy::Delete,
+            s if s.split(',').any(|p| p.trim() == "compact") => {
+                return Err(invalid(
+                    "cleanup.policy",
+                    &v,
+                    "compaction is not supported yet; use 'delete'",
+                ))
+            }
+            _ => return Err(invalid("cleanup.policy", &v, "expected 'delete'")),
+        };
+        let v = get("compression.type");
+        if v.trim() != "producer" {
+            return Err(invalid(
+                "compression.type",
+                &v,
+                "batches are stored as produced; only 'producer' is supported",
+            ));
+        }
+        let v = get("message.timestamp.type");
+        let message_timestamp_type = match v.trim() {
+            "CreateTime" => TimestampType::CreateTime,
+            "LogAppendTime" => TimestampType::LogAppendTime,
+            _ => {
+                return Err(invalid(
+                    "message.timestamp.type",
+                    &v,
+                    "expected CreateTime or LogAppendTime",
+                ))
+            }
+        };
+        let cfg = TopicConfig {
+            cleanup_policy,
+            flush_messages: parse_long("flush.messages", &get("flush.messages"), 1)?,
+            flush_ms: parse_long("flush.ms", &get("flush.ms"), 0)?,
+            index_interval_bytes: parse_int(
+                "index.interval.bytes",
+                &get("index.interval.bytes"),
+                0,
+            )?,
+            max_message_bytes: parse_int("max.message.bytes", &get("max.message.bytes"), 0)?,
+            message_timestamp_after_max_ms: parse_long(
+                "message.timestamp.after.max.ms",
+                &get("message.timestamp.after.max.ms"),
+                0,
+            )?,
+            message_timestamp_before_max_ms: parse_long(
+                "message.timestamp.before.max.ms",
+                &get("message.timestamp.before.max.ms"),
+                0,
+            )?,
+            message_timestamp_type,
+            min_insync_replicas: parse_int(
+                "min.insync.replicas",
+                &get("min.insync.replicas"),
+                1,
+            )?,
+            retention_bytes: parse_long("retention.bytes", &get("retention.bytes"), -1)?,
+            retention_ms: parse_long("retention.ms", &get("retention.ms"), -1)?,
+            // Kafka's floor: one record batch header.
+            segment_bytes: parse_int("segment.bytes", &get("segment.bytes"), 14)?,
+            segment_ms: parse_long("segment.ms", &get("segment.ms"), 1)?,
+        };
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_kafkas() {
+        let c = TopicConfig::default();
+        assert_eq!(c.segment_bytes, 1 << 30);
+        assert_eq!(c.retention_ms, 7 * 24 * 3600 * 1000);
+        assert_eq!(c.retention_bytes, -1);
+        assert_eq!(c.max_message_bytes, 1048588);
+        assert_eq!(c.message_timestamp_type, TimestampType::CreateTime);
+    }
+
+    #[test]
+    fn overrides_beat_broker_defaults() {
+        let c = TopicConfig::resolve(
+            &map(&[("segment.bytes", "1000"), ("retention.ms", "5")]),
+            &map(&[("segment.bytes", "2000")]),
+        )
+        .expect("valid");
+        assert_eq!(c.segment_bytes, 2000);
+        assert_eq!(c.retention_ms, 5);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = TopicConfig::resolve(&BTreeMap::new(), &map(&[("retention.ms", "soon")]))
+            .expect_err("invalid");
+        assert!(e.to_string().contains("retention.ms"), "{e}");
+        let e = TopicConfig::resolve(&BTreeMap::new(), &map(&[("segment.bytes", "3")]))
+            .expect_err("too small");
+        assert!(e.to_string().contains("at least 14"), "{e}");
+        let e = TopicConfig::resolve(&BTreeMap::new(), &map(&[("no.such", "1")]))
+            .expect_err("unknown");
+        assert_eq!(e, ConfigError::Unknown("no.such".into()));
+        assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "compact").is_err());
+    }
+
+    #[test]
+    fn synonyms_are_unique() {
+        for d in TOPIC_CONFIGS {
+            assert_eq!(topic_config_def_by_synonym(d.broker_synonym).map(|x| x.name), Some(d.name));
+        }
+    }
+}
