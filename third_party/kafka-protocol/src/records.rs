@@ -893,7 +893,7 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        let mut headers = IndexMap::with_capacity(std::cmp::min(num_headers, buf.remaining()));
+        let mut headers = IndexMap::with_capacity(std::cmp::min(num_headers, bytes::Buf::remaining(buf)));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

@@ -1,0 +1,613 @@
+//! One partition's log: an ordered set of segments, the last one active.
+//!
+//! Concurrency: one mutex guards the segment map and producer state. An append validates the
+//! batch (CRC) before taking it, then writes into the page cache and releases it; fsync runs
+//! in [`PartitionLog::flush_to`] without that mutex, serialised by a second lock so concurrent
+//! callers share one fsync (group commit). Readers take the mutex only to find the file and
+//! position, then read with `pread` outside it.
+//!
+//! Durability: `recovery_point` is the base offset of the first segment that may hold unsynced
+//! bytes. After an unclean stop, segments from there on are validated batch by batch and a
+//! torn tail is truncated. It is persisted in `partition.state` with the log start offset.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kora_common::{Clock, TimestampType, TopicConfig};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::batch::{rewrite_header, BatchHeader, HEADER_LEN};
+use crate::producer::{ProducerState, SequenceCheck};
+use crate::segment::{self, write_atomic, IndexSnapshot, OpenMode, Segment};
+use crate::{io_err, records, LogError};
+
+const STATE_FILE: &str = "partition.state";
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct PersistedState {
+    log_start_offset: i64,
+    recovery_point: i64,
+}
+
+/// Outcome of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The stamped time for LogAppendTime topics, else -1.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    /// The batch was a retry of one already in the log; nothing was written.
+    pub duplicate: bool,
+    /// The flush policy (flush.messages) asks for an fsync before acknowledging.
+    pub flush_required: bool,
+    /// A segment was rolled; its fsync and index files are pending (see `flush_to`).
+    pub rolled: bool,
+}
+
+/// Bytes for a fetch, with the offsets the response reports.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub segments: usize,
+}
+
+/// Work left by a roll: the closed segment's fsync, its index files, a producer snapshot.
+#[derive(Debug)]
+struct PendingClose {
+    file: Arc<fs::File>,
+    indexes: IndexSnapshot,
+    snapshot_offset: i64,
+    producers: ProducerState,
+}
+
+#[derive(Debug)]
+struct Inner {
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    producers: ProducerState,
+    config: TopicConfig,
+    leader_epoch: i32,
+    first_unflushed_ms: Option<i64>,
+    pending: Vec<PendingClose>,
+    closed: bool,
+}
+
+impl Inner {
+    fn active(&self) -> Result<&Segment, LogError> {
+        self.segments.values().next_back().ok_or(LogError::Closed)
+    }
+    fn active_mut(&mut self) -> Result<&mut Segment, LogError> {
+        self.segments.values_mut().next_back().ok_or(LogError::Closed)
+    }
+    fn log_end(&self) -> i64 {
+        self.segments.values().next_back().map(|s| s.next_offset).unwrap_or(0)
+    }
+}
+
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    inner: Mutex<Inner>,
+    flush_lock: Mutex<()>,
+    flushed_offset: AtomicI64,
+    end_tx: watch::Sender<i64>,
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating it when empty. `clean` says the last stop was clean.
+    pub fn open(
+        dir: &Path,
+        config: TopicConfig,
+        clock: Arc<dyn Clock>,
+        clean: bool,
+    ) -> Result<Self, LogError> {
+        fs::create_dir_all(dir).map_err(|e| io_err(e, format!("create {}", dir.display())))?;
+        let now = clock.now_ms();
+        let state: PersistedState = match fs::read(dir.join(STATE_FILE)) {
+            Ok(d) => serde_json::from_slice(&d).unwrap_or_else(|e| {
+                tracing::warn!(dir = %dir.display(), error = %e, "unreadable partition.state; recovering all segments");
+                PersistedState::default()
+            }),
+            Err(_) => PersistedState::default(),
+        };
+        let mut bases = Vec::new();
+        for ent in fs::read_dir(dir).map_err(|e| io_err(e, format!("list {}", dir.display())))? {
+            let ent = ent.map_err(|e| io_err(e, "list partition dir"))?;
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            if let Some(num) = name.strip_suffix(".log") {
+                if let Ok(b) = num.parse::<i64>() {
+                    bases.push(b);
+                }
+            } else if name.ends_with(".tmp") {
+                let _ = fs::remove_file(ent.path());
+            }
+        }
+        bases.sort_unstable();
+        let interval = config.index_interval_bytes;
+        let mut segments = BTreeMap::new();
+        // The first segment that needs validation after an unclean stop.
+        let recover_from = bases
+            .iter()
+            .rev()
+            .find(|&&b| b <= state.recovery_point)
+            .copied()
+            .unwrap_or(i64::MIN);
+        let mut truncated_at: Option<i64> = None;
+        for &base in &bases {
+            if truncated_at.is_some() {
+                // Everything after a torn segment is unreachable garbage from the same crash.
+                for ext in ["log", "index", "timeindex"] {
+                    let _ = fs::remove_file(segment::file_name(dir, base, ext));
+                }
+                continue;
+            }
+            let mode = if clean || base < recover_from { OpenMode::Trust } else { OpenMode::Recover };
+            let (seg, truncated) = Segment::open(dir, base, mode, now, interval)?;
+            if truncated {
+                truncated_at = Some(seg.next_offset);
+            }
+            segments.insert(base, seg);
+        }
+        // Drop empty segments that are not the last (left by a crash right after a roll).
+        let empties: Vec<i64> = segments
+            .iter()
+            .rev()
+            .skip(1)
+            .filter(|(_, s)| s.is_empty())
+            .map(|(b, _)| *b)
+            .collect();
+        for b in empties {
+            if let Some(s) = segments.remove(&b) {
+                s.delete_files()?;
+            }
+        }
+        if segments.is_empty() {
+            let base = state.log_start_offset.max(0);
+            segments.insert(base, Segment::create(dir, base, now, interval)?);
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let log_end = segments.values().next_back().map(|s| s.next_offset).unwrap_or(0);
+        let log_start_offset = state.log_start_offset.max(first_base).min(log_end);
+
+        // Producer state: newest snapshot plus the batches after it.
+        let (mut producers, snap_offset) = ProducerState::load_snapshot(dir, log_end)?;
+        let replay_from = snap_offset.max(first_base);
+        for seg in segments.values() {
+            if seg.next_offset <= replay_from {
+                continue;
+            }
+            seg.for_each_header(|h| {
+                if h.base_offset >= replay_from {
+                    producers.record(h);
+                }
+            })?;
+        }
+        let recovery_point = if clean {
+            log_end
+        } else {
+            segments.values().next_back().map(|s| s.base_offset).unwrap_or(0)
+        };
+        let (end_tx, _) = watch::channel(log_end);
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            clock,
+            inner: Mutex::new(Inner {
+                segments,
+                log_start_offset,
+                recovery_point,
+                producers,
+                config,
+                leader_epoch: 0,
+                first_unflushed_ms: None,
+                pending: Vec::new(),
+                closed: false,
+            }),
+            flush_lock: Mutex::new(()),
+            flushed_offset: AtomicI64::new(if clean { log_end } else { 0 }),
+            end_tx,
+        };
+        log.persist_state()?;
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn set_config(&self, config: TopicConfig) {
+        self.inner.lock().config = config;
+    }
+
+    pub fn config(&self) -> TopicConfig {
+        self.inner.lock().config.clone()
+    }
+
+    /// Validates and appends one produced batch (already split and CRC-checked by
+    /// [`crate::batch::split_batches`]).
+    pub fn append(&self, header: &BatchHeader, batch: &Bytes) -> Result<AppendResult, LogError> {
+        let now = self.clock.now_ms();
+        if header.is_control() {
+            return Err(LogError::InvalidRecord("clients may not write control batches".into()));
+        }
+        if header.is_transactional() {
+            return Err(LogError::InvalidRecord("transactional batches are not supported yet".into()));
+        }
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(LogError::Closed);
+        }
+        let cfg = &inner.config;
+        if batch.len() > cfg.max_message_bytes as usize {
+            return Err(LogError::MessageTooLarge { size: batch.len(), max: cfg.max_message_bytes });
+        }
+        let append_time = match cfg.message_timestamp_type {
+            TimestampType::LogAppendTime => Some(now),
+            TimestampType::CreateTime => {
+                for ts in [header.base_timestamp, header.max_timestamp] {
+                    if ts < now.saturating_sub(cfg.message_timestamp_before_max_ms)
+                        || ts > now.saturating_add(cfg.message_timestamp_after_max_ms)
+                    {
+                        return Err(LogError::InvalidTimestamp { timestamp: ts });
+                    }
+                }
+                None
+            }
+        };
+        if let SequenceCheck::Duplicate(c) = inner.producers.check(header)? {
+            return Ok(AppendResult {
+                base_offset: c.base_offset,
+                last_offset: c.last_offset,
+                log_append_time_ms: if append_time.is_some() { c.timestamp } else { -1 },
+                log_start_offset: inner.log_start_offset,
+                duplicate: true,
+                flush_required: false,
+                rolled: false,
+            });
+        }
+        let rolled = self.maybe_roll(&mut inner, batch.len(), header.last_offset_delta, now)?;
+        let base_offset = inner.log_end();
+        let rewritten = rewrite_header(batch, base_offset, inner.leader_epoch, append_time);
+        inner.active_mut()?.append(std::slice::from_ref(&rewritten))?;
+        let mut stored = *header;
+        stored.base_offset = base_offset;
+        if let Some(ts) = append_time {
+            stored.max_timestamp = ts;
+        }
+        inner.producers.record(&stored);
+        if inner.first_unflushed_ms.is_none() {
+            inner.first_unflushed_ms = Some(now);
+        }
+        let end = stored.next_offset();
+        let unflushed = end - self.flushed_offset.load(Ordering::Acquire);
+        let result = AppendResult {
+            base_offset,
+            last_offset: stored.last_offset(),
+            log_append_time_ms: append_time.unwrap_or(-1),
+            log_start_offset: inner.log_start_offset,
+            duplicate: false,
+            flush_required: unflushed >= inner.config.flush_messages,
+            rolled,
+        };
+        drop(inner);
+        self.end_tx.send_replace(end);
+        Ok(result)
+    }
+
+    /// Rolls the active segment when the next batch would overflow it, or it is older than
+    /// segment.ms. The closed segment's fsync and index files are left to `flush_to`.
+    fn maybe_roll(
+        &self,
+        inner: &mut Inner,
+        next_len: usize,
+        next_delta: i32,
+        now: i64,
+    ) -> Result<bool, LogError> {
+        let cfg = &inner.config;
+        let active = inner.active()?;
+        if active.is_empty() {
+            return Ok(false);
+        }
+        let too_big = active.size + next_len as u64 > cfg.segment_bytes as u64;
+        let too_old = now - active.created_ms >= cfg.segment_ms;
+        let rel_overflow =
+            active.next_offset + next_delta as i64 - active.base_offset >= u32::MAX as i64;
+        if !(too_big || too_old || rel_overflow) {
+            return Ok(false);
+        }
+        self.roll(inner, now)?;
+        Ok(true)
+    }
+
+    fn roll(&self, inner: &mut Inner, now: i64) -> Result<(), LogError> {
+        let base = inner.log_end();
+        let interval = inner.config.index_interval_bytes;
+        let new_seg = Segment::create(&self.dir, base, now, interval)?;
+        let old_base = inner.active()?.base_offset;
+        let old = inner.segments.get(&old_base).ok_or(LogError::Closed)?;
+        inner.pending.push(PendingClose {
+            file: old.file.clone(),
+            indexes: old.index_snapshot(),
+            snapshot_offset: base,
+            producers: inner.producers.clone(),
+        });
+        inner.segments.insert(base, new_seg);
+        Ok(())
+    }
+
+    /// Makes everything up to `offset` durable: pending closed segments (fsync, index files,
+    /// producer snapshot) and the active segment. Concurrent callers are served by one fsync.
+    pub fn flush_to(&self, offset: i64) -> Result<(), LogError> {
+        let _g = self.flush_lock.lock();
+        let (end, file, pending) = {
+            let mut inner = self.inner.lock();
+            let pending = std::mem::take(&mut inner.pending);
+            if pending.is_empty() && self.flushed_offset.load(Ordering::Acquire) >= offset {
+                return Ok(());
+            }
+            inner.first_unflushed_ms = None;
+            (inner.log_end(), inner.active()?.file.clone(), pending)
+        };
+        let had_pending = !pending.is_empty();
+        for p in pending {
+            p.file.sync_data().map_err(|e| io_err(e, "fsync closed segment"))?;
+            p.indexes.write()?;
+            p.producers.write_snapshot(&self.dir, p.snapshot_offset)?;
+        }
+        file.sync_data().map_err(|e| io_err(e, "fsync active segment"))?;
+        self.flushed_offset.fetch_max(end, Ordering::AcqRel);
+        if had_pending {
+            {
+                let mut inner = self.inner.lock();
+                let active_base = inner.active()?.base_offset;
+                inner.recovery_point = inner.recovery_point.max(active_base);
+            }
+            self.persist_state()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes everything appended so far.
+    pub fn flush(&self) -> Result<(), LogError> {
+        let end = self.inner.lock().log_end();
+        self.flush_to(end)
+    }
+
+    /// True when data older than flush.ms is unsynced, or a rolled segment awaits its fsync.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        let inner = self.inner.lock();
+        !inner.pending.is_empty()
+            || inner
+                .first_unflushed_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) >= inner.config.flush_ms)
+    }
+
+    pub fn offsets(&self) -> LogOffsets {
+        let inner = self.inner.lock();
+        LogOffsets {
+            log_start_offset: inner.log_start_offset,
+            high_watermark: inner.log_end(),
+            size_bytes: inner.segments.values().map(|s| s.size).sum(),
+            segments: inner.segments.len(),
+        }
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.end_tx.borrow()
+    }
+
+    /// A receiver that changes whenever the high watermark moves (for fetch long polling).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.end_tx.subscribe()
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let (file, start_pos, seg_size, hw, log_start) = {
+            let inner = self.inner.lock();
+            let hw = inner.log_end();
+            let log_start = inner.log_start_offset;
+            if offset < log_start || offset > hw {
+                return Err(LogError::OffsetOutOfRange { offset, log_start, log_end: hw });
+            }
+            if offset == hw {
+                return Ok(ReadResult { records: Bytes::new(), high_watermark: hw, log_start_offset: log_start });
+            }
+            // The segment holding `offset`, or the next non-empty one.
+            let seg = inner
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map(|(_, s)| s)
+                .filter(|s| offset < s.next_offset)
+                .or_else(|| inner.segments.range(offset + 1..).map(|(_, s)| s).find(|s| !s.is_empty()));
+            let Some(seg) = seg else {
+                return Ok(ReadResult { records: Bytes::new(), high_watermark: hw, log_start_offset: log_start });
+            };
+            (seg.file.clone(), seg.index_floor(offset), seg.size, hw, log_start)
+        };
+        let pos = segment::find_batch(&file, start_pos, seg_size, offset)?;
+        let records = match pos {
+            Some(pos) => segment::read_batches_from(&file, pos, max_bytes, seg_size)?,
+            None => Bytes::new(),
+        };
+        Ok(ReadResult { records, high_watermark: hw, log_start_offset: log_start })
+    }
+
+    /// ListOffsets by timestamp: the first record whose timestamp is >= `ts`.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let inner = self.inner.lock();
+        let log_start = inner.log_start_offset;
+        for seg in inner.segments.values() {
+            if seg.max_timestamp < ts {
+                continue;
+            }
+            let Some((pos, h)) = seg.position_of_timestamp(ts, seg.size)? else { continue };
+            let batch = seg.read_batches(pos, h.total_len(), seg.size)?;
+            let batch = batch.slice(..h.total_len().min(batch.len()));
+            if let Some((o, t)) = records::first_at_or_after(&h, &batch, ts)? {
+                if o >= log_start {
+                    return Ok(Some((o, t)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP (-3): the record with the largest timestamp.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let inner = self.inner.lock();
+        let Some(seg) = inner
+            .segments
+            .values()
+            .filter(|s| s.max_timestamp_batch >= inner.log_start_offset)
+            .max_by_key(|s| s.max_timestamp)
+        else {
+            return Ok(None);
+        };
+        let Some(pos) = seg.position_of(seg.max_timestamp_batch, seg.size)? else { return Ok(None) };
+        let batch = seg.read_batches(pos, HEADER_LEN, seg.size)?;
+        let h = BatchHeader::parse(&batch)?;
+        records::max_timestamp_record(&h, &batch.slice(..h.total_len().min(batch.len())))
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (-1: the high watermark) and
+    /// deletes segments wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let new_start = {
+            let mut inner = self.inner.lock();
+            let hw = inner.log_end();
+            let target = if offset == -1 { hw } else { offset };
+            if target < 0 || target > hw {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: inner.log_start_offset,
+                    log_end: hw,
+                });
+            }
+            inner.log_start_offset = inner.log_start_offset.max(target);
+            inner.log_start_offset
+        };
+        self.persist_state()?;
+        self.delete_segments(|_, _| false)?;
+        Ok(new_start)
+    }
+
+    /// Applies retention.ms and retention.bytes; returns how many segments were deleted.
+    pub fn apply_retention(&self) -> Result<usize, LogError> {
+        let now = self.clock.now_ms();
+        {
+            // A fully expired active segment is rolled first so it can go too.
+            let mut inner = self.inner.lock();
+            let cfg = inner.config.clone();
+            let active = inner.active()?;
+            if cfg.retention_ms >= 0
+                && !active.is_empty()
+                && active.max_timestamp < now - cfg.retention_ms
+            {
+                self.roll(&mut inner, now)?;
+            }
+        }
+        self.delete_segments(|cfg, s| cfg.retention_ms >= 0 && s.max_timestamp < now - cfg.retention_ms)
+    }
+
+    /// Deletes closed segments from the oldest on while they are below the log start offset,
+    /// `expired` says so, or the log is over retention.bytes.
+    fn delete_segments(
+        &self,
+        expired: impl Fn(&TopicConfig, &Segment) -> bool,
+    ) -> Result<usize, LogError> {
+        let doomed = {
+            let mut inner = self.inner.lock();
+            let cfg = inner.config.clone();
+            let mut total: u64 = inner.segments.values().map(|s| s.size).sum();
+            let active_base = inner.active()?.base_offset;
+            let mut doomed = Vec::new();
+            for (&base, s) in inner.segments.iter() {
+                if base == active_base {
+                    break;
+                }
+                let below_start = s.next_offset <= inner.log_start_offset;
+                let over_size =
+                    cfg.retention_bytes >= 0 && total - s.size >= cfg.retention_bytes as u64;
+                if below_start || over_size || expired(&cfg, s) {
+                    total -= s.size;
+                    doomed.push(base);
+                } else {
+                    break;
+                }
+            }
+            let mut segs = Vec::with_capacity(doomed.len());
+            for b in doomed {
+                if let Some(s) = inner.segments.remove(&b) {
+                    segs.push(s);
+                }
+            }
+            if let Some(first) = inner.segments.keys().next().copied() {
+                inner.log_start_offset = inner.log_start_offset.max(first);
+            }
+            // Pending closes of deleted segments need no fsync any more.
+            inner.pending.retain(|p| !segs.iter().any(|s| Arc::ptr_eq(&s.file, &p.file)));
+            segs
+        };
+        let n = doomed.len();
+        for s in doomed {
+            s.delete_files()?;
+        }
+        if n > 0 {
+            self.persist_state()?;
+            tracing::debug!(dir = %self.dir.display(), segments = n, "deleted segments");
+        }
+        Ok(n)
+    }
+
+    /// Flushes everything and writes index files, a producer snapshot and the state, so the
+    /// next start needs no recovery. The log refuses appends afterwards.
+    pub fn close(&self) -> Result<(), LogError> {
+        self.flush()?;
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        let end = inner.log_end();
+        inner.active()?.write_index_files()?;
+        inner.producers.write_snapshot(&self.dir, end)?;
+        inner.recovery_point = end;
+        drop(inner);
+        self.persist_state()
+    }
+
+    fn persist_state(&self) -> Result<(), LogError> {
+        let state = {
+            let inner = self.inner.lock();
+            PersistedState {
+                log_start_offset: inner.log_start_offset,
+                recovery_point: inner.recovery_point,
+            }
+        };
+        let data = serde_json::to_vec(&state)
+            .map_err(|e| LogError::Corrupt(format!("encode partition state: {e}")))?;
+        write_atomic(&self.dir.join(STATE_FILE), &data)
+    }
+
+    /// Producer ids with state in this partition (for metrics and tests).
+    pub fn producer_count(&self) -> usize {
+        self.inner.lock().producers.len()
+    }
+}

@@ -1,0 +1,223 @@
+//! Partition log behaviour on real files: append/read, roll, restart, torn tails, retention,
+//! DeleteRecords, producer state, timestamp lookups.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as KTs,
+};
+use kora_common::{ManualClock, TopicConfig};
+use kora_log::batch::{split_batches, BatchHeader};
+use kora_log::{LogError, PartitionLog};
+
+fn batch(n: usize, ts: i64, pid: i64, epoch: i16, seq: i32, compression: Compression) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: KTs::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch only while sequences advance.
+            sequence: seq.max(0) + i as i32,
+            timestamp: ts + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(vec![b'v'; 100])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions { version: 2, compression },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+fn cfg(kv: &[(&str, &str)]) -> TopicConfig {
+    let m: BTreeMap<String, String> = kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    TopicConfig::resolve(&BTreeMap::new(), &m).expect("config")
+}
+
+fn append(log: &PartitionLog, b: &Bytes) -> Result<kora_log::AppendResult, LogError> {
+    let mut v = split_batches(b)?;
+    assert_eq!(v.len(), 1);
+    let (h, bytes) = v.remove(0);
+    log.append(&h, &bytes)
+}
+
+fn offsets_in(records: &Bytes) -> Vec<i64> {
+    let mut out = Vec::new();
+    for (h, _) in split_batches(records).expect("stored batches are valid") {
+        out.extend(h.base_offset..=h.last_offset());
+    }
+    out
+}
+
+const NOW: i64 = 1_700_000_000_000;
+
+#[test]
+fn append_read_roll_and_reopen() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let c = cfg(&[("segment.bytes", "4000"), ("index.interval.bytes", "500")]);
+    let log = PartitionLog::open(dir.path(), c.clone(), clock.clone(), false).expect("open");
+    for i in 0..100 {
+        let r = append(&log, &batch(5, NOW, -1, -1, -1, Compression::None)).expect("append");
+        assert_eq!(r.base_offset, i * 5);
+    }
+    let o = log.offsets();
+    assert_eq!(o.high_watermark, 500);
+    assert!(o.segments > 10, "segments: {}", o.segments);
+    // Reads from any offset start at the batch holding it and return whole batches in order.
+    let mut next = 0;
+    while next < 500 {
+        let r = log.read(next, 3000).expect("read");
+        let offs = offsets_in(&r.records);
+        assert!(!offs.is_empty());
+        assert!(offs[0] <= next && *offs.last().expect("some") >= next);
+        next = offs.last().expect("some") + 1;
+    }
+    assert!(log.read(37, 1).expect("read").records.len() > 1, "first batch is returned whole");
+    assert!(matches!(log.read(501, 100), Err(LogError::OffsetOutOfRange { .. })));
+    log.close().expect("close");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), c, clock, true).expect("reopen");
+    assert_eq!(log.offsets().high_watermark, 500);
+    assert_eq!(offsets_in(&log.read(250, 600).expect("read").records)[0], 250);
+}
+
+#[test]
+fn torn_tail_is_truncated_after_crash() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = PartitionLog::open(dir.path(), cfg(&[]), clock.clone(), false).expect("open");
+    for _ in 0..10 {
+        append(&log, &batch(3, NOW, -1, -1, -1, Compression::None)).expect("append");
+    }
+    drop(log); // no close: a crash
+    let seg = dir.path().join(format!("{:020}.log", 0));
+    let good_len = std::fs::metadata(&seg).expect("stat").len();
+    // A torn write: half a batch, then garbage.
+    let half = batch(3, NOW, -1, -1, -1, Compression::None);
+    let mut f = OpenOptions::new().append(true).open(&seg).expect("open seg");
+    f.write_all(&half[..half.len() / 2]).expect("write");
+    drop(f);
+    let log = PartitionLog::open(dir.path(), cfg(&[]), clock.clone(), false).expect("recover");
+    assert_eq!(log.offsets().high_watermark, 30);
+    assert_eq!(std::fs::metadata(&seg).expect("stat").len(), good_len);
+    // A corrupted byte inside the last batch: recovery drops that batch.
+    drop(log);
+    let mut bytes = std::fs::read(&seg).expect("read");
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff;
+    std::fs::write(&seg, &bytes).expect("write");
+    let log = PartitionLog::open(dir.path(), cfg(&[]), clock, false).expect("recover");
+    assert_eq!(log.offsets().high_watermark, 27);
+    let r = append(&log, &batch(1, NOW, -1, -1, -1, Compression::None)).expect("append after");
+    assert_eq!(r.base_offset, 27);
+}
+
+#[test]
+fn producer_state_survives_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let c = cfg(&[("segment.bytes", "2000")]);
+    let log = PartitionLog::open(dir.path(), c.clone(), clock.clone(), false).expect("open");
+    let mut seq = 0;
+    for _ in 0..20 {
+        append(&log, &batch(4, NOW, 77, 0, seq, Compression::None)).expect("append");
+        seq += 4;
+    }
+    log.flush().expect("flush"); // writes snapshots for rolled segments
+    append(&log, &batch(4, NOW, 77, 0, seq, Compression::None)).expect("append");
+    drop(log); // crash
+    let log = PartitionLog::open(dir.path(), c, clock, false).expect("reopen");
+    // The last batch is recognised as a duplicate with its original offsets.
+    let r = append(&log, &batch(4, NOW, 77, 0, seq, Compression::None)).expect("dup");
+    assert!(r.duplicate);
+    assert_eq!(r.base_offset, 80);
+    assert!(matches!(
+        append(&log, &batch(1, NOW, 77, 0, seq + 10, Compression::None)),
+        Err(LogError::OutOfOrderSequence(_))
+    ));
+    let r = append(&log, &batch(1, NOW, 77, 0, seq + 4, Compression::None)).expect("next");
+    assert_eq!(r.base_offset, 84);
+}
+
+#[test]
+fn retention_and_delete_records() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let c = cfg(&[("segment.bytes", "1500"), ("retention.bytes", "5000")]);
+    let log = PartitionLog::open(dir.path(), c, clock.clone(), false).expect("open");
+    for _ in 0..50 {
+        append(&log, &batch(2, NOW, -1, -1, -1, Compression::None)).expect("append");
+    }
+    let before = log.offsets();
+    let deleted = log.apply_retention().expect("retention");
+    let after = log.offsets();
+    assert!(deleted > 0);
+    assert!(after.size_bytes <= 5000 + 1500, "size {}", after.size_bytes);
+    assert!(after.log_start_offset > 0);
+    assert_eq!(after.high_watermark, before.high_watermark);
+    assert!(matches!(log.read(0, 100), Err(LogError::OffsetOutOfRange { .. })));
+    // DeleteRecords moves the start mid-segment.
+    let start = log.delete_records_before(after.log_start_offset + 3).expect("delete");
+    assert_eq!(start, after.log_start_offset + 3);
+    assert_eq!(log.offsets().log_start_offset, start);
+    assert!(matches!(log.delete_records_before(1_000_000), Err(LogError::OffsetOutOfRange { .. })));
+    // Time retention: everything old goes, the log keeps its end offset.
+    log.set_config(cfg(&[("segment.bytes", "1500"), ("retention.ms", "1000")]));
+    clock.advance_ms(10_000);
+    log.apply_retention().expect("retention");
+    let o = log.offsets();
+    assert_eq!(o.log_start_offset, 100);
+    assert_eq!(o.high_watermark, 100);
+    assert_eq!(o.size_bytes, 0);
+}
+
+#[test]
+fn timestamps_and_validation() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = PartitionLog::open(dir.path(), cfg(&[("index.interval.bytes", "100")]), clock.clone(), false)
+        .expect("open");
+    for i in 0..20 {
+        append(&log, &batch(5, NOW - 100_000 + i * 1000, -1, -1, -1, Compression::Gzip)).expect("append");
+    }
+    // Record timestamps are NOW-100000 + i*1000 + j for j in 0..5.
+    let (o, t) = log.offset_for_timestamp(NOW - 100_000 + 7 * 1000 + 2).expect("ok").expect("found");
+    assert_eq!((o, t), (37, NOW - 100_000 + 7002));
+    assert_eq!(log.offset_for_timestamp(NOW).expect("ok"), None);
+    let (o, _) = log.max_timestamp_offset().expect("ok").expect("some");
+    assert_eq!(o, 99);
+    // Timestamps too far in the future are refused.
+    assert!(matches!(
+        append(&log, &batch(1, NOW + 2 * 3_600_000, -1, -1, -1, Compression::None)),
+        Err(LogError::InvalidTimestamp { .. })
+    ));
+    // max.message.bytes
+    log.set_config(cfg(&[("max.message.bytes", "100")]));
+    assert!(matches!(
+        append(&log, &batch(3, NOW, -1, -1, -1, Compression::None)),
+        Err(LogError::MessageTooLarge { .. })
+    ));
+    // LogAppendTime stamps the broker clock and keeps the CRC valid.
+    log.set_config(cfg(&[("message.timestamp.type", "LogAppendTime")]));
+    let r = append(&log, &batch(2, 5, -1, -1, -1, Compression::None)).expect("append");
+    assert_eq!(r.log_append_time_ms, NOW);
+    let read = log.read(r.base_offset, 10_000).expect("read");
+    let (h, _): (BatchHeader, Bytes) = split_batches(&read.records).expect("valid").remove(0);
+    assert!(h.is_log_append_time());
+    assert_eq!(h.max_timestamp, NOW);
+}
