@@ -1,1 +1,48 @@
-//! placeholder
+//! Cell metadata: an ordered log of records applied to a state machine, persisted in LMDB.
+//!
+//! Owns: the record types ([`record::MetadataRecord`]), the pure state machine and the image
+//! brokers read ([`image`]), the LMDB (heed) persistence of the applied state ([`store`]), and
+//! the controller that validates requests and proposes records ([`controller`]).
+//!
+//! Invariants:
+//! - state changes only by applying records in log order; `apply` is deterministic and never
+//!   fails on a committed record (a record that no longer applies is a no-op), so every voter
+//!   that applies the same log holds the same image;
+//! - the controller validates against the current image before proposing, under one lock, so
+//!   two concurrent requests cannot both pass validation and conflict;
+//! - readers get an immutable `Arc<MetadataImage>`; they never block the writer.
+//!
+//! Deliberately not here (yet): Raft. `kora dev` runs a single voter that commits a record by
+//! applying it in one LMDB transaction. The openraft quorum of a cell will carry the same
+//! records to the same state machine.
+
+pub mod controller;
+pub mod image;
+pub mod record;
+pub mod store;
+
+pub use controller::{Controller, TopicRequest};
+pub use image::{MetadataImage, TopicImage};
+pub use record::MetadataRecord;
+
+/// Errors of metadata operations, each with a Kafka error code in the broker's mapping.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("invalid topic name: {0}")]
+    InvalidTopicName(String),
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error(transparent)]
+    InvalidConfig(#[from] kora_common::ConfigError),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("metadata store error: {0}")]
+    Store(String),
+}

@@ -1,0 +1,124 @@
+//! The metadata image: an immutable view of the applied state, and the pure state machine that
+//! produces the next image from a record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::record::MetadataRecord;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Config overrides by Kafka name; defaults are not stored.
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MetadataImage {
+    /// Index of the last applied record (0: nothing applied).
+    pub applied_index: u64,
+    pub cluster_id: String,
+    pub topics: BTreeMap<String, Arc<TopicImage>>,
+    pub topic_ids: HashMap<Uuid, String>,
+    /// The first producer id not yet handed out.
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicImage>> {
+        self.topic_ids.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.topics.values().map(|t| t.partitions.max(0) as usize).sum()
+    }
+
+    /// Applies one committed record. Deterministic; a record whose precondition no longer
+    /// holds changes nothing (the controller validated it against an older image).
+    pub fn apply(&mut self, index: u64, record: &MetadataRecord) {
+        assert!(index > self.applied_index, "records apply in order: {index} after {}", self.applied_index);
+        self.applied_index = index;
+        match record {
+            MetadataRecord::InitCluster { cluster_id } => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id = cluster_id.clone();
+                }
+            }
+            MetadataRecord::CreateTopic { name, topic_id, partitions, replication_factor, configs } => {
+                if self.topics.contains_key(name) || self.topic_ids.contains_key(topic_id) {
+                    return;
+                }
+                self.topic_ids.insert(*topic_id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    Arc::new(TopicImage {
+                        name: name.clone(),
+                        topic_id: *topic_id,
+                        partitions: *partitions,
+                        replication_factor: *replication_factor,
+                        configs: configs.clone(),
+                    }),
+                );
+            }
+            MetadataRecord::DeleteTopic { name } => {
+                if let Some(t) = self.topics.remove(name) {
+                    self.topic_ids.remove(&t.topic_id);
+                }
+            }
+            MetadataRecord::CreatePartitions { name, count } => {
+                if let Some(t) = self.topics.get_mut(name) {
+                    if *count > t.partitions {
+                        Arc::make_mut(t).partitions = *count;
+                    }
+                }
+            }
+            MetadataRecord::SetTopicConfigs { name, configs } => {
+                if let Some(t) = self.topics.get_mut(name) {
+                    Arc::make_mut(t).configs = configs.clone();
+                }
+            }
+            MetadataRecord::AllocateProducerIds { start, count } => {
+                self.next_producer_id = self.next_producer_id.max(start + count);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_is_deterministic_and_idempotent_on_conflicts() {
+        let id = Uuid::from_u128(1);
+        let create = MetadataRecord::CreateTopic {
+            name: "a".into(),
+            topic_id: id,
+            partitions: 3,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        };
+        let mut img = MetadataImage::default();
+        img.apply(1, &create);
+        img.apply(2, &MetadataRecord::CreatePartitions { name: "a".into(), count: 5 });
+        img.apply(3, &MetadataRecord::CreatePartitions { name: "a".into(), count: 2 });
+        img.apply(4, &create); // already exists: no-op
+        assert_eq!(img.topic("a").map(|t| t.partitions), Some(5));
+        assert_eq!(img.topic_by_id(&id).map(|t| t.name.as_str()), Some("a"));
+        img.apply(5, &MetadataRecord::DeleteTopic { name: "a".into() });
+        assert!(img.topic("a").is_none() && img.topic_ids.is_empty());
+        img.apply(6, &MetadataRecord::AllocateProducerIds { start: 0, count: 1000 });
+        assert_eq!(img.next_producer_id, 1000);
+        assert_eq!(img.applied_index, 6);
+    }
+}

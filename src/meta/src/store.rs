@@ -1,0 +1,94 @@
+//! LMDB persistence of the applied metadata state, through heed.
+//!
+//! Databases: `topics` (name -> TopicImage as JSON) and `meta` (applied_index, cluster_id,
+//! next_producer_id). Every applied record is written in one write transaction together with
+//! the new applied index, so the stored state is always the image after some prefix of the log.
+//! LMDB commits are durable (fsync) before `commit` returns.
+
+use std::path::Path;
+
+use heed::types::{SerdeJson, Str};
+use heed::{Database, Env, EnvOpenOptions};
+
+use crate::image::{MetadataImage, TopicImage};
+use crate::record::MetadataRecord;
+use crate::MetaError;
+
+/// Virtual size of the LMDB map (sparse on Linux); bounds the metadata to 1 GiB.
+const MAP_SIZE_BYTES: usize = 1 << 30;
+
+fn store_err(e: impl std::fmt::Display) -> MetaError {
+    MetaError::Store(e.to_string())
+}
+
+#[derive(Debug)]
+pub struct MetaStore {
+    env: Env,
+    topics: Database<Str, SerdeJson<TopicImage>>,
+    meta: Database<Str, SerdeJson<serde_json::Value>>,
+}
+
+impl MetaStore {
+    /// Opens (or creates) the store in `dir` and loads the image it holds.
+    pub fn open(dir: &Path) -> Result<(Self, MetadataImage), MetaError> {
+        std::fs::create_dir_all(dir).map_err(|e| MetaError::Store(format!("create {}: {e}", dir.display())))?;
+        // SAFETY: heed requires that the same LMDB file is not opened twice in one process
+        // (and not truncated underneath us). Kora opens each metadata directory exactly once,
+        // at start-up, and the data dir is locked by the broker (see kora-broker's DataDirLock).
+        #[allow(unsafe_code)]
+        let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE_BYTES).max_dbs(4).open(dir) }
+            .map_err(|e| MetaError::Store(format!("open LMDB at {}: {e}", dir.display())))?;
+        let mut wtxn = env.write_txn().map_err(store_err)?;
+        let topics = env.create_database(&mut wtxn, Some("topics")).map_err(store_err)?;
+        let meta = env.create_database(&mut wtxn, Some("meta")).map_err(store_err)?;
+        wtxn.commit().map_err(store_err)?;
+        let store = MetaStore { env, topics, meta };
+        let image = store.load()?;
+        Ok((store, image))
+    }
+
+    fn load(&self) -> Result<MetadataImage, MetaError> {
+        let rtxn = self.env.read_txn().map_err(store_err)?;
+        let mut image = MetadataImage::default();
+        let get = |k: &str| self.meta.get(&rtxn, k).map_err(store_err);
+        image.applied_index = get("applied_index")?.and_then(|v| v.as_u64()).unwrap_or(0);
+        image.cluster_id = get("cluster_id")?.and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        image.next_producer_id = get("next_producer_id")?.and_then(|v| v.as_i64()).unwrap_or(0);
+        for item in self.topics.iter(&rtxn).map_err(store_err)? {
+            let (name, t) = item.map_err(store_err)?;
+            image.topic_ids.insert(t.topic_id, name.to_string());
+            image.topics.insert(name.to_string(), std::sync::Arc::new(t));
+        }
+        Ok(image)
+    }
+
+    /// Persists the effect of `record` (already applied to `image`) at `image.applied_index`.
+    pub fn commit(&self, record: &MetadataRecord, image: &MetadataImage) -> Result<(), MetaError> {
+        let mut wtxn = self.env.write_txn().map_err(store_err)?;
+        match record {
+            MetadataRecord::InitCluster { .. } => {
+                self.meta
+                    .put(&mut wtxn, "cluster_id", &serde_json::Value::from(image.cluster_id.clone()))
+                    .map_err(store_err)?;
+            }
+            MetadataRecord::CreateTopic { name, .. }
+            | MetadataRecord::DeleteTopic { name }
+            | MetadataRecord::CreatePartitions { name, .. }
+            | MetadataRecord::SetTopicConfigs { name, .. } => match image.topic(name) {
+                Some(t) => self.topics.put(&mut wtxn, name, t).map_err(store_err)?,
+                None => {
+                    self.topics.delete(&mut wtxn, name).map_err(store_err)?;
+                }
+            },
+            MetadataRecord::AllocateProducerIds { .. } => {
+                self.meta
+                    .put(&mut wtxn, "next_producer_id", &serde_json::Value::from(image.next_producer_id))
+                    .map_err(store_err)?;
+            }
+        }
+        self.meta
+            .put(&mut wtxn, "applied_index", &serde_json::Value::from(image.applied_index))
+            .map_err(store_err)?;
+        wtxn.commit().map_err(store_err)
+    }
+}
