@@ -1,1 +1,168 @@
-fn main() {}
+//! The `kora` binary: command-line parsing, logging set-up and process lifecycle. All broker
+//! behaviour lives in the library crates.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kora_broker::{Broker, BrokerConfig};
+use kora_common::SystemClock;
+
+#[derive(Parser, Debug)]
+#[command(name = "kora", version, about = "Kora: a cloud-native engine for the Kafka protocol")]
+struct Cli {
+    /// Output format for what commands print.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Log format (RUST_LOG sets the filter; default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a complete single-node cluster in this process (metadata + broker), for development.
+    Dev(DevArgs),
+    /// Run a broker from a config file (see docs/configuration.md).
+    Broker(BrokerArgs),
+}
+
+#[derive(Args, Debug)]
+struct Overrides {
+    /// Set a config key (Kafka names, e.g. --set log.segment.bytes=1048576); repeatable;
+    /// wins over the config file.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct DevArgs {
+    /// Where logs and metadata live.
+    #[arg(long, default_value = "./kora-data")]
+    data_dir: PathBuf,
+    /// Kafka listener address (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Admin HTTP address for /metrics and /health.
+    #[arg(long, default_value = "127.0.0.1:9644")]
+    admin_listen: SocketAddr,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args, Debug)]
+struct BrokerArgs {
+    /// The broker config file (TOML with Kafka config names).
+    #[arg(long, short)]
+    config: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn parse_overrides(o: &Overrides) -> Result<BTreeMap<String, String>> {
+    let mut m = BTreeMap::new();
+    for kv in &o.set {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--set expects KEY=VALUE, got '{kv}'");
+        };
+        m.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(m)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let config = match &cli.command {
+        Command::Dev(a) => {
+            let mut flat = parse_overrides(&a.overrides)?;
+            flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());
+            flat.entry("listeners".into()).or_insert(a.listen.to_string());
+            flat.entry("admin.listeners".into()).or_insert(a.admin_listen.to_string());
+            BrokerConfig::from_map(&flat).context("invalid configuration")?
+        }
+        Command::Broker(a) => {
+            let text = std::fs::read_to_string(&a.config)
+                .with_context(|| format!("cannot read config file {}", a.config.display()))?;
+            let extra = parse_overrides(&a.overrides)?;
+            BrokerConfig::from_toml_with_overrides(&text, &a.config.display().to_string(), &extra)?
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    runtime.block_on(run(config, cli.output, matches!(cli.command, Command::Dev(_))))
+}
+
+async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
+    let data_dir = config.data_dir.clone();
+    let handle = Broker::start(config, Arc::new(SystemClock)).await.context("broker failed to start")?;
+    let cluster_id = handle.broker.controller.image().cluster_id.clone();
+    let bootstrap = format!("{}:{}", handle.broker.config.advertised.host, handle.broker.config.advertised.port);
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "bootstrap": bootstrap,
+                "kafka_listener": handle.kafka_addr.to_string(),
+                "admin": format!("http://{}", handle.admin_addr),
+                "cluster_id": cluster_id,
+                "node_id": handle.broker.config.node_id,
+                "data_dir": data_dir.display().to_string(),
+            })
+        ),
+        Output::Text => {
+            println!("{} is up ({} node, data in {})", if dev { "Kora dev cluster" } else { "Kora broker" }, handle.broker.config.node_id, data_dir.display());
+            println!("  bootstrap servers: {bootstrap}");
+            println!("  admin:             http://{}  (/metrics, /health)", handle.admin_addr);
+            println!("  cluster id:        {cluster_id}");
+            println!("Try: kcat -b {bootstrap} -L    Stop with Ctrl-C.");
+        }
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await.context("clean shutdown failed")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,1 +1,25 @@
-//! placeholder
+//! The Kafka broker: the wire protocol, request handlers, fetch sessions, metrics and the admin
+//! endpoint, over the log ([`kora_log`]) and metadata ([`kora_meta`]) crates.
+//!
+//! Invariants:
+//! - every request frame is size-checked before allocation and decoded by kafka-protocol; a
+//!   frame we cannot understand closes its connection, never the broker;
+//! - responses on a connection go out in request order;
+//! - a Produce is acknowledged only after the batch is in the log (and fsynced when the topic's
+//!   flush policy says so);
+//! - handlers read metadata only from the controller's image.
+//!
+//! Not here: CLI and process concerns (cmd/kora), storage formats (kora-log), metadata state
+//! (kora-meta).
+
+pub mod admin;
+pub mod broker;
+pub mod config;
+pub mod errors;
+pub mod fetch_session;
+mod handlers;
+pub mod metrics;
+pub mod server;
+
+pub use broker::{Broker, BrokerHandle, StartError};
+pub use config::{BrokerConfig, ConfigFileError};

@@ -314,7 +314,7 @@ impl Encodable for DescribedGroup {
             types::CompactString.encode(buf, &self.error_message)?;
         } else {
             if !self.error_message.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 5 {
@@ -346,7 +346,7 @@ impl Encodable for DescribedGroup {
             types::Int32.encode(buf, &self.authorized_operations)?;
         } else {
             if self.authorized_operations != -2147483648 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 5 {
@@ -370,7 +370,7 @@ impl Encodable for DescribedGroup {
             total_size += types::CompactString.compute_size(&self.error_message)?;
         } else {
             if !self.error_message.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 5 {
@@ -403,7 +403,7 @@ impl Encodable for DescribedGroup {
             total_size += types::Int32.compute_size(&self.authorized_operations)?;
         } else {
             if self.authorized_operations != -2147483648 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 5 {

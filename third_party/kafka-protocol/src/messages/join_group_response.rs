@@ -192,7 +192,7 @@ impl Encodable for JoinGroupResponse {
             types::Boolean.encode(buf, &self.skip_assignment)?;
         } else {
             if self.skip_assignment {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 6 {
@@ -243,7 +243,7 @@ impl Encodable for JoinGroupResponse {
             total_size += types::Boolean.compute_size(&self.skip_assignment)?;
         } else {
             if self.skip_assignment {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 6 {

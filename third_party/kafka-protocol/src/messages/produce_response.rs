@@ -76,7 +76,7 @@ impl Encodable for BatchIndexAndErrorMessage {
             types::Int32.encode(buf, &self.batch_index)?;
         } else {
             if self.batch_index != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 8 {
@@ -87,7 +87,7 @@ impl Encodable for BatchIndexAndErrorMessage {
             }
         } else {
             if !self.batch_index_error_message.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 9 {
@@ -110,7 +110,7 @@ impl Encodable for BatchIndexAndErrorMessage {
             total_size += types::Int32.compute_size(&self.batch_index)?;
         } else {
             if self.batch_index != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 8 {
@@ -121,7 +121,7 @@ impl Encodable for BatchIndexAndErrorMessage {
             }
         } else {
             if !self.batch_index_error_message.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 9 {
@@ -252,14 +252,14 @@ impl Encodable for LeaderIdAndEpoch {
             types::Int32.encode(buf, &self.leader_id)?;
         } else {
             if self.leader_id != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 10 {
             types::Int32.encode(buf, &self.leader_epoch)?;
         } else {
             if self.leader_epoch != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 9 {
@@ -282,14 +282,14 @@ impl Encodable for LeaderIdAndEpoch {
             total_size += types::Int32.compute_size(&self.leader_id)?;
         } else {
             if self.leader_id != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 10 {
             total_size += types::Int32.compute_size(&self.leader_epoch)?;
         } else {
             if self.leader_epoch != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 9 {
@@ -444,28 +444,28 @@ impl Encodable for NodeEndpoint {
             types::Int32.encode(buf, &self.node_id)?;
         } else {
             if self.node_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 10 {
             types::CompactString.encode(buf, &self.host)?;
         } else {
             if !self.host.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 10 {
             types::Int32.encode(buf, &self.port)?;
         } else {
             if self.port != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 10 {
             types::CompactString.encode(buf, &self.rack)?;
         } else {
             if !self.rack.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 9 {
@@ -488,28 +488,28 @@ impl Encodable for NodeEndpoint {
             total_size += types::Int32.compute_size(&self.node_id)?;
         } else {
             if self.node_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 10 {
             total_size += types::CompactString.compute_size(&self.host)?;
         } else {
             if !self.host.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 10 {
             total_size += types::Int32.compute_size(&self.port)?;
         } else {
             if self.port != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 10 {
             total_size += types::CompactString.compute_size(&self.rack)?;
         } else {
             if !self.rack.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Kora patch: a field this version lacks is dropped, as Kafka does for ignorable fields.
             }
         }
         if version >= 9 {

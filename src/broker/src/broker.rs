@@ -1,0 +1,317 @@
+//! The broker: wires metadata, logs, the Kafka listener and the admin endpoint together, and
+//! runs the background work (metadata → logs sync, retention, time-based flush).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kora_common::{Clock, TopicConfig};
+use kora_log::{LogManager, PartitionSpec};
+use kora_meta::controller::ControllerConfig;
+use kora_meta::{Controller, MetaError, MetadataImage};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
+use crate::metrics::Metrics;
+
+/// Producer ids reserved from the controller at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Threads that open partition logs at start-up.
+const LOG_LOAD_THREADS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data dir {path}: {message}")]
+    DataDir { path: String, message: String },
+    #[error("metadata: {0}")]
+    Meta(#[from] MetaError),
+    #[error("logs: {0}")]
+    Log(#[from] kora_log::LogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub controller: Arc<Controller>,
+    pub logs: Arc<LogManager>,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+    pub(crate) sessions: Mutex<FetchSessionCache>,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    sync_lock: Mutex<HashMap<String, (uuid::Uuid, std::collections::BTreeMap<String, String>)>>,
+    shutting_down: AtomicBool,
+    _dir_lock: File,
+}
+
+/// A running broker and its tasks.
+pub struct BrokerHandle {
+    pub broker: Arc<Broker>,
+    pub kafka_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
+    let err = |message: String| StartError::DataDir { path: dir.display().to_string(), message };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let f = File::create(dir.join(".lock")).map_err(|e| err(format!("create lock file: {e}")))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(err("in use by another kora process".into())),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(format!("lock: {e}"))),
+    }
+}
+
+impl Broker {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Runs a blocking controller call off the async workers.
+    pub(crate) async fn meta<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Controller) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, MetaError> {
+        let c = self.controller.clone();
+        tokio::task::spawn_blocking(move || f(&c))
+            .await
+            .map_err(|e| MetaError::Store(format!("metadata task failed: {e}")))?
+    }
+
+    /// Effective config of a topic; falls back to broker defaults if its stored overrides no
+    /// longer validate (they were valid when committed).
+    pub fn topic_config(&self, overrides: &std::collections::BTreeMap<String, String>) -> TopicConfig {
+        self.controller.topic_config(overrides).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "stored topic config no longer valid; using broker defaults");
+            self.controller.topic_config(&Default::default()).unwrap_or_default()
+        })
+    }
+
+    /// Makes the logs match `image`: creates new partitions, deletes removed topics, pushes
+    /// config changes. Idempotent; serialised so concurrent callers do not race.
+    pub fn apply_image(&self, image: &MetadataImage) -> Result<(), kora_log::LogError> {
+        let mut known = self.sync_lock.lock();
+        // Topics that went away, or came back with a new id.
+        let gone: Vec<String> = known
+            .iter()
+            .filter(|(name, (id, _))| image.topic(name).is_none_or(|t| t.topic_id != *id))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            self.logs.delete_topic(&name)?;
+            known.remove(&name);
+            tracing::info!(topic = %name, "deleted topic logs");
+        }
+        for (name, t) in &image.topics {
+            let cfg_changed = known.get(name).is_none_or(|(_, c)| *c != t.configs);
+            let config = self.topic_config(&t.configs);
+            for p in 0..t.partitions {
+                match self.logs.get(name, p) {
+                    Some(log) if cfg_changed => log.set_config(config.clone()),
+                    Some(_) => {}
+                    None => {
+                        self.logs.create(&PartitionSpec {
+                            topic: name.clone(),
+                            topic_id: t.topic_id.to_string(),
+                            partition: p,
+                            config: config.clone(),
+                        })?;
+                    }
+                }
+            }
+            known.insert(name.clone(), (t.topic_id, t.configs.clone()));
+        }
+        Ok(())
+    }
+
+    /// Hands out one producer id, reserving a block from the controller when needed.
+    pub(crate) async fn next_producer_id(&self) -> Result<i64, MetaError> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let start = self.meta(|c| c.allocate_producer_ids(PRODUCER_ID_BLOCK)).await?;
+            *ids = (start, start + PRODUCER_ID_BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// Opens metadata and logs, binds the listeners and starts every task.
+    pub async fn start(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<BrokerHandle, StartError> {
+        let dir_lock = lock_data_dir(&config.data_dir)?;
+        let controller = Arc::new(Controller::open(
+            &config.data_dir.join("meta"),
+            ControllerConfig {
+                default_partitions: config.num_partitions,
+                default_replication_factor: config.default_replication_factor,
+                broker_count: 1,
+                topic_defaults: config.topic_defaults.clone(),
+                max_partitions_per_topic: config.max_partitions_per_topic,
+            },
+        )?);
+        let logs = Arc::new(LogManager::open(&config.data_dir.join("logs"), clock.clone())?);
+        let image = controller.image();
+        let mut specs = Vec::with_capacity(image.partition_count());
+        let mut known = HashMap::new();
+        for (name, t) in &image.topics {
+            let cfg = controller.topic_config(&t.configs).unwrap_or_default();
+            for p in 0..t.partitions {
+                specs.push(PartitionSpec {
+                    topic: name.clone(),
+                    topic_id: t.topic_id.to_string(),
+                    partition: p,
+                    config: cfg.clone(),
+                });
+            }
+            known.insert(name.clone(), (t.topic_id, t.configs.clone()));
+        }
+        let started = std::time::Instant::now();
+        let n = specs.len();
+        let load_logs = logs.clone();
+        tokio::task::spawn_blocking(move || load_logs.load(specs, LOG_LOAD_THREADS))
+            .await
+            .map_err(|e| kora_log::LogError::Corrupt(format!("log loading failed: {e}")))??;
+        tracing::info!(partitions = n, clean = logs.clean_start(), elapsed_ms = started.elapsed().as_millis() as u64, "logs loaded");
+
+        let listener = tokio::net::TcpListener::bind(config.listener)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listener, source })?;
+        let admin = crate::admin::bind(config.admin_listener)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.admin_listener, source })?;
+        let kafka_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listener, source })?;
+        let admin_addr = admin.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listener, source })?;
+        let mut config = config;
+        if config.advertised.port == 0 {
+            config.advertised.port = kafka_addr.port();
+        }
+        let broker = Arc::new(Broker {
+            sessions: Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots)),
+            config,
+            controller,
+            logs,
+            metrics: Metrics::new(),
+            clock,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            sync_lock: Mutex::new(known),
+            shutting_down: AtomicBool::new(false),
+            _dir_lock: dir_lock,
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::server::serve(listener, broker.clone(), shutdown_rx.clone())));
+        {
+            let mut rx = shutdown_rx.clone();
+            let b = broker.clone();
+            tasks.push(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.changed().await;
+                };
+                if let Err(e) = crate::admin::serve(admin, b, stop).await {
+                    tracing::error!(error = %e, "admin endpoint failed");
+                }
+            }));
+        }
+        tasks.push(tokio::spawn(metadata_sync(broker.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(retention_loop(broker.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(flush_loop(broker.clone(), shutdown_rx)));
+        Ok(BrokerHandle { broker, kafka_addr, admin_addr, shutdown_tx, tasks })
+    }
+}
+
+impl BrokerHandle {
+    /// Stops accepting work, closes every log cleanly (flush, indexes, snapshots) and waits
+    /// for the tasks to end.
+    pub async fn shutdown(self) -> Result<(), kora_log::LogError> {
+        self.broker.shutting_down.store(true, Ordering::Release);
+        let _ = self.shutdown_tx.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let logs = self.broker.logs.clone();
+        tokio::task::spawn_blocking(move || logs.shutdown())
+            .await
+            .map_err(|e| kora_log::LogError::Corrupt(format!("shutdown task failed: {e}")))?
+    }
+}
+
+async fn metadata_sync(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut rx = b.controller.subscribe();
+    loop {
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let image = rx.borrow_and_update().clone();
+                let b2 = b.clone();
+                match tokio::task::spawn_blocking(move || b2.apply_image(&image)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "applying metadata to logs failed"),
+                    Err(e) => tracing::error!(error = %e, "metadata sync task failed"),
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn retention_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(b.config.log_retention_check_interval_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        let logs = b.logs.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let mut deleted = 0;
+            for (topic, partition, log) in logs.all() {
+                match log.apply_retention() {
+                    Ok(n) => deleted += n,
+                    Err(e) => tracing::error!(%topic, partition, error = %e, "retention failed"),
+                }
+            }
+            deleted
+        })
+        .await;
+        if let Ok(n) = res {
+            if n > 0 {
+                tracing::info!(segments = n, "retention deleted segments");
+            }
+        }
+    }
+}
+
+/// Runs fsyncs that are due by flush.ms, and the fsync of segments closed by a roll.
+async fn flush_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(b.config.log_flush_scheduler_interval_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = b.clock.now_ms();
+        let due: Vec<_> = b.logs.all().into_iter().filter(|(_, _, l)| l.flush_due(now)).collect();
+        if due.is_empty() {
+            continue;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for (topic, partition, log) in due {
+                if let Err(e) = log.flush() {
+                    tracing::error!(%topic, partition, error = %e, "flush failed");
+                }
+            }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,357 @@
+//! Broker configuration: parsed once at start-up, validated, then passed explicitly.
+//!
+//! The file is TOML whose keys are Kafka's config names. Dotted names may be written bare
+//! (`log.segment.bytes = 1048576`, which TOML reads as nested tables) or quoted; both flatten to
+//! the same name. Every key must be known: a typo is an error that names the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use kora_common::topic_config::topic_config_def_by_synonym;
+use kora_common::TopicConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("unknown config key '{0}' (see docs/configuration.md)")]
+    UnknownKey(String),
+    #[error("invalid value for '{key}': {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigFileError {
+    ConfigFileError::Invalid { key: key.to_string(), reason: reason.into() }
+}
+
+/// A host and port clients are told to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Every broker setting, typed. Kafka names in the docs of each field.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// node.id
+    pub node_id: i32,
+    /// data.dir: logs under `logs/`, metadata under `meta/`.
+    pub data_dir: PathBuf,
+    /// listeners: the Kafka listener (PLAINTEXT).
+    pub listener: SocketAddr,
+    /// advertised.listeners: what Metadata tells clients; defaults to the listener.
+    pub advertised: Advertised,
+    /// admin.listeners: HTTP for /metrics and /health.
+    pub admin_listener: SocketAddr,
+    /// auto.create.topics.enable
+    pub auto_create_topics_enable: bool,
+    /// num.partitions
+    pub num_partitions: i32,
+    /// default.replication.factor
+    pub default_replication_factor: i16,
+    /// socket.request.max.bytes: larger frames are refused before any allocation.
+    pub socket_request_max_bytes: usize,
+    /// max.connections
+    pub max_connections: usize,
+    /// fetch.max.bytes: cap on one fetch response.
+    pub fetch_max_bytes: usize,
+    /// log.retention.check.interval.ms
+    pub log_retention_check_interval_ms: u64,
+    /// log.flush.scheduler.interval.ms: how often flush.ms is checked.
+    pub log_flush_scheduler_interval_ms: u64,
+    /// max.incremental.fetch.session.cache.slots
+    pub fetch_session_cache_slots: usize,
+    /// Topic config defaults set here, by topic config name (from `log.segment.bytes` etc.).
+    pub topic_defaults: BTreeMap<String, String>,
+    /// max.partitions.per.topic (Kora): upper bound for CreateTopics/CreatePartitions.
+    pub max_partitions_per_topic: i32,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let listener: SocketAddr = ([127, 0, 0, 1], 9092).into();
+        BrokerConfig {
+            node_id: 1,
+            data_dir: PathBuf::from("./kora-data"),
+            listener,
+            advertised: Advertised { host: "127.0.0.1".into(), port: 9092 },
+            admin_listener: ([127, 0, 0, 1], 9644).into(),
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 104_857_600,
+            max_connections: 10_000,
+            fetch_max_bytes: 57_671_680,
+            log_retention_check_interval_ms: 300_000,
+            log_flush_scheduler_interval_ms: 10,
+            fetch_session_cache_slots: 1000,
+            topic_defaults: BTreeMap::new(),
+            max_partitions_per_topic: 10_000,
+        }
+    }
+}
+
+/// The broker-level keys other than topic-config synonyms, with a one-line description each
+/// (docs/configuration.md is the long form).
+pub const BROKER_KEYS: &[(&str, &str)] = &[
+    ("node.id", "This broker's id."),
+    ("data.dir", "Directory for logs and metadata."),
+    ("listeners", "Kafka listener, host:port or PLAINTEXT://host:port."),
+    ("advertised.listeners", "Address given to clients in Metadata."),
+    ("admin.listeners", "HTTP address for /metrics and /health."),
+    ("auto.create.topics.enable", "Create unknown topics on Metadata requests."),
+    ("num.partitions", "Partitions of auto-created topics and CreateTopics without a count."),
+    ("default.replication.factor", "Replication factor when none is given."),
+    ("socket.request.max.bytes", "Largest request frame accepted."),
+    ("max.connections", "Most client connections at once."),
+    ("fetch.max.bytes", "Largest fetch response."),
+    ("log.retention.check.interval.ms", "How often retention runs."),
+    ("log.retention.hours", "retention.ms default, in hours."),
+    ("log.retention.minutes", "retention.ms default, in minutes."),
+    ("log.flush.scheduler.interval.ms", "How often flush.ms deadlines are checked."),
+    ("max.incremental.fetch.session.cache.slots", "Most fetch sessions kept."),
+    ("max.partitions.per.topic", "Upper bound on a topic's partition count."),
+];
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), ConfigFileError> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out)?,
+            toml::Value::String(s) => {
+                out.insert(key, s.clone());
+            }
+            toml::Value::Integer(i) => {
+                out.insert(key, i.to_string());
+            }
+            toml::Value::Boolean(b) => {
+                out.insert(key, b.to_string());
+            }
+            toml::Value::Float(f) => {
+                out.insert(key, f.to_string());
+            }
+            toml::Value::Array(a) => {
+                let parts: Vec<String> = a
+                    .iter()
+                    .map(|x| match x {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                out.insert(key, parts.join(","));
+            }
+            toml::Value::Datetime(_) => return Err(invalid(&key, "dates are not a config value")),
+        }
+    }
+    Ok(())
+}
+
+fn parse_num<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    key: &str,
+    v: &str,
+    min: T,
+    max: T,
+) -> Result<T, ConfigFileError> {
+    let n: T = v.trim().parse().map_err(|_| invalid(key, format!("'{v}' is not a number")))?;
+    if n < min || n > max {
+        return Err(invalid(key, format!("{n} is outside [{min}, {max}]")));
+    }
+    Ok(n)
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigFileError> {
+    match v.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, format!("'{v}' is not true or false"))),
+    }
+}
+
+/// Parses `host:port` or `PLAINTEXT://host:port` (one listener).
+fn parse_listener(key: &str, v: &str) -> Result<(String, u16), ConfigFileError> {
+    let v = v.trim();
+    if v.contains(',') {
+        return Err(invalid(key, "one listener is supported"));
+    }
+    let addr = match v.split_once("://") {
+        Some((proto, rest)) => {
+            let p = proto.to_ascii_uppercase();
+            if p != "PLAINTEXT" {
+                return Err(invalid(key, format!("listener protocol {proto} is not supported yet (PLAINTEXT only)")));
+            }
+            rest
+        }
+        None => v,
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, format!("'{v}' is not host:port")))?;
+    let port: u16 = port.parse().map_err(|_| invalid(key, format!("'{port}' is not a port")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((if host.is_empty() { "0.0.0.0".into() } else { host.to_string() }, port))
+}
+
+fn resolve_addr(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigFileError> {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| invalid(key, format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(key, format!("{host} resolves to no address")))
+}
+
+impl BrokerConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigFileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigFileError::Read { path: path.display().to_string(), source })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigFileError> {
+        Self::from_toml_with_overrides(text, origin, &BTreeMap::new())
+    }
+
+    /// Parses the file, then applies `overrides` (Kafka names, e.g. from `--set`) on top.
+    pub fn from_toml_with_overrides(
+        text: &str,
+        origin: &str,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigFileError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigFileError::Syntax { path: origin.to_string(), message: e.to_string() })?;
+        let mut flat = BTreeMap::new();
+        flatten("", &table, &mut flat)?;
+        flat.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Self::from_map(&flat)
+    }
+
+    /// Builds a config from Kafka-named keys over the defaults.
+    pub fn from_map(flat: &BTreeMap<String, String>) -> Result<Self, ConfigFileError> {
+        let mut c = BrokerConfig::default();
+        let mut advertised: Option<String> = None;
+        for (k, v) in flat {
+            match k.as_str() {
+                "node.id" => c.node_id = parse_num(k, v, 0, i32::MAX)?,
+                "data.dir" => c.data_dir = PathBuf::from(v),
+                "listeners" => {
+                    let (h, p) = parse_listener(k, v)?;
+                    c.listener = resolve_addr(k, &h, p)?;
+                }
+                "advertised.listeners" => advertised = Some(v.clone()),
+                "admin.listeners" => {
+                    let (h, p) = parse_listener(k, v)?;
+                    c.admin_listener = resolve_addr(k, &h, p)?;
+                }
+                "auto.create.topics.enable" => c.auto_create_topics_enable = parse_bool(k, v)?,
+                "num.partitions" => c.num_partitions = parse_num(k, v, 1, 100_000)?,
+                "default.replication.factor" => c.default_replication_factor = parse_num(k, v, 1, 32)?,
+                "socket.request.max.bytes" => {
+                    c.socket_request_max_bytes = parse_num(k, v, 1024, i32::MAX as usize)?
+                }
+                "max.connections" => c.max_connections = parse_num(k, v, 1, 1_000_000)?,
+                "fetch.max.bytes" => c.fetch_max_bytes = parse_num(k, v, 1024, i32::MAX as usize)?,
+                "log.retention.check.interval.ms" => {
+                    c.log_retention_check_interval_ms = parse_num(k, v, 1, u64::MAX / 2)?
+                }
+                "log.retention.hours" | "log.retention.minutes" => {
+                    let n: i64 = parse_num(k, v, -1, i64::MAX / 3_600_000)?;
+                    let ms = if n < 0 { -1 } else if k.ends_with("hours") { n * 3_600_000 } else { n * 60_000 };
+                    // log.retention.ms wins when both are given, as in Kafka.
+                    c.topic_defaults.entry("retention.ms".into()).or_insert(ms.to_string());
+                }
+                "log.flush.scheduler.interval.ms" => {
+                    c.log_flush_scheduler_interval_ms = parse_num(k, v, 1, 3_600_000)?
+                }
+                "max.incremental.fetch.session.cache.slots" => {
+                    c.fetch_session_cache_slots = parse_num(k, v, 0, 1_000_000)?
+                }
+                "max.partitions.per.topic" => c.max_partitions_per_topic = parse_num(k, v, 1, 1_000_000)?,
+                other => match topic_config_def_by_synonym(other) {
+                    Some(def) => {
+                        c.topic_defaults.insert(def.name.to_string(), v.clone());
+                    }
+                    None => return Err(ConfigFileError::UnknownKey(other.to_string())),
+                },
+            }
+        }
+        if let Some(ms) = flat.get("log.retention.ms") {
+            c.topic_defaults.insert("retention.ms".into(), ms.clone());
+        }
+        // Validate the topic defaults now, naming the broker key on error.
+        TopicConfig::resolve(&c.topic_defaults, &BTreeMap::new()).map_err(|e| {
+            let key = match &e {
+                kora_common::ConfigError::Invalid { name, .. } | kora_common::ConfigError::Unknown(name) => {
+                    kora_common::topic_config_def(name).map(|d| d.broker_synonym.to_string()).unwrap_or(name.clone())
+                }
+            };
+            invalid(&key, e.to_string())
+        })?;
+        c.advertised = match advertised {
+            Some(a) => {
+                let (host, port) = parse_listener("advertised.listeners", &a)?;
+                Advertised { host, port }
+            }
+            None => {
+                let ip = c.listener.ip();
+                let host = if ip.is_unspecified() { "127.0.0.1".to_string() } else { ip.to_string() };
+                Advertised { host, port: c.listener.port() }
+            }
+        };
+        Ok(c)
+    }
+
+    /// Sets the listener and, unless advertised explicitly, the advertised address.
+    pub fn set_listener(&mut self, addr: SocketAddr) {
+        self.listener = addr;
+        let ip = addr.ip();
+        let host = if ip.is_unspecified() { "127.0.0.1".to_string() } else { ip.to_string() };
+        self.advertised = Advertised { host, port: addr.port() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kafka_names_bare_or_quoted() {
+        let c = BrokerConfig::from_toml_str(
+            r#"
+node.id = 3
+listeners = "PLAINTEXT://127.0.0.1:19092"
+log.segment.bytes = 1048576
+"log.retention.ms" = 60000
+auto.create.topics.enable = false
+"#,
+            "test",
+        )
+        .expect("valid");
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.listener.port(), 19092);
+        assert_eq!(c.advertised, Advertised { host: "127.0.0.1".into(), port: 19092 });
+        assert_eq!(c.topic_defaults.get("segment.bytes").map(String::as_str), Some("1048576"));
+        assert_eq!(c.topic_defaults.get("retention.ms").map(String::as_str), Some("60000"));
+        assert!(!c.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = BrokerConfig::from_toml_str("log.segmnet.bytes = 5", "t").expect_err("unknown");
+        assert!(e.to_string().contains("log.segmnet.bytes"), "{e}");
+        let e = BrokerConfig::from_toml_str("log.segment.bytes = 5", "t").expect_err("too small");
+        assert!(e.to_string().contains("log.segment.bytes"), "{e}");
+        let e = BrokerConfig::from_toml_str("num.partitions = 0", "t").expect_err("range");
+        assert!(e.to_string().contains("num.partitions"), "{e}");
+        let e = BrokerConfig::from_toml_str("listeners = \"SSL://x:1\"", "t").expect_err("proto");
+        assert!(e.to_string().contains("listeners"), "{e}");
+        let e = BrokerConfig::from_toml_str("node.id = [", "t").expect_err("syntax");
+        assert!(matches!(e, ConfigFileError::Syntax { .. }));
+        let c = BrokerConfig::from_toml_str("log.retention.hours = 2", "t").expect("hours");
+        assert_eq!(c.topic_defaults.get("retention.ms").map(String::as_str), Some("7200000"));
+    }
+}

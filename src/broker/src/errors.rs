@@ -1,0 +1,43 @@
+//! The one place where Kora's errors become Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+use kora_log::LogError;
+use kora_meta::MetaError;
+
+pub fn log_error_code(e: &LogError) -> i16 {
+    let r = match e {
+        LogError::Io { .. } | LogError::Corrupt(_) => ResponseError::KafkaStorageError,
+        LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
+        LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        LogError::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType,
+        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        // Closed during shutdown: retriable, the client finds the partition again.
+        LogError::Closed => ResponseError::NotLeaderOrFollower,
+        _ => ResponseError::UnknownServerError,
+    };
+    r.code()
+}
+
+pub fn meta_error_code(e: &MetaError) -> i16 {
+    let r = match e {
+        MetaError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        MetaError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        MetaError::InvalidTopicName(_) => ResponseError::InvalidTopicException,
+        MetaError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        MetaError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        MetaError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        MetaError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        _ => ResponseError::UnknownServerError,
+    };
+    r.code()
+}
+
+pub const NONE: i16 = 0;
+
+pub fn code(e: ResponseError) -> i16 {
+    e.code()
+}

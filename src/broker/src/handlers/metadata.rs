@@ -1,0 +1,133 @@
+//! Metadata and DescribeCluster: what the cluster looks like to clients. One broker is both
+//! the leader of every partition and the controller; leader epochs are 0.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    TopicName,
+};
+use kora_meta::{MetaError, TopicImage, TopicRequest};
+
+use super::sb;
+use crate::broker::Broker;
+use crate::errors::meta_error_code;
+
+fn topic_entry(b: &Broker, t: &TopicImage) -> MetadataResponseTopic {
+    let id = BrokerId(b.config.node_id);
+    let partitions = (0..t.partitions)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(id)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![id])
+                .with_isr_nodes(vec![id])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(sb(&t.name))))
+        .with_topic_id(t.topic_id)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+fn error_entry(name: Option<&str>, id: uuid::Uuid, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(|n| TopicName(sb(n))))
+        .with_topic_id(id)
+        .with_error_code(code)
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+pub(super) async fn metadata(b: &Broker, r: MetadataRequest, version: i16) -> MetadataResponse {
+    let image = b.controller.image();
+    let topics = match &r.topics {
+        None => image.topics.values().map(|t| topic_entry(b, t)).collect(),
+        Some(list) => {
+            // Before v4 there is no flag: auto-creation follows the broker setting.
+            let may_create = b.config.auto_create_topics_enable && (version < 4 || r.allow_auto_topic_creation);
+            let mut out = Vec::with_capacity(list.len());
+            for req in list {
+                let name = req.name.as_ref().map(|n| n.0.to_string());
+                let found = match &name {
+                    Some(n) if !n.is_empty() => image.topic(n).cloned(),
+                    _ => image.topic_by_id(&req.topic_id).cloned(),
+                };
+                if let Some(t) = found {
+                    out.push(topic_entry(b, &t));
+                    continue;
+                }
+                let Some(n) = name.filter(|n| !n.is_empty()) else {
+                    out.push(error_entry(None, req.topic_id, ResponseError::UnknownTopicId.code()));
+                    continue;
+                };
+                if !may_create {
+                    out.push(error_entry(Some(&n), uuid::Uuid::nil(), ResponseError::UnknownTopicOrPartition.code()));
+                    continue;
+                }
+                out.push(auto_create(b, &n).await);
+            }
+            out
+        }
+    };
+    let me = b.config.node_id;
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(me))
+            .with_host(sb(&b.config.advertised.host))
+            .with_port(b.config.advertised.port as i32)])
+        .with_cluster_id(Some(sb(&image.cluster_id)))
+        .with_controller_id(BrokerId(me))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(i32::MIN)
+}
+
+async fn auto_create(b: &Broker, name: &str) -> MetadataResponseTopic {
+    let req = TopicRequest {
+        name: name.to_string(),
+        partitions: -1,
+        replication_factor: -1,
+        configs: Default::default(),
+    };
+    let created = b.meta(move |c| c.create_topic(&req, false)).await;
+    match created {
+        Ok(_) | Err(MetaError::TopicExists(_)) => {
+            let image = b.controller.image();
+            match image.topic(name).cloned() {
+                Some(t) => {
+                    if let Err(e) = b.apply_image(&image) {
+                        tracing::error!(topic = name, error = %e, "creating logs for auto-created topic failed");
+                    }
+                    tracing::info!(topic = name, partitions = t.partitions, "auto-created topic");
+                    topic_entry(b, &t)
+                }
+                // Deleted again in between: let the client retry.
+                None => error_entry(Some(name), uuid::Uuid::nil(), ResponseError::LeaderNotAvailable.code()),
+            }
+        }
+        Err(e) => error_entry(Some(name), uuid::Uuid::nil(), meta_error_code(&e)),
+    }
+}
+
+pub(super) fn describe_cluster(b: &Broker, r: DescribeClusterRequest) -> DescribeClusterResponse {
+    let image = b.controller.image();
+    let resp = DescribeClusterResponse::default()
+        .with_cluster_id(sb(&image.cluster_id))
+        .with_controller_id(BrokerId(b.config.node_id))
+        .with_endpoint_type(r.endpoint_type)
+        .with_cluster_authorized_operations(i32::MIN);
+    // endpoint_type 1: brokers (default); 2: controllers, which Kora does not expose.
+    if r.endpoint_type != 1 {
+        return resp
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(sb("only broker endpoints are exposed")));
+    }
+    resp.with_brokers(vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(b.config.node_id))
+        .with_host(sb(&b.config.advertised.host))
+        .with_port(b.config.advertised.port as i32)])
+}

@@ -1,0 +1,92 @@
+//! Request handlers, one module per API family, and the table of API versions we serve.
+//!
+//! The table is the single source for ApiVersions and for the version check in the server:
+//! a version is listed only when its fields are implemented.
+
+mod admin;
+mod fetch;
+mod metadata;
+mod offsets;
+mod produce;
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+
+/// (API, min version, max version) served by Kora.
+pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+pub(crate) fn supported_range(k: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(key, _, _)| *key == k).map(|&(_, lo, hi)| (lo, hi))
+}
+
+fn api_versions_list() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|&(k, lo, hi)| {
+            let crate_range = k.valid_versions();
+            debug_assert!(lo >= crate_range.min && hi <= crate_range.max, "{k:?} beyond the codec");
+            ApiVersion::default().with_api_key(k as i16).with_min_version(lo).with_max_version(hi)
+        })
+        .collect()
+}
+
+/// The v0 answer to an ApiVersions request at a version we do not know (KIP-511).
+pub(crate) fn api_versions_unsupported() -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(kafka_protocol::error::ResponseError::UnsupportedVersion.code())
+        .with_api_keys(api_versions_list())
+}
+
+pub(crate) fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+/// Runs the handler for one decoded request. `Ok(None)`: no response (acks=0).
+/// `Err(reason)`: close the connection.
+pub(crate) async fn dispatch(
+    b: &Broker,
+    header: &RequestHeader,
+    req: RequestKind,
+) -> Result<Option<ResponseKind>, String> {
+    let v = header.request_api_version;
+    let resp: ResponseKind = match req {
+        RequestKind::ApiVersions(_) => {
+            ApiVersionsResponse::default().with_api_keys(api_versions_list()).into()
+        }
+        RequestKind::Metadata(r) => metadata::metadata(b, r, v).await.into(),
+        RequestKind::DescribeCluster(r) => metadata::describe_cluster(b, r).into(),
+        RequestKind::Produce(r) => return produce::produce(b, r, v).await.map(|o| o.map(Into::into)),
+        RequestKind::Fetch(r) => fetch::fetch(b, r, v).await.into(),
+        RequestKind::ListOffsets(r) => offsets::list_offsets(b, r).await.into(),
+        RequestKind::DeleteRecords(r) => offsets::delete_records(b, r).await.into(),
+        RequestKind::OffsetForLeaderEpoch(r) => offsets::offset_for_leader_epoch(b, r).into(),
+        RequestKind::InitProducerId(r) => produce::init_producer_id(b, r).await.into(),
+        RequestKind::CreateTopics(r) => admin::create_topics(b, r, v).await.into(),
+        RequestKind::DeleteTopics(r) => admin::delete_topics(b, r, v).await.into(),
+        RequestKind::CreatePartitions(r) => admin::create_partitions(b, r).await.into(),
+        RequestKind::DescribeConfigs(r) => admin::describe_configs(b, r, v).into(),
+        RequestKind::AlterConfigs(r) => admin::alter_configs(b, r).await.into(),
+        RequestKind::IncrementalAlterConfigs(r) => admin::incremental_alter_configs(b, r).await.into(),
+        other => return Err(format!("no handler for {other:?}")),
+    };
+    Ok(Some(resp))
+}

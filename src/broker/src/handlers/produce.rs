@@ -1,0 +1,177 @@
+//! Produce and InitProducerId.
+//!
+//! The append path: split and CRC-check the batch outside any lock, append (a page-cache
+//! write under the partition mutex), then, only when the topic's flush policy asks for it,
+//! fsync off the async workers before acknowledging. Records are never decoded.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
+use kora_log::batch::split_batches;
+use kora_log::{LogError, PartitionLog};
+
+use super::sb;
+use crate::broker::Broker;
+use crate::errors::{log_error_code, meta_error_code};
+use crate::metrics::TopicLabels;
+
+fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(|m| sb(&m)))
+}
+
+/// Appends one partition's records; returns the response entry.
+async fn append_partition(
+    b: &Broker,
+    log: Arc<PartitionLog>,
+    topic: &str,
+    index: i32,
+    records: Option<Bytes>,
+) -> PartitionProduceResponse {
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return partition_error(index, ResponseError::InvalidRecord.code(), Some("no records".into()));
+    };
+    let fail = |e: LogError| partition_error(index, log_error_code(&e), Some(e.to_string()));
+    let mut batches = match split_batches(&records) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if batches.len() != 1 {
+        // Produce v3+ carries exactly one batch per partition.
+        return partition_error(
+            index,
+            ResponseError::InvalidRecord.code(),
+            Some(format!("expected one record batch, got {}", batches.len())),
+        );
+    }
+    let (header, batch) = batches.remove(0);
+    let res = match log.append(&header, &batch) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(topic, partition = index, error = %e, "produce rejected");
+            return fail(e);
+        }
+    };
+    if !res.duplicate {
+        let l = TopicLabels { topic: topic.to_string() };
+        b.metrics.bytes_in.get_or_create(&l).inc_by(batch.len() as u64);
+        b.metrics.messages_in.get_or_create(&l).inc_by(header.records_count as u64);
+    }
+    if res.flush_required || res.rolled {
+        let log2 = log.clone();
+        let upto = res.last_offset + 1;
+        let flush = tokio::task::spawn_blocking(move || log2.flush_to(upto));
+        if res.flush_required {
+            // The flush policy makes durability part of the acknowledgement.
+            match flush.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return fail(e),
+                Err(e) => return fail(LogError::Corrupt(format!("flush task: {e}"))),
+            }
+        }
+    }
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(res.base_offset)
+        .with_log_append_time_ms(res.log_append_time_ms)
+        .with_log_start_offset(res.log_start_offset)
+}
+
+pub(super) async fn produce(b: &Broker, r: ProduceRequest, version: i16) -> Result<Option<ProduceResponse>, String> {
+    let acks = r.acks;
+    if !matches!(acks, -1..=1) {
+        let responses = r
+            .topic_data
+            .iter()
+            .map(|t| {
+                TopicProduceResponse::default().with_name(t.name.clone()).with_topic_id(t.topic_id).with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| partition_error(p.index, ResponseError::InvalidRequiredAcks.code(), None))
+                        .collect(),
+                )
+            })
+            .collect();
+        return Ok(Some(ProduceResponse::default().with_responses(responses)));
+    }
+    if r.transactional_id.is_some() {
+        // Transactions arrive with the transaction coordinator; refuse them clearly until then.
+        let responses = r
+            .topic_data
+            .iter()
+            .map(|t| {
+                TopicProduceResponse::default().with_name(t.name.clone()).with_topic_id(t.topic_id).with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| {
+                            partition_error(
+                                p.index,
+                                ResponseError::TransactionalIdAuthorizationFailed.code(),
+                                Some("transactions are not supported yet".into()),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        return Ok(Some(ProduceResponse::default().with_responses(responses)));
+    }
+    let image = b.controller.image();
+    let mut responses = Vec::with_capacity(r.topic_data.len());
+    let mut any_error = false;
+    for t in r.topic_data {
+        // v13 addresses topics by id.
+        let name = if version >= 13 {
+            image.topic_by_id(&t.topic_id).map(|x| x.name.clone())
+        } else {
+            Some(t.name.0.to_string())
+        };
+        let mut parts = Vec::with_capacity(t.partition_data.len());
+        for p in t.partition_data {
+            let log = name.as_deref().and_then(|n| b.logs.get(n, p.index));
+            let entry = match (&name, log) {
+                (Some(n), Some(log)) => append_partition(b, log, n, p.index, p.records).await,
+                (None, _) => partition_error(p.index, ResponseError::UnknownTopicId.code(), None),
+                (Some(_), None) => partition_error(p.index, ResponseError::UnknownTopicOrPartition.code(), None),
+            };
+            any_error |= entry.error_code != 0;
+            parts.push(entry);
+        }
+        responses.push(
+            TopicProduceResponse::default().with_name(t.name).with_topic_id(t.topic_id).with_partition_responses(parts),
+        );
+    }
+    if acks == 0 {
+        // No response; on error close the connection so the client notices (as Kafka does).
+        return if any_error { Err("acks=0 produce failed".into()) } else { Ok(None) };
+    }
+    Ok(Some(ProduceResponse::default().with_responses(responses)))
+}
+
+pub(super) async fn init_producer_id(b: &Broker, r: InitProducerIdRequest) -> InitProducerIdResponse {
+    if r.transactional_id.is_some() {
+        return InitProducerIdResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    // Idempotent producers get a fresh id at epoch 0, also when they ask to bump (KIP-360):
+    // a new id fences nothing and restarts sequences cleanly.
+    match b.next_producer_id().await {
+        Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => InitProducerIdResponse::default()
+            .with_error_code(meta_error_code(&e))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
+}

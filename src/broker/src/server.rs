@@ -1,0 +1,195 @@
+//! The Kafka listener: one task per connection, requests handled in arrival order.
+//!
+//! Protocol of a connection: read a 4-byte big-endian size; refuse sizes outside
+//! [8, socket.request.max.bytes] before allocating; read the frame; decode the header and
+//! body with kafka-protocol; run the handler; queue the encoded response for the writer task.
+//! Kafka clients may pipeline; answering strictly in request order is what the protocol
+//! requires, and handling one request at a time per connection gives that for free while
+//! bounding a connection's memory to one request plus a bounded queue of responses.
+//! Frames that cannot be understood close the connection with one log line, as Kafka does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::broker::Broker;
+use crate::handlers::{self, api_versions_unsupported, supported_range};
+use crate::metrics::ApiLabels;
+
+/// Smallest legal request: api key, version, correlation id.
+const MIN_FRAME_BYTES: usize = 8;
+/// Encoded responses queued per connection before the handler waits for the socket.
+const RESPONSE_QUEUE_DEPTH: usize = 16;
+
+/// What to do after a request.
+pub(crate) enum Outcome {
+    Respond(Bytes),
+    /// acks=0 produce: no response.
+    Silent,
+    /// Close the connection; the reason is logged once.
+    Close(String),
+}
+
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(broker.config.max_connections));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, max = broker.config.max_connections, "max.connections reached; refusing connection");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let b = broker.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    connection(b, stream, peer).await;
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn connection(b: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    b.metrics.connections.inc();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let (tx, mut rx) = mpsc::channel::<Bytes>(RESPONSE_QUEUE_DEPTH);
+    let writer = tokio::spawn(async move {
+        while let Some(buf) = rx.recv().await {
+            if wr.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let max = b.config.socket_request_max_bytes;
+    loop {
+        let len = match rd.read_i32().await {
+            Ok(n) => n,
+            Err(_) => break, // EOF or reset: the client went away
+        };
+        if len < MIN_FRAME_BYTES as i32 || len as usize > max {
+            tracing::warn!(%peer, size = len, max, "request size outside [8, socket.request.max.bytes]; closing connection");
+            break;
+        }
+        let mut buf = BytesMut::zeroed(len as usize);
+        if rd.read_exact(&mut buf).await.is_err() {
+            break;
+        }
+        match handle_frame(&b, buf.freeze()).await {
+            Outcome::Respond(bytes) => {
+                if tx.send(bytes).await.is_err() {
+                    break;
+                }
+            }
+            Outcome::Silent => {}
+            Outcome::Close(reason) => {
+                tracing::warn!(%peer, %reason, "closing connection");
+                break;
+            }
+        }
+        if b.is_shutting_down() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+    b.metrics.connections.dec();
+}
+
+fn be_i16(b: &[u8]) -> i16 {
+    i16::from_be_bytes([b[0], b[1]])
+}
+
+/// Decodes, handles and encodes one request frame.
+pub(crate) async fn handle_frame(b: &Broker, frame: Bytes) -> Outcome {
+    debug_assert!(frame.len() >= MIN_FRAME_BYTES);
+    let raw_key = be_i16(&frame[0..2]);
+    let version = be_i16(&frame[2..4]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        return Outcome::Close(format!("unknown API key {raw_key}"));
+    };
+    let Some(range) = supported_range(api_key) else {
+        return Outcome::Close(format!("API {api_key:?} is not supported"));
+    };
+    if version < range.0 || version > range.1 {
+        if api_key == ApiKey::ApiVersions {
+            // Answer with v0 so any client can read our ranges and retry (KIP-511).
+            return encode(correlation_id, api_key, 0, api_versions_unsupported().into());
+        }
+        return Outcome::Close(format!("{api_key:?} v{version} is outside our range {}..={}", range.0, range.1));
+    }
+    let mut body = frame;
+    let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request header: {e}")),
+    };
+    let request = match RequestKind::decode(api_key, &mut body, version) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}")),
+    };
+    let started = Instant::now();
+    let response = handlers::dispatch(b, &header, request).await;
+    let labels = ApiLabels { api: api_name(api_key) };
+    b.metrics.request_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    b.metrics.requests.get_or_create(&labels).inc();
+    match response {
+        Ok(Some(resp)) => encode(correlation_id, api_key, version, resp),
+        Ok(None) => Outcome::Silent,
+        Err(reason) => Outcome::Close(reason),
+    }
+}
+
+fn encode(correlation_id: i32, api_key: ApiKey, version: i16, resp: ResponseKind) -> Outcome {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    if let Err(e) = header.encode(&mut out, api_key.response_header_version(version)) {
+        return Outcome::Close(format!("encoding {api_key:?} response header failed: {e}"));
+    }
+    if let Err(e) = resp.encode(&mut out, version) {
+        return Outcome::Close(format!("encoding {api_key:?} v{version} response failed: {e}"));
+    }
+    let size = (out.len() - 4) as i32;
+    out[0..4].copy_from_slice(&size.to_be_bytes());
+    Outcome::Respond(out.freeze())
+}
+
+pub(crate) fn api_name(k: ApiKey) -> &'static str {
+    match k {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        _ => "Other",
+    }
+}
