@@ -1,0 +1,222 @@
+//! Malformed and hostile input over raw TCP: the broker answers with the right Kafka error code
+//! or closes that one connection, and keeps serving everyone else.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::Kora;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
+    FetchResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+fn connect(k: &Kora) -> TcpStream {
+    let s = TcpStream::connect(&k.bootstrap).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s
+}
+
+fn send_frame(s: &mut TcpStream, body: &[u8]) {
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    s.write_all(&f).expect("write");
+}
+
+/// Reads one response frame; None when the broker closed the connection.
+fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    Some(Bytes::from(buf))
+}
+
+fn request<Req: Encodable, Resp: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16, req: &Req) -> Option<Resp> {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("bad-input-test")))
+        .encode(&mut buf, key.request_header_version(version))
+        .expect("header");
+    req.encode(&mut buf, version).expect("body");
+    send_frame(s, &buf);
+    let mut resp = read_frame(s)?;
+    let h = ResponseHeader::decode(&mut resp, key.response_header_version(version)).expect("response header");
+    assert_eq!(h.correlation_id, 7);
+    Some(Resp::decode(&mut resp, version).expect("response body"))
+}
+
+fn assert_closed(s: &mut TcpStream) {
+    let mut b = [0u8; 1];
+    match s.read(&mut b) {
+        Ok(0) | Err(_) => {}
+        Ok(n) => panic!("expected the connection to close, read {n} bytes"),
+    }
+}
+
+fn assert_alive(k: &Kora) {
+    let mut s = connect(k);
+    let r: ApiVersionsResponse = request(&mut s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).expect("alive");
+    assert_eq!(r.error_code, 0);
+}
+
+fn batch(n: usize, value_len: usize) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+            key: None,
+            value: Some(Bytes::from(vec![b'x'; value_len])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
+    buf.freeze()
+}
+
+fn produce(s: &mut TcpStream, topic: &str, acks: i16, records: Bytes) -> ProduceResponse {
+    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+    request(s, ApiKey::Produce, 9, &req).expect("produce response")
+}
+
+fn produce_error(resp: &ProduceResponse) -> i16 {
+    resp.responses[0].partition_responses[0].error_code
+}
+
+fn create(s: &mut TcpStream, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+    let t = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.into())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.to_string())).with_value(Some(StrBytes::from_string(v.to_string()))))
+                .collect(),
+        );
+    let r: CreateTopicsResponse = request(s, ApiKey::CreateTopics, 7, &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(5000))
+        .expect("create response");
+    r.topics[0].error_code
+}
+
+#[test]
+fn malformed_frames_close_only_their_connection() {
+    let k = Kora::start(&["--set", "socket.request.max.bytes=1048576"]);
+    // Oversized: refused before allocating.
+    let mut s = connect(&k);
+    s.write_all(&i32::MAX.to_be_bytes()).expect("write");
+    assert_closed(&mut s);
+    // Negative and too-small sizes.
+    for size in [-5i32, 3] {
+        let mut s = connect(&k);
+        s.write_all(&size.to_be_bytes()).expect("write");
+        assert_closed(&mut s);
+    }
+    // Unknown API key.
+    let mut s = connect(&k);
+    send_frame(&mut s, &[0x7f, 0x00, 0, 1, 0, 0, 0, 1, 0xff, 0xff]);
+    assert_closed(&mut s);
+    // A Metadata request claiming 2^31-1 topics in a 20-byte frame must not allocate for them.
+    let mut s = connect(&k);
+    let mut body = vec![0, 3, 0, 1, 0, 0, 0, 9, 0xff, 0xff];
+    body.extend_from_slice(&i32::MAX.to_be_bytes());
+    send_frame(&mut s, &body);
+    assert_closed(&mut s);
+    // Truncated frame then hang-up.
+    let mut s = connect(&k);
+    s.write_all(&100i32.to_be_bytes()).expect("write");
+    s.write_all(&[0u8; 10]).expect("write");
+    drop(s);
+    // Garbage body for a known API.
+    let mut s = connect(&k);
+    send_frame(&mut s, &[0, 0, 0, 9, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef]);
+    assert_closed(&mut s);
+    assert_alive(&k);
+}
+
+#[test]
+fn api_versions_from_the_future_gets_our_ranges() {
+    let k = Kora::start(&[]);
+    let mut s = connect(&k);
+    let mut buf = BytesMut::new();
+    // ApiVersions v99: header v1 (no tagged fields) as a client from the future would send.
+    buf.extend_from_slice(&[0, 18, 0, 99, 0, 0, 0, 5, 0, 1, b'x']);
+    send_frame(&mut s, &buf);
+    let mut resp = read_frame(&mut s).expect("a v0 answer");
+    let h = ResponseHeader::decode(&mut resp, 0).expect("header v0");
+    assert_eq!(h.correlation_id, 5);
+    let r = ApiVersionsResponse::decode(&mut resp, 0).expect("v0 body");
+    assert_eq!(r.error_code, 35, "UNSUPPORTED_VERSION");
+    let produce = r.api_keys.iter().find(|a| a.api_key == 0).expect("Produce listed");
+    assert_eq!((produce.min_version, produce.max_version), (3, 13));
+}
+
+#[test]
+fn bad_produce_and_admin_requests_get_kafka_error_codes() {
+    let k = Kora::start(&["--set", "auto.create.topics.enable=false"]);
+    let mut s = connect(&k);
+    assert_eq!(create(&mut s, "good", 1, &[("max.message.bytes", "2000")]), 0);
+    assert_eq!(create(&mut s, "good", 1, &[]), 36, "TOPIC_ALREADY_EXISTS");
+    assert_eq!(create(&mut s, "bad/name", 1, &[]), 17, "INVALID_TOPIC_EXCEPTION");
+    assert_eq!(create(&mut s, &"x".repeat(250), 1, &[]), 17, "name too long");
+    assert_eq!(create(&mut s, "cfg", 1, &[("retention.ms", "soon")]), 40, "INVALID_CONFIG");
+    assert_eq!(create(&mut s, "cfg", 1, &[("no.such.config", "1")]), 40, "unknown config");
+    assert_eq!(create(&mut s, "parts", 0, &[]), 37, "INVALID_PARTITIONS");
+
+    let good = batch(3, 10);
+    assert_eq!(produce_error(&produce(&mut s, "good", -1, good.clone())), 0);
+    assert_eq!(produce_error(&produce(&mut s, "missing", -1, good.clone())), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(produce_error(&produce(&mut s, "good", 5, good.clone())), 21, "INVALID_REQUIRED_ACKS");
+    let mut corrupt = good.to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x55;
+    assert_eq!(produce_error(&produce(&mut s, "good", -1, Bytes::from(corrupt))), 2, "CORRUPT_MESSAGE");
+    let mut magic1 = good.to_vec();
+    magic1[16] = 1;
+    assert_eq!(produce_error(&produce(&mut s, "good", -1, Bytes::from(magic1))), 87, "INVALID_RECORD");
+    assert_eq!(produce_error(&produce(&mut s, "good", -1, good.slice(..good.len() - 4))), 2, "truncated batch");
+    let two = [good.clone(), good.clone()].concat();
+    assert_eq!(produce_error(&produce(&mut s, "good", -1, Bytes::from(two))), 87, "one batch per partition");
+    assert_eq!(produce_error(&produce(&mut s, "good", -1, batch(1, 5000))), 10, "MESSAGE_TOO_LARGE");
+
+    // Only the first good batch landed.
+    let fetch = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_static_str("good")))
+        .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = request(&mut s, ApiKey::Fetch, 11, &fetch).expect("fetch");
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 3));
+    let out_of_range = fetch.clone().with_topics(vec![FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_static_str("good")))
+        .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(99).with_partition_max_bytes(1 << 20)])]);
+    let r: FetchResponse = request(&mut s, ApiKey::Fetch, 11, &out_of_range).expect("fetch");
+    assert_eq!(r.responses[0].partitions[0].error_code, 1, "OFFSET_OUT_OF_RANGE");
+    // acks=0 with an error: no response, the connection closes so the client notices.
+    let req = ProduceRequest::default().with_acks(0).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str("missing")))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(good))])]);
+    assert!(request::<_, ProduceResponse>(&mut s, ApiKey::Produce, 9, &req).is_none());
+    assert_alive(&k);
+}
