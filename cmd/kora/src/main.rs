@@ -115,7 +115,8 @@ fn main() -> Result<()> {
             BrokerConfig::from_toml_with_overrides(&text, &a.config.display().to_string(), &extra)?
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     runtime.block_on(run(config, cli.output, matches!(cli.command, Command::Dev(_))))
 }
 
@@ -123,7 +124,8 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
     let data_dir = config.data_dir.clone();
     let handle = Broker::start(config, Arc::new(SystemClock)).await.context("broker failed to start")?;
     let cluster_id = handle.broker.controller.image().cluster_id.clone();
-    let bootstrap = format!("{}:{}", handle.broker.config.advertised.host, handle.broker.config.advertised.port);
+    let bootstrap =
+        format!("{}:{}", handle.broker.config.advertised.host, handle.broker.config.advertised.port);
     match output {
         Output::Json => println!(
             "{}",
@@ -137,7 +139,12 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
             })
         ),
         Output::Text => {
-            println!("{} is up ({} node, data in {})", if dev { "Kora dev cluster" } else { "Kora broker" }, handle.broker.config.node_id, data_dir.display());
+            println!(
+                "{} is up ({} node, data in {})",
+                if dev { "Kora dev cluster" } else { "Kora broker" },
+                handle.broker.config.node_id,
+                data_dir.display()
+            );
             println!("  bootstrap servers: {bootstrap}");
             println!("  admin:             http://{}  (/metrics, /health)", handle.admin_addr);
             println!("  cluster id:        {cluster_id}");

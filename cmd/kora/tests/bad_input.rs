@@ -40,7 +40,12 @@ fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
     Some(Bytes::from(buf))
 }
 
-fn request<Req: Encodable, Resp: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16, req: &Req) -> Option<Resp> {
+fn request<Req: Encodable, Resp: Decodable>(
+    s: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Option<Resp> {
     let mut buf = BytesMut::new();
     RequestHeader::default()
         .with_request_api_key(key as i16)
@@ -67,7 +72,8 @@ fn assert_closed(s: &mut TcpStream) {
 
 fn assert_alive(k: &Kora) {
     let mut s = connect(k);
-    let r: ApiVersionsResponse = request(&mut s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).expect("alive");
+    let r: ApiVersionsResponse =
+        request(&mut s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).expect("alive");
     assert_eq!(r.error_code, 0);
 }
 
@@ -83,21 +89,33 @@ fn batch(n: usize, value_len: usize) -> Bytes {
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: i as i32,
-            timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
             key: None,
             value: Some(Bytes::from(vec![b'x'; value_len])),
             headers: Default::default(),
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("encode");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .expect("encode");
     buf.freeze()
 }
 
 fn produce(s: &mut TcpStream, topic: &str, acks: i16, records: Bytes) -> ProduceResponse {
-    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_string(topic.into())))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+    let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))]),
+    ]);
     request(s, ApiKey::Produce, 9, &req).expect("produce response")
 }
 
@@ -113,11 +131,20 @@ fn create(s: &mut TcpStream, name: &str, partitions: i32, configs: &[(&str, &str
         .with_configs(
             configs
                 .iter()
-                .map(|(k, v)| CreatableTopicConfig::default().with_name(StrBytes::from_string(k.to_string())).with_value(Some(StrBytes::from_string(v.to_string()))))
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
                 .collect(),
         );
-    let r: CreateTopicsResponse = request(s, ApiKey::CreateTopics, 7, &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(5000))
-        .expect("create response");
+    let r: CreateTopicsResponse = request(
+        s,
+        ApiKey::CreateTopics,
+        7,
+        &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(5000),
+    )
+    .expect("create response");
     r.topics[0].error_code
 }
 
@@ -196,27 +223,43 @@ fn bad_produce_and_admin_requests_get_kafka_error_codes() {
     let mut magic1 = good.to_vec();
     magic1[16] = 1;
     assert_eq!(produce_error(&produce(&mut s, "good", -1, Bytes::from(magic1))), 87, "INVALID_RECORD");
-    assert_eq!(produce_error(&produce(&mut s, "good", -1, good.slice(..good.len() - 4))), 2, "truncated batch");
+    assert_eq!(
+        produce_error(&produce(&mut s, "good", -1, good.slice(..good.len() - 4))),
+        2,
+        "truncated batch"
+    );
     let two = [good.clone(), good.clone()].concat();
     assert_eq!(produce_error(&produce(&mut s, "good", -1, Bytes::from(two))), 87, "one batch per partition");
     assert_eq!(produce_error(&produce(&mut s, "good", -1, batch(1, 5000))), 10, "MESSAGE_TOO_LARGE");
 
     // Only the first good batch landed.
-    let fetch = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default()
-        .with_topic(TopicName(StrBytes::from_static_str("good")))
-        .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20)])]);
+    let fetch = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+        FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("good"))).with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20),
+        ]),
+    ]);
     let r: FetchResponse = request(&mut s, ApiKey::Fetch, 11, &fetch).expect("fetch");
     let p = &r.responses[0].partitions[0];
     assert_eq!((p.error_code, p.high_watermark), (0, 3));
     let out_of_range = fetch.clone().with_topics(vec![FetchTopic::default()
         .with_topic(TopicName(StrBytes::from_static_str("good")))
-        .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(99).with_partition_max_bytes(1 << 20)])]);
+        .with_partitions(vec![FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(99)
+            .with_partition_max_bytes(1 << 20)])]);
     let r: FetchResponse = request(&mut s, ApiKey::Fetch, 11, &out_of_range).expect("fetch");
     assert_eq!(r.responses[0].partitions[0].error_code, 1, "OFFSET_OUT_OF_RANGE");
     // acks=0 with an error: no response, the connection closes so the client notices.
-    let req = ProduceRequest::default().with_acks(0).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_static_str("missing")))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(good))])]);
+    let req = ProduceRequest::default().with_acks(0).with_timeout_ms(5000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("missing")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(good))]),
+    ]);
     assert!(request::<_, ProduceResponse>(&mut s, ApiKey::Produce, 9, &req).is_none());
     assert_alive(&k);
 }

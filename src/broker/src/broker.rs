@@ -37,6 +37,9 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
+/// What `apply_image` last applied for a topic.
+type AppliedTopic = (uuid::Uuid, std::collections::BTreeMap<String, String>);
+
 #[derive(Debug)]
 pub struct Broker {
     pub config: BrokerConfig,
@@ -46,7 +49,8 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     pub(crate) sessions: Mutex<FetchSessionCache>,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
-    sync_lock: Mutex<HashMap<String, (uuid::Uuid, std::collections::BTreeMap<String, String>)>>,
+    /// Topic id and config overrides of every topic the logs reflect; guards `apply_image`.
+    sync_lock: Mutex<HashMap<String, AppliedTopic>>,
     shutting_down: AtomicBool,
     _dir_lock: File,
 }
@@ -180,7 +184,12 @@ impl Broker {
         tokio::task::spawn_blocking(move || load_logs.load(specs, LOG_LOAD_THREADS))
             .await
             .map_err(|e| kora_log::LogError::Corrupt(format!("log loading failed: {e}")))??;
-        tracing::info!(partitions = n, clean = logs.clean_start(), elapsed_ms = started.elapsed().as_millis() as u64, "logs loaded");
+        tracing::info!(
+            partitions = n,
+            clean = logs.clean_start(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "logs loaded"
+        );
 
         let listener = tokio::net::TcpListener::bind(config.listener)
             .await
@@ -188,8 +197,10 @@ impl Broker {
         let admin = crate::admin::bind(config.admin_listener)
             .await
             .map_err(|source| StartError::Bind { addr: config.admin_listener, source })?;
-        let kafka_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listener, source })?;
-        let admin_addr = admin.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listener, source })?;
+        let kafka_addr =
+            listener.local_addr().map_err(|source| StartError::Bind { addr: config.listener, source })?;
+        let admin_addr =
+            admin.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listener, source })?;
         let mut config = config;
         if config.advertised.port == 0 {
             config.advertised.port = kafka_addr.port();

@@ -117,7 +117,11 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("max.partitions.per.topic", "Upper bound on a topic's partition count."),
 ];
 
-fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) -> Result<(), ConfigFileError> {
+fn flatten(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigFileError> {
     for (k, v) in table {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
@@ -181,15 +185,17 @@ fn parse_listener(key: &str, v: &str) -> Result<(String, u16), ConfigFileError> 
         Some((proto, rest)) => {
             let p = proto.to_ascii_uppercase();
             if p != "PLAINTEXT" {
-                return Err(invalid(key, format!("listener protocol {proto} is not supported yet (PLAINTEXT only)")));
+                return Err(invalid(
+                    key,
+                    format!("listener protocol {proto} is not supported yet (PLAINTEXT only)"),
+                ));
             }
             rest
         }
         None => v,
     };
-    let (host, port) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| invalid(key, format!("'{v}' is not host:port")))?;
+    let (host, port) =
+        addr.rsplit_once(':').ok_or_else(|| invalid(key, format!("'{v}' is not host:port")))?;
     let port: u16 = port.parse().map_err(|_| invalid(key, format!("'{port}' is not a port")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((if host.is_empty() { "0.0.0.0".into() } else { host.to_string() }, port))
@@ -221,9 +227,10 @@ impl BrokerConfig {
         origin: &str,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Self, ConfigFileError> {
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigFileError::Syntax { path: origin.to_string(), message: e.to_string() })?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigFileError::Syntax {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
         let mut flat = BTreeMap::new();
         flatten("", &table, &mut flat)?;
         flat.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -260,7 +267,13 @@ impl BrokerConfig {
                 }
                 "log.retention.hours" | "log.retention.minutes" => {
                     let n: i64 = parse_num(k, v, -1, i64::MAX / 3_600_000)?;
-                    let ms = if n < 0 { -1 } else if k.ends_with("hours") { n * 3_600_000 } else { n * 60_000 };
+                    let ms = if n < 0 {
+                        -1
+                    } else if k.ends_with("hours") {
+                        n * 3_600_000
+                    } else {
+                        n * 60_000
+                    };
                     // log.retention.ms wins when both are given, as in Kafka.
                     c.topic_defaults.entry("retention.ms".into()).or_insert(ms.to_string());
                 }
@@ -286,7 +299,9 @@ impl BrokerConfig {
         TopicConfig::resolve(&c.topic_defaults, &BTreeMap::new()).map_err(|e| {
             let key = match &e {
                 kora_common::ConfigError::Invalid { name, .. } | kora_common::ConfigError::Unknown(name) => {
-                    kora_common::topic_config_def(name).map(|d| d.broker_synonym.to_string()).unwrap_or(name.clone())
+                    kora_common::topic_config_def(name)
+                        .map(|d| d.broker_synonym.to_string())
+                        .unwrap_or(name.clone())
                 }
             };
             invalid(&key, e.to_string())

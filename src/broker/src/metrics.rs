@@ -54,7 +54,8 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("kora");
-        let request_latency = Family::<ApiLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let request_latency =
+            Family::<ApiLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         registry.register("request_latency_seconds", "Request handling time by API", request_latency.clone());
         let requests = Family::<ApiLabels, Counter>::default();
         registry.register("requests", "Requests handled by API", requests.clone());

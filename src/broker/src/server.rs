@@ -80,11 +80,8 @@ async fn connection(b: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
         let _ = wr.shutdown().await;
     });
     let max = b.config.socket_request_max_bytes;
-    loop {
-        let len = match rd.read_i32().await {
-            Ok(n) => n,
-            Err(_) => break, // EOF or reset: the client went away
-        };
+    // EOF or a reset ends the loop: the client went away.
+    while let Ok(len) = rd.read_i32().await {
         if len < MIN_FRAME_BYTES as i32 || len as usize > max {
             tracing::warn!(%peer, size = len, max, "request size outside [8, socket.request.max.bytes]; closing connection");
             break;
@@ -118,34 +115,61 @@ fn be_i16(b: &[u8]) -> i16 {
     i16::from_be_bytes([b[0], b[1]])
 }
 
-/// Decodes, handles and encodes one request frame.
-pub(crate) async fn handle_frame(b: &Broker, frame: Bytes) -> Outcome {
-    debug_assert!(frame.len() >= MIN_FRAME_BYTES);
+/// A request frame decoded and checked against our supported versions.
+#[derive(Debug)]
+pub enum Decoded {
+    Request {
+        api_key: ApiKey,
+        version: i16,
+        header: Box<RequestHeader>,
+        body: Box<RequestKind>,
+    },
+    /// An ApiVersions request at a version we do not know: answer v0 with our ranges.
+    UnsupportedApiVersions {
+        correlation_id: i32,
+    },
+}
+
+/// Decodes one request frame (the bytes after the size prefix). Pure: no I/O, no state; the
+/// fuzz target drives it. `Err` carries the reason to log before closing the connection.
+pub fn decode_frame(frame: Bytes) -> Result<Decoded, String> {
+    if frame.len() < MIN_FRAME_BYTES {
+        return Err(format!("frame of {} bytes is shorter than a request header", frame.len()));
+    }
     let raw_key = be_i16(&frame[0..2]);
     let version = be_i16(&frame[2..4]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Ok(api_key) = ApiKey::try_from(raw_key) else {
-        return Outcome::Close(format!("unknown API key {raw_key}"));
+        return Err(format!("unknown API key {raw_key}"));
     };
     let Some(range) = supported_range(api_key) else {
-        return Outcome::Close(format!("API {api_key:?} is not supported"));
+        return Err(format!("API {api_key:?} is not supported"));
     };
     if version < range.0 || version > range.1 {
         if api_key == ApiKey::ApiVersions {
-            // Answer with v0 so any client can read our ranges and retry (KIP-511).
-            return encode(correlation_id, api_key, 0, api_versions_unsupported().into());
+            return Ok(Decoded::UnsupportedApiVersions { correlation_id });
         }
-        return Outcome::Close(format!("{api_key:?} v{version} is outside our range {}..={}", range.0, range.1));
+        return Err(format!("{api_key:?} v{version} is outside our range {}..={}", range.0, range.1));
     }
     let mut body = frame;
-    let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
-        Ok(h) => h,
-        Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request header: {e}")),
+    let header = RequestHeader::decode(&mut body, api_key.request_header_version(version))
+        .map_err(|e| format!("malformed {api_key:?} v{version} request header: {e}"))?;
+    let request = RequestKind::decode(api_key, &mut body, version)
+        .map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))?;
+    Ok(Decoded::Request { api_key, version, header: Box::new(header), body: Box::new(request) })
+}
+
+/// Decodes, handles and encodes one request frame.
+pub(crate) async fn handle_frame(b: &Broker, frame: Bytes) -> Outcome {
+    let (api_key, version, header, request) = match decode_frame(frame) {
+        Ok(Decoded::Request { api_key, version, header, body }) => (api_key, version, *header, *body),
+        // Answer with v0 so any client can read our ranges and retry (KIP-511).
+        Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {
+            return encode(correlation_id, ApiKey::ApiVersions, 0, api_versions_unsupported().into())
+        }
+        Err(reason) => return Outcome::Close(reason),
     };
-    let request = match RequestKind::decode(api_key, &mut body, version) {
-        Ok(r) => r,
-        Err(e) => return Outcome::Close(format!("malformed {api_key:?} v{version} request: {e}")),
-    };
+    let correlation_id = header.correlation_id;
     let started = Instant::now();
     let response = handlers::dispatch(b, &header, request).await;
     let labels = ApiLabels { api: api_name(api_key) };

@@ -9,6 +9,6 @@ pub mod topic_config;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use topic_config::{
-    topic_config_def, topic_config_def_by_synonym, validate_topic_config, ConfigType,
-    CleanupPolicy, ConfigError, TimestampType, TopicConfig, TopicConfigDef, TOPIC_CONFIGS,
+    topic_config_def, topic_config_def_by_synonym, validate_topic_config, CleanupPolicy, ConfigError,
+    ConfigType, TimestampType, TopicConfig, TopicConfigDef, TOPIC_CONFIGS,
 };

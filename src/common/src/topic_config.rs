@@ -239,11 +239,7 @@ impl TopicConfig {
         let cleanup_policy = match v.trim() {
             "delete" => CleanupPolicy::Delete,
             s if s.split(',').any(|p| p.trim() == "compact") => {
-                return Err(invalid(
-                    "cleanup.policy",
-                    &v,
-                    "compaction is not supported yet; use 'delete'",
-                ))
+                return Err(invalid("cleanup.policy", &v, "compaction is not supported yet; use 'delete'"))
             }
             _ => return Err(invalid("cleanup.policy", &v, "expected 'delete'")),
         };
@@ -259,23 +255,13 @@ impl TopicConfig {
         let message_timestamp_type = match v.trim() {
             "CreateTime" => TimestampType::CreateTime,
             "LogAppendTime" => TimestampType::LogAppendTime,
-            _ => {
-                return Err(invalid(
-                    "message.timestamp.type",
-                    &v,
-                    "expected CreateTime or LogAppendTime",
-                ))
-            }
+            _ => return Err(invalid("message.timestamp.type", &v, "expected CreateTime or LogAppendTime")),
         };
         let cfg = TopicConfig {
             cleanup_policy,
             flush_messages: parse_long("flush.messages", &get("flush.messages"), 1)?,
             flush_ms: parse_long("flush.ms", &get("flush.ms"), 0)?,
-            index_interval_bytes: parse_int(
-                "index.interval.bytes",
-                &get("index.interval.bytes"),
-                0,
-            )?,
+            index_interval_bytes: parse_int("index.interval.bytes", &get("index.interval.bytes"), 0)?,
             max_message_bytes: parse_int("max.message.bytes", &get("max.message.bytes"), 0)?,
             message_timestamp_after_max_ms: parse_long(
                 "message.timestamp.after.max.ms",
@@ -288,11 +274,7 @@ impl TopicConfig {
                 0,
             )?,
             message_timestamp_type,
-            min_insync_replicas: parse_int(
-                "min.insync.replicas",
-                &get("min.insync.replicas"),
-                1,
-            )?,
+            min_insync_replicas: parse_int("min.insync.replicas", &get("min.insync.replicas"), 1)?,
             retention_bytes: parse_long("retention.bytes", &get("retention.bytes"), -1)?,
             retention_ms: parse_long("retention.ms", &get("retention.ms"), -1)?,
             // Kafka's floor: one record batch header.
@@ -334,14 +316,13 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = TopicConfig::resolve(&BTreeMap::new(), &map(&[("retention.ms", "soon")]))
-            .expect_err("invalid");
+        let e =
+            TopicConfig::resolve(&BTreeMap::new(), &map(&[("retention.ms", "soon")])).expect_err("invalid");
         assert!(e.to_string().contains("retention.ms"), "{e}");
-        let e = TopicConfig::resolve(&BTreeMap::new(), &map(&[("segment.bytes", "3")]))
-            .expect_err("too small");
+        let e =
+            TopicConfig::resolve(&BTreeMap::new(), &map(&[("segment.bytes", "3")])).expect_err("too small");
         assert!(e.to_string().contains("at least 14"), "{e}");
-        let e = TopicConfig::resolve(&BTreeMap::new(), &map(&[("no.such", "1")]))
-            .expect_err("unknown");
+        let e = TopicConfig::resolve(&BTreeMap::new(), &map(&[("no.such", "1")])).expect_err("unknown");
         assert_eq!(e, ConfigError::Unknown("no.such".into()));
         assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_topic_config("cleanup.policy", "compact").is_err());

@@ -63,10 +63,7 @@ impl BatchHeader {
     /// magic is 2; [`validate_batch`] checks the rest.
     pub fn parse(b: &[u8]) -> Result<Self, LogError> {
         if b.len() < HEADER_LEN {
-            return Err(LogError::CorruptBatch(format!(
-                "{} bytes is shorter than a batch header",
-                b.len()
-            )));
+            return Err(LogError::CorruptBatch(format!("{} bytes is shorter than a batch header", b.len())));
         }
         let h = BatchHeader {
             base_offset: be_i64(b, 0),

@@ -145,12 +145,8 @@ impl PartitionLog {
         let interval = config.index_interval_bytes;
         let mut segments = BTreeMap::new();
         // The first segment that needs validation after an unclean stop.
-        let recover_from = bases
-            .iter()
-            .rev()
-            .find(|&&b| b <= state.recovery_point)
-            .copied()
-            .unwrap_or(i64::MIN);
+        let recover_from =
+            bases.iter().rev().find(|&&b| b <= state.recovery_point).copied().unwrap_or(i64::MIN);
         let mut truncated_at: Option<i64> = None;
         for &base in &bases {
             if truncated_at.is_some() {
@@ -168,13 +164,8 @@ impl PartitionLog {
             segments.insert(base, seg);
         }
         // Drop empty segments that are not the last (left by a crash right after a roll).
-        let empties: Vec<i64> = segments
-            .iter()
-            .rev()
-            .skip(1)
-            .filter(|(_, s)| s.is_empty())
-            .map(|(b, _)| *b)
-            .collect();
+        let empties: Vec<i64> =
+            segments.iter().rev().skip(1).filter(|(_, s)| s.is_empty()).map(|(b, _)| *b).collect();
         for b in empties {
             if let Some(s) = segments.remove(&b) {
                 s.delete_files()?;
@@ -201,11 +192,8 @@ impl PartitionLog {
                 }
             })?;
         }
-        let recovery_point = if clean {
-            log_end
-        } else {
-            segments.values().next_back().map(|s| s.base_offset).unwrap_or(0)
-        };
+        let recovery_point =
+            if clean { log_end } else { segments.values().next_back().map(|s| s.base_offset).unwrap_or(0) };
         let (end_tx, _) = watch::channel(log_end);
         let log = PartitionLog {
             dir: dir.to_path_buf(),
@@ -328,8 +316,7 @@ impl PartitionLog {
         }
         let too_big = active.size + next_len as u64 > cfg.segment_bytes as u64;
         let too_old = now - active.created_ms >= cfg.segment_ms;
-        let rel_overflow =
-            active.next_offset + next_delta as i64 - active.base_offset >= u32::MAX as i64;
+        let rel_overflow = active.next_offset + next_delta as i64 - active.base_offset >= u32::MAX as i64;
         if !(too_big || too_old || rel_overflow) {
             return Ok(false);
         }
@@ -395,9 +382,7 @@ impl PartitionLog {
     pub fn flush_due(&self, now_ms: i64) -> bool {
         let inner = self.inner.lock();
         !inner.pending.is_empty()
-            || inner
-                .first_unflushed_ms
-                .is_some_and(|t| now_ms.saturating_sub(t) >= inner.config.flush_ms)
+            || inner.first_unflushed_ms.is_some_and(|t| now_ms.saturating_sub(t) >= inner.config.flush_ms)
     }
 
     pub fn offsets(&self) -> LogOffsets {
@@ -429,7 +414,11 @@ impl PartitionLog {
                 return Err(LogError::OffsetOutOfRange { offset, log_start, log_end: hw });
             }
             if offset == hw {
-                return Ok(ReadResult { records: Bytes::new(), high_watermark: hw, log_start_offset: log_start });
+                return Ok(ReadResult {
+                    records: Bytes::new(),
+                    high_watermark: hw,
+                    log_start_offset: log_start,
+                });
             }
             // The segment holding `offset`, or the next non-empty one.
             let seg = inner
@@ -440,7 +429,11 @@ impl PartitionLog {
                 .filter(|s| offset < s.next_offset)
                 .or_else(|| inner.segments.range(offset + 1..).map(|(_, s)| s).find(|s| !s.is_empty()));
             let Some(seg) = seg else {
-                return Ok(ReadResult { records: Bytes::new(), high_watermark: hw, log_start_offset: log_start });
+                return Ok(ReadResult {
+                    records: Bytes::new(),
+                    high_watermark: hw,
+                    log_start_offset: log_start,
+                });
             };
             (seg.file.clone(), seg.index_floor(offset), seg.size, hw, log_start)
         };
@@ -519,10 +512,7 @@ impl PartitionLog {
             let mut inner = self.inner.lock();
             let cfg = inner.config.clone();
             let active = inner.active()?;
-            if cfg.retention_ms >= 0
-                && !active.is_empty()
-                && active.max_timestamp < now - cfg.retention_ms
-            {
+            if cfg.retention_ms >= 0 && !active.is_empty() && active.max_timestamp < now - cfg.retention_ms {
                 self.roll(&mut inner, now)?;
             }
         }
@@ -531,10 +521,7 @@ impl PartitionLog {
 
     /// Deletes closed segments from the oldest on while they are below the log start offset,
     /// `expired` says so, or the log is over retention.bytes.
-    fn delete_segments(
-        &self,
-        expired: impl Fn(&TopicConfig, &Segment) -> bool,
-    ) -> Result<usize, LogError> {
+    fn delete_segments(&self, expired: impl Fn(&TopicConfig, &Segment) -> bool) -> Result<usize, LogError> {
         let doomed = {
             let mut inner = self.inner.lock();
             let cfg = inner.config.clone();
@@ -546,8 +533,7 @@ impl PartitionLog {
                     break;
                 }
                 let below_start = s.next_offset <= inner.log_start_offset;
-                let over_size =
-                    cfg.retention_bytes >= 0 && total - s.size >= cfg.retention_bytes as u64;
+                let over_size = cfg.retention_bytes >= 0 && total - s.size >= cfg.retention_bytes as u64;
                 if below_start || over_size || expired(&cfg, s) {
                     total -= s.size;
                     doomed.push(base);
@@ -596,10 +582,7 @@ impl PartitionLog {
     fn persist_state(&self) -> Result<(), LogError> {
         let state = {
             let inner = self.inner.lock();
-            PersistedState {
-                log_start_offset: inner.log_start_offset,
-                recovery_point: inner.recovery_point,
-            }
+            PersistedState { log_start_offset: inner.log_start_offset, recovery_point: inner.recovery_point }
         };
         let data = serde_json::to_vec(&state)
             .map_err(|e| LogError::Corrupt(format!("encode partition state: {e}")))?;

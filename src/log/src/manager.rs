@@ -101,7 +101,9 @@ impl LogManager {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(LogError::Corrupt("log loader thread panicked".into()))))
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| Err(LogError::Corrupt("log loader thread panicked".into())))
+                })
                 .collect()
         });
         let mut logs = self.logs.write();

@@ -87,8 +87,7 @@ impl ProducerState {
             return Ok(SequenceCheck::Append);
         }
         let last_seq = h.last_sequence();
-        if let Some(dup) =
-            e.batches.iter().find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
+        if let Some(dup) = e.batches.iter().find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
         {
             return Ok(SequenceCheck::Duplicate(*dup));
         }

@@ -28,10 +28,7 @@ pub(crate) fn first_at_or_after(
 }
 
 /// The record carrying the batch's max timestamp: (offset, timestamp).
-pub(crate) fn max_timestamp_record(
-    h: &BatchHeader,
-    batch: &Bytes,
-) -> Result<Option<(i64, i64)>, LogError> {
+pub(crate) fn max_timestamp_record(h: &BatchHeader, batch: &Bytes) -> Result<Option<(i64, i64)>, LogError> {
     if h.is_log_append_time() {
         return Ok(Some((h.base_offset, h.max_timestamp)));
     }

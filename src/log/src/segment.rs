@@ -153,9 +153,7 @@ impl Segment {
         let valid_end = seg.scan_from(scan_from, file_len, mode == OpenMode::Recover)?;
         let truncated = valid_end < file_len;
         if truncated {
-            seg.file
-                .set_len(valid_end)
-                .map_err(|e| io_err(e, format!("truncate {}", path.display())))?;
+            seg.file.set_len(valid_end).map_err(|e| io_err(e, format!("truncate {}", path.display())))?;
             tracing::warn!(
                 segment = %path.display(),
                 from_bytes = file_len,
@@ -287,9 +285,7 @@ impl Segment {
             let h = BatchHeader::parse(&head)?;
             f(&h);
             let len = h.total_len();
-            reader
-                .seek_relative((len - HEADER_LEN) as i64)
-                .map_err(|e| io_err(e, "seek segment"))?;
+            reader.seek_relative((len - HEADER_LEN) as i64).map_err(|e| io_err(e, "seek segment"))?;
             pos += len as u64;
         }
         Ok(())
@@ -307,9 +303,7 @@ impl Segment {
         let Some(mut pos) = self.position_of(start_offset, size)? else { return Ok(None) };
         let mut head = [0u8; HEADER_LEN];
         while pos + HEADER_LEN as u64 <= size {
-            self.file
-                .read_exact_at(&mut head, pos)
-                .map_err(|e| io_err(e, "read batch header"))?;
+            self.file.read_exact_at(&mut head, pos).map_err(|e| io_err(e, "read batch header"))?;
             let h = BatchHeader::parse(&head)?;
             if h.max_timestamp >= ts {
                 return Ok(Some((pos, h)));
@@ -459,20 +453,14 @@ impl Seek for PosReader<'_> {
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
             SeekFrom::End(_) => None,
         };
-        self.pos = new.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsupported seek")
-        })?;
+        self.pos =
+            new.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsupported seek"))?;
         Ok(self.pos)
     }
 }
 
 /// Scans batch headers from `pos` for the batch holding `offset` (or the first after it).
-pub(crate) fn find_batch(
-    file: &File,
-    mut pos: u64,
-    size: u64,
-    offset: i64,
-) -> Result<Option<u64>, LogError> {
+pub(crate) fn find_batch(file: &File, mut pos: u64, size: u64, offset: i64) -> Result<Option<u64>, LogError> {
     let mut head = [0u8; HEADER_LEN];
     while pos + HEADER_LEN as u64 <= size {
         file.read_exact_at(&mut head, pos).map_err(|e| io_err(e, "read batch header"))?;
@@ -522,11 +510,7 @@ pub(crate) fn read_batches_from(
     Ok(buf.freeze())
 }
 
-fn write_all_vectored_at_end(
-    file: &File,
-    slices: &mut [IoSlice<'_>],
-    total: usize,
-) -> std::io::Result<()> {
+fn write_all_vectored_at_end(file: &File, slices: &mut [IoSlice<'_>], total: usize) -> std::io::Result<()> {
     let mut f = file;
     let mut written = 0usize;
     let mut bufs: &mut [IoSlice<'_>] = slices;

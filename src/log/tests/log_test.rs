@@ -34,12 +34,8 @@ fn batch(n: usize, ts: i64, pid: i64, epoch: i16, seq: i32, compression: Compres
         })
         .collect();
     let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions { version: 2, compression },
-    )
-    .expect("encode");
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
+        .expect("encode");
     buf.freeze()
 }
 

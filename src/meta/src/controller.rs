@@ -284,7 +284,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let c = Controller::open(dir.path(), cfg()).expect("open");
         assert!(matches!(c.create_topic(&req("bad name", 1), false), Err(MetaError::InvalidTopicName(_))));
-        assert!(matches!(c.create_topic(&req(&"x".repeat(250), 1), false), Err(MetaError::InvalidTopicName(_))));
+        assert!(matches!(
+            c.create_topic(&req(&"x".repeat(250), 1), false),
+            Err(MetaError::InvalidTopicName(_))
+        ));
         assert!(matches!(c.create_topic(&req("t", 0), false), Err(MetaError::InvalidPartitions(_))));
         let mut r = req("t", 1);
         r.replication_factor = 3;

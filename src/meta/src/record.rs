@@ -10,7 +10,9 @@ use uuid::Uuid;
 #[serde(tag = "type")]
 pub enum MetadataRecord {
     /// First record of a cell: its cluster id.
-    InitCluster { cluster_id: String },
+    InitCluster {
+        cluster_id: String,
+    },
     CreateTopic {
         name: String,
         topic_id: Uuid,
@@ -18,11 +20,22 @@ pub enum MetadataRecord {
         replication_factor: i16,
         configs: BTreeMap<String, String>,
     },
-    DeleteTopic { name: String },
+    DeleteTopic {
+        name: String,
+    },
     /// Grows a topic to `count` partitions.
-    CreatePartitions { name: String, count: i32 },
+    CreatePartitions {
+        name: String,
+        count: i32,
+    },
     /// Replaces a topic's config overrides with `configs`.
-    SetTopicConfigs { name: String, configs: BTreeMap<String, String> },
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
     /// Hands out producer ids `[start, start + count)`.
-    AllocateProducerIds { start: i64, count: i64 },
+    AllocateProducerIds {
+        start: i64,
+        count: i64,
+    },
 }

@@ -31,7 +31,8 @@ pub struct MetaStore {
 impl MetaStore {
     /// Opens (or creates) the store in `dir` and loads the image it holds.
     pub fn open(dir: &Path) -> Result<(Self, MetadataImage), MetaError> {
-        std::fs::create_dir_all(dir).map_err(|e| MetaError::Store(format!("create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| MetaError::Store(format!("create {}: {e}", dir.display())))?;
         // SAFETY: heed requires that the same LMDB file is not opened twice in one process
         // (and not truncated underneath us). Kora opens each metadata directory exactly once,
         // at start-up, and the data dir is locked by the broker (see kora-broker's DataDirLock).

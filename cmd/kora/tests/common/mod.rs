@@ -46,11 +46,8 @@ impl Kora {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("log file");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kora"));
         cmd.arg("--output")
             .arg("json")
@@ -78,7 +75,10 @@ impl Kora {
             Ok(l) if !l.trim().is_empty() => l,
             _ => {
                 let _ = child.kill();
-                panic!("kora did not start; log:\n{}", std::fs::read_to_string(self.log_path()).unwrap_or_default());
+                panic!(
+                    "kora did not start; log:\n{}",
+                    std::fs::read_to_string(self.log_path()).unwrap_or_default()
+                );
             }
         };
         let v: serde_json::Value = serde_json::from_str(line.trim()).expect("startup line is JSON");
@@ -104,7 +104,11 @@ impl Kora {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
             let status = c.wait().expect("wait");
-            assert!(status.success(), "kora exited with {status}; log:\n{}", std::fs::read_to_string(self.log_path()).unwrap_or_default());
+            assert!(
+                status.success(),
+                "kora exited with {status}; log:\n{}",
+                std::fs::read_to_string(self.log_path()).unwrap_or_default()
+            );
         }
     }
 
@@ -131,5 +135,13 @@ impl Kora {
 impl Drop for Kora {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- last lines of the kora log ---");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
     }
 }

@@ -91,7 +91,11 @@ fn describe_broker(b: &Broker) -> Vec<Described> {
         stat("node.id", c.node_id.to_string(), ConfigType::Int),
         stat("data.dir", c.data_dir.display().to_string(), ConfigType::String),
         stat("listeners", format!("PLAINTEXT://{}", c.listener), ConfigType::String),
-        stat("advertised.listeners", format!("PLAINTEXT://{}:{}", c.advertised.host, c.advertised.port), ConfigType::String),
+        stat(
+            "advertised.listeners",
+            format!("PLAINTEXT://{}:{}", c.advertised.host, c.advertised.port),
+            ConfigType::String,
+        ),
         stat("admin.listeners", c.admin_listener.to_string(), ConfigType::String),
         stat("auto.create.topics.enable", c.auto_create_topics_enable.to_string(), ConfigType::Boolean),
         stat("num.partitions", c.num_partitions.to_string(), ConfigType::Int),
@@ -99,9 +103,21 @@ fn describe_broker(b: &Broker) -> Vec<Described> {
         stat("socket.request.max.bytes", c.socket_request_max_bytes.to_string(), ConfigType::Int),
         stat("max.connections", c.max_connections.to_string(), ConfigType::Int),
         stat("fetch.max.bytes", c.fetch_max_bytes.to_string(), ConfigType::Int),
-        stat("log.retention.check.interval.ms", c.log_retention_check_interval_ms.to_string(), ConfigType::Long),
-        stat("log.flush.scheduler.interval.ms", c.log_flush_scheduler_interval_ms.to_string(), ConfigType::Long),
-        stat("max.incremental.fetch.session.cache.slots", c.fetch_session_cache_slots.to_string(), ConfigType::Int),
+        stat(
+            "log.retention.check.interval.ms",
+            c.log_retention_check_interval_ms.to_string(),
+            ConfigType::Long,
+        ),
+        stat(
+            "log.flush.scheduler.interval.ms",
+            c.log_flush_scheduler_interval_ms.to_string(),
+            ConfigType::Long,
+        ),
+        stat(
+            "max.incremental.fetch.session.cache.slots",
+            c.fetch_session_cache_slots.to_string(),
+            ConfigType::Int,
+        ),
         stat("max.partitions.per.topic", c.max_partitions_per_topic.to_string(), ConfigType::Int),
     ];
     for d in TOPIC_CONFIGS {
@@ -130,7 +146,8 @@ pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i
     let mut created_any = false;
     for t in r.topics {
         let name = t.name.0.to_string();
-        let result = CreatableTopicResult::default().with_name(t.name.clone()).with_topic_config_error_code(0);
+        let result =
+            CreatableTopicResult::default().with_name(t.name.clone()).with_topic_config_error_code(0);
         if dups.contains(&name) {
             results.push(
                 result
@@ -144,7 +161,10 @@ pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i
         let mut rf = t.replication_factor;
         if !t.assignments.is_empty() {
             // Manual assignment: every replica must be this broker.
-            let bad = t.assignments.iter().any(|a| a.broker_ids.iter().any(|id| id.0 != me) || a.broker_ids.is_empty());
+            let bad = t
+                .assignments
+                .iter()
+                .any(|a| a.broker_ids.iter().any(|id| id.0 != me) || a.broker_ids.is_empty());
             let mut idx: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
             idx.sort_unstable();
             if bad || idx != (0..idx.len() as i32).collect::<Vec<_>>() || partitions != -1 || rf != -1 {
@@ -169,7 +189,11 @@ pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i
             }
         }
         if let Some(msg) = bad_config {
-            results.push(result.with_error_code(ResponseError::InvalidConfig.code()).with_error_message(Some(sb(&msg))));
+            results.push(
+                result
+                    .with_error_code(ResponseError::InvalidConfig.code())
+                    .with_error_message(Some(sb(&msg))),
+            );
             continue;
         }
         let req = TopicRequest { name: name.clone(), partitions, replication_factor: rf, configs };
@@ -242,7 +266,8 @@ pub(super) async fn delete_topics(b: &Broker, r: DeleteTopicsRequest, version: i
                 tracing::info!(topic = %n, "topic deleted");
                 results.push(base.with_name(Some(TopicName(sb(&n)))).with_topic_id(tid));
             }
-            Err(e) => results.push(base.with_error_code(meta_error_code(&e)).with_error_message(Some(sb(&e.to_string())))),
+            Err(e) => results
+                .push(base.with_error_code(meta_error_code(&e)).with_error_message(Some(sb(&e.to_string())))),
         }
     }
     if deleted_any {
@@ -272,7 +297,8 @@ pub(super) async fn create_partitions(b: &Broker, r: CreatePartitionsRequest) ->
                 changed |= !validate_only;
                 results.push(base);
             }
-            Err(e) => results.push(base.with_error_code(meta_error_code(&e)).with_error_message(Some(sb(&e.to_string())))),
+            Err(e) => results
+                .push(base.with_error_code(meta_error_code(&e)).with_error_message(Some(sb(&e.to_string())))),
         }
     }
     if changed {
@@ -281,14 +307,20 @@ pub(super) async fn create_partitions(b: &Broker, r: CreatePartitionsRequest) ->
     CreatePartitionsResponse::default().with_results(results)
 }
 
-pub(super) fn describe_configs(b: &Broker, r: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub(super) fn describe_configs(
+    b: &Broker,
+    r: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
     let image = b.controller.image();
     let results = r
         .resources
         .into_iter()
         .map(|res| {
             let name = res.resource_name.to_string();
-            let base = DescribeConfigsResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name.clone());
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
             let described = match res.resource_type {
                 RESOURCE_TOPIC => match image.topic(&name) {
                     Some(t) => describe_topic(b, &t.configs),
@@ -302,7 +334,10 @@ pub(super) fn describe_configs(b: &Broker, r: DescribeConfigsRequest, version: i
                     if !name.is_empty() && name != b.config.node_id.to_string() {
                         return base
                             .with_error_code(ResponseError::InvalidRequest.code())
-                            .with_error_message(Some(sb(&format!("this is broker {}, not '{name}'", b.config.node_id))));
+                            .with_error_message(Some(sb(&format!(
+                                "this is broker {}, not '{name}'",
+                                b.config.node_id
+                            ))));
                     }
                     describe_broker(b)
                 }
@@ -328,7 +363,12 @@ pub(super) fn describe_configs(b: &Broker, r: DescribeConfigsRequest, version: i
                         e = e.with_synonyms(
                             d.synonyms
                                 .iter()
-                                .map(|(n, v, s)| DescribeConfigsSynonym::default().with_name(sb(n)).with_value(Some(sb(v))).with_source(*s))
+                                .map(|(n, v, s)| {
+                                    DescribeConfigsSynonym::default()
+                                        .with_name(sb(n))
+                                        .with_value(Some(sb(v)))
+                                        .with_source(*s)
+                                })
                                 .collect(),
                         );
                     }
@@ -377,7 +417,8 @@ pub(super) async fn alter_configs(b: &Broker, r: AlterConfigsRequest) -> AlterCo
                     .iter()
                     .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
                     .collect();
-                match commit_topic_configs(b, res.resource_name.to_string(), overrides, r.validate_only).await {
+                match commit_topic_configs(b, res.resource_name.to_string(), overrides, r.validate_only).await
+                {
                     Ok(()) => {
                         changed |= !r.validate_only;
                         (0, None)
@@ -389,7 +430,10 @@ pub(super) async fn alter_configs(b: &Broker, r: AlterConfigsRequest) -> AlterCo
                 let (c, m) = static_broker_error();
                 (c, Some(m))
             }
-            other => (ResponseError::InvalidRequest.code(), Some(format!("resource type {other} is not supported"))),
+            other => (
+                ResponseError::InvalidRequest.code(),
+                Some(format!("resource type {other} is not supported")),
+            ),
         };
         out.push(base.with_error_code(code).with_error_message(msg.map(|m| sb(&m))));
     }
@@ -399,7 +443,10 @@ pub(super) async fn alter_configs(b: &Broker, r: AlterConfigsRequest) -> AlterCo
     AlterConfigsResponse::default().with_responses(out)
 }
 
-pub(super) async fn incremental_alter_configs(b: &Broker, r: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub(super) async fn incremental_alter_configs(
+    b: &Broker,
+    r: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut out = Vec::with_capacity(r.resources.len());
     let mut changed = false;
@@ -412,14 +459,18 @@ pub(super) async fn incremental_alter_configs(b: &Broker, r: IncrementalAlterCon
             RESOURCE_TOPIC => {
                 let image = b.controller.image();
                 match image.topic(&name) {
-                    None => Err((ResponseError::UnknownTopicOrPartition.code(), format!("unknown topic '{name}'"))),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition.code(),
+                        format!("unknown topic '{name}'"),
+                    )),
                     Some(t) => {
                         let mut overrides = t.configs.clone();
                         let mut err = None;
                         for c in &res.configs {
                             let key = c.name.to_string();
                             let value = c.value.as_ref().map(|v| v.to_string());
-                            let is_list = kora_common::topic_config_def(&key).is_some_and(|d| d.config_type == ConfigType::List);
+                            let is_list = kora_common::topic_config_def(&key)
+                                .is_some_and(|d| d.config_type == ConfigType::List);
                             match (c.config_operation, value) {
                                 (0, Some(v)) => {
                                     overrides.insert(key, v);
@@ -431,11 +482,18 @@ pub(super) async fn incremental_alter_configs(b: &Broker, r: IncrementalAlterCon
                                     let current = overrides
                                         .get(&key)
                                         .cloned()
-                                        .or_else(|| kora_common::topic_config_def(&key).map(|d| d.default.to_string()))
+                                        .or_else(|| {
+                                            kora_common::topic_config_def(&key).map(|d| d.default.to_string())
+                                        })
                                         .unwrap_or_default();
-                                    let mut items: Vec<String> =
-                                        current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-                                    for item in v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+                                    let mut items: Vec<String> = current
+                                        .split(',')
+                                        .map(|s| s.trim().to_string())
+                                        .filter(|s| !s.is_empty())
+                                        .collect();
+                                    for item in
+                                        v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+                                    {
                                         if c.config_operation == 2 {
                                             if !items.contains(&item) {
                                                 items.push(item);
@@ -447,10 +505,16 @@ pub(super) async fn incremental_alter_configs(b: &Broker, r: IncrementalAlterCon
                                     overrides.insert(key, items.join(","));
                                 }
                                 (2 | 3, _) => {
-                                    err = Some((ResponseError::InvalidConfig.code(), format!("'{key}' is not a list config")));
+                                    err = Some((
+                                        ResponseError::InvalidConfig.code(),
+                                        format!("'{key}' is not a list config"),
+                                    ));
                                 }
                                 (op, _) => {
-                                    err = Some((ResponseError::InvalidRequest.code(), format!("operation {op} needs a value or is unknown")));
+                                    err = Some((
+                                        ResponseError::InvalidRequest.code(),
+                                        format!("operation {op} needs a value or is unknown"),
+                                    ));
                                 }
                             }
                         }
@@ -465,7 +529,9 @@ pub(super) async fn incremental_alter_configs(b: &Broker, r: IncrementalAlterCon
                 }
             }
             RESOURCE_BROKER => Err(static_broker_error()),
-            other => Err((ResponseError::InvalidRequest.code(), format!("resource type {other} is not supported"))),
+            other => {
+                Err((ResponseError::InvalidRequest.code(), format!("resource type {other} is not supported")))
+            }
         };
         out.push(match result {
             Ok(()) => base,

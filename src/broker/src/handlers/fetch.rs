@@ -53,7 +53,12 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Ou
     };
     // Leader epoch is 0 on a single node: a newer epoch is unknown to us, an older one fenced.
     if p.current_leader_epoch > 0 {
-        return Outcome { error: ResponseError::UnknownLeaderEpoch.code(), high_watermark: -1, log_start_offset: -1, records: None };
+        return Outcome {
+            error: ResponseError::UnknownLeaderEpoch.code(),
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: None,
+        };
     }
     let want = budget.min(p.max_bytes.max(0) as usize);
     match log.read(p.fetch_offset, want.max(1)) {
@@ -159,11 +164,8 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
     let min_bytes = r.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
     let deadline = tokio::time::Instant::now() + wait;
-    let mut receivers: Vec<watch::Receiver<i64>> = partitions
-        .iter()
-        .filter_map(|p| b.logs.get(&p.topic, p.partition))
-        .map(|l| l.subscribe())
-        .collect();
+    let mut receivers: Vec<watch::Receiver<i64>> =
+        partitions.iter().filter_map(|p| b.logs.get(&p.topic, p.partition)).map(|l| l.subscribe()).collect();
     let outcomes = loop {
         for rx in receivers.iter_mut() {
             rx.borrow_and_update();
@@ -180,7 +182,11 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
             errors |= o.error != 0;
             outs.push(o);
         }
-        if total >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline || receivers.is_empty() {
+        if total >= min_bytes.max(1)
+            || errors
+            || tokio::time::Instant::now() >= deadline
+            || receivers.is_empty()
+        {
             break outs;
         }
         let closed = {
@@ -221,7 +227,10 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         }
         if let Some(rec) = &o.records {
             if !rec.is_empty() {
-                b.metrics.bytes_out.get_or_create(&TopicLabels { topic: p.topic.clone() }).inc_by(rec.len() as u64);
+                b.metrics
+                    .bytes_out
+                    .get_or_create(&TopicLabels { topic: p.topic.clone() })
+                    .inc_by(rec.len() as u64);
             }
         }
         let pd = PartitionData::default()
@@ -235,7 +244,11 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
             .with_records(o.records.or(Some(Bytes::new())));
         let same_topic = topics.last().is_some_and(|t| {
-            if version >= 13 { t.topic_id == p.topic_id } else { t.topic.0.as_str() == p.topic }
+            if version >= 13 {
+                t.topic_id == p.topic_id
+            } else {
+                t.topic.0.as_str() == p.topic
+            }
         });
         if same_topic {
             if let Some(t) = topics.last_mut() {

@@ -7,8 +7,7 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
-    TopicName,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kora_meta::{MetaError, TopicImage, TopicRequest};
 
@@ -49,7 +48,8 @@ pub(super) async fn metadata(b: &Broker, r: MetadataRequest, version: i16) -> Me
         None => image.topics.values().map(|t| topic_entry(b, t)).collect(),
         Some(list) => {
             // Before v4 there is no flag: auto-creation follows the broker setting.
-            let may_create = b.config.auto_create_topics_enable && (version < 4 || r.allow_auto_topic_creation);
+            let may_create =
+                b.config.auto_create_topics_enable && (version < 4 || r.allow_auto_topic_creation);
             let mut out = Vec::with_capacity(list.len());
             for req in list {
                 let name = req.name.as_ref().map(|n| n.0.to_string());
@@ -66,7 +66,11 @@ pub(super) async fn metadata(b: &Broker, r: MetadataRequest, version: i16) -> Me
                     continue;
                 };
                 if !may_create {
-                    out.push(error_entry(Some(&n), uuid::Uuid::nil(), ResponseError::UnknownTopicOrPartition.code()));
+                    out.push(error_entry(
+                        Some(&n),
+                        uuid::Uuid::nil(),
+                        ResponseError::UnknownTopicOrPartition.code(),
+                    ));
                     continue;
                 }
                 out.push(auto_create(b, &n).await);

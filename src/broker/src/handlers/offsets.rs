@@ -1,9 +1,15 @@
 //! ListOffsets, DeleteRecords and OffsetForLeaderEpoch.
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
-use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::{
     DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
@@ -26,11 +32,19 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
         for p in t.partitions {
             let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let Some(log) = b.logs.get(&name, p.partition_index) else {
-                parts.push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_offset(-1).with_timestamp(-1));
+                parts.push(
+                    base.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_offset(-1)
+                        .with_timestamp(-1),
+                );
                 continue;
             };
             if p.current_leader_epoch > 0 {
-                parts.push(base.with_error_code(ResponseError::UnknownLeaderEpoch.code()).with_offset(-1).with_timestamp(-1));
+                parts.push(
+                    base.with_error_code(ResponseError::UnknownLeaderEpoch.code())
+                        .with_offset(-1)
+                        .with_timestamp(-1),
+                );
                 continue;
             }
             let ts = p.timestamp;
@@ -42,7 +56,6 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
                     tokio::task::spawn_blocking(move || l.max_timestamp_offset())
                         .await
                         .unwrap_or_else(|e| Err(kora_log::LogError::Corrupt(e.to_string())))
-                        .map(|o| o.map(|(off, t)| (off, t)))
                 }
                 t if t >= 0 => {
                     let l = log.clone();
@@ -51,12 +64,18 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
                         .unwrap_or_else(|e| Err(kora_log::LogError::Corrupt(e.to_string())))
                 }
                 _ => {
-                    parts.push(base.with_error_code(ResponseError::InvalidRequest.code()).with_offset(-1).with_timestamp(-1));
+                    parts.push(
+                        base.with_error_code(ResponseError::InvalidRequest.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    );
                     continue;
                 }
             };
             parts.push(match found {
-                Ok(Some((offset, timestamp))) => base.with_offset(offset).with_timestamp(timestamp).with_leader_epoch(0),
+                Ok(Some((offset, timestamp))) => {
+                    base.with_offset(offset).with_timestamp(timestamp).with_leader_epoch(0)
+                }
                 Ok(None) => base.with_offset(-1).with_timestamp(-1),
                 Err(e) => base.with_error_code(log_error_code(&e)).with_offset(-1).with_timestamp(-1),
             });
@@ -74,7 +93,10 @@ pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> Delet
         for p in t.partitions {
             let base = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
             let Some(log) = b.logs.get(&name, p.partition_index) else {
-                parts.push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_low_watermark(-1));
+                parts.push(
+                    base.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_low_watermark(-1),
+                );
                 continue;
             };
             let offset = p.offset;
@@ -92,7 +114,10 @@ pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> Delet
 }
 
 /// A single node has one leader epoch, 0, covering the whole log.
-pub(super) fn offset_for_leader_epoch(b: &Broker, r: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub(super) fn offset_for_leader_epoch(
+    b: &Broker,
+    r: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let topics = r
         .topics
         .into_iter()
@@ -110,7 +135,10 @@ pub(super) fn offset_for_leader_epoch(b: &Broker, r: OffsetForLeaderEpochRequest
                             .with_end_offset(-1);
                     };
                     if p.current_leader_epoch > 0 {
-                        return base.with_error_code(ResponseError::UnknownLeaderEpoch.code()).with_leader_epoch(-1).with_end_offset(-1);
+                        return base
+                            .with_error_code(ResponseError::UnknownLeaderEpoch.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1);
                     }
                     if p.leader_epoch == 0 {
                         base.with_leader_epoch(0).with_end_offset(log.high_watermark())

@@ -87,19 +87,28 @@ async fn append_partition(
         .with_log_start_offset(res.log_start_offset)
 }
 
-pub(super) async fn produce(b: &Broker, r: ProduceRequest, version: i16) -> Result<Option<ProduceResponse>, String> {
+pub(super) async fn produce(
+    b: &Broker,
+    r: ProduceRequest,
+    version: i16,
+) -> Result<Option<ProduceResponse>, String> {
     let acks = r.acks;
     if !matches!(acks, -1..=1) {
         let responses = r
             .topic_data
             .iter()
             .map(|t| {
-                TopicProduceResponse::default().with_name(t.name.clone()).with_topic_id(t.topic_id).with_partition_responses(
-                    t.partition_data
-                        .iter()
-                        .map(|p| partition_error(p.index, ResponseError::InvalidRequiredAcks.code(), None))
-                        .collect(),
-                )
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partition_responses(
+                        t.partition_data
+                            .iter()
+                            .map(|p| {
+                                partition_error(p.index, ResponseError::InvalidRequiredAcks.code(), None)
+                            })
+                            .collect(),
+                    )
             })
             .collect();
         return Ok(Some(ProduceResponse::default().with_responses(responses)));
@@ -110,18 +119,21 @@ pub(super) async fn produce(b: &Broker, r: ProduceRequest, version: i16) -> Resu
             .topic_data
             .iter()
             .map(|t| {
-                TopicProduceResponse::default().with_name(t.name.clone()).with_topic_id(t.topic_id).with_partition_responses(
-                    t.partition_data
-                        .iter()
-                        .map(|p| {
-                            partition_error(
-                                p.index,
-                                ResponseError::TransactionalIdAuthorizationFailed.code(),
-                                Some("transactions are not supported yet".into()),
-                            )
-                        })
-                        .collect(),
-                )
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partition_responses(
+                        t.partition_data
+                            .iter()
+                            .map(|p| {
+                                partition_error(
+                                    p.index,
+                                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                                    Some("transactions are not supported yet".into()),
+                                )
+                            })
+                            .collect(),
+                    )
             })
             .collect();
         return Ok(Some(ProduceResponse::default().with_responses(responses)));
@@ -142,13 +154,18 @@ pub(super) async fn produce(b: &Broker, r: ProduceRequest, version: i16) -> Resu
             let entry = match (&name, log) {
                 (Some(n), Some(log)) => append_partition(b, log, n, p.index, p.records).await,
                 (None, _) => partition_error(p.index, ResponseError::UnknownTopicId.code(), None),
-                (Some(_), None) => partition_error(p.index, ResponseError::UnknownTopicOrPartition.code(), None),
+                (Some(_), None) => {
+                    partition_error(p.index, ResponseError::UnknownTopicOrPartition.code(), None)
+                }
             };
             any_error |= entry.error_code != 0;
             parts.push(entry);
         }
         responses.push(
-            TopicProduceResponse::default().with_name(t.name).with_topic_id(t.topic_id).with_partition_responses(parts),
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(parts),
         );
     }
     if acks == 0 {

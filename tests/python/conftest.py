@@ -1,0 +1,53 @@
+"""Fixtures: a real `kora dev` process on 127.0.0.1 with a fresh data dir per test module."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KORA_BIN = os.environ.get("KORA_BIN", os.path.join(ROOT, "target", "debug", "kora"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Kora:
+    def __init__(self, extra=()):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.log = open(os.path.join(self.tmp.name, "kora.log"), "wb")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [KORA_BIN, "--output", "json", "dev", "--data-dir", os.path.join(self.tmp.name, "data"),
+             "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "127.0.0.1:0", *extra],
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("kora did not start: " + open(self.log.name).read())
+        info = json.loads(line)
+        self.bootstrap = info["bootstrap"]
+        self.admin = info["admin"]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+        self.tmp.cleanup()
+
+
+@pytest.fixture(scope="module")
+def kora():
+    k = Kora()
+    yield k
+    k.stop()
