@@ -137,6 +137,15 @@ impl Broker {
         Ok(())
     }
 
+    /// `apply_image` for request handlers: it creates directories and fsyncs, so it runs with
+    /// the worker handed over to the blocking pool (the runtime is always multi-threaded).
+    pub(crate) fn sync_logs_from_handler(&self) {
+        let image = self.controller.image();
+        if let Err(e) = tokio::task::block_in_place(|| self.apply_image(&image)) {
+            tracing::error!(error = %e, "bringing logs in line with metadata failed");
+        }
+    }
+
     /// Hands out one producer id, reserving a block from the controller when needed.
     pub(crate) async fn next_producer_id(&self) -> Result<i64, MetaError> {
         let mut ids = self.producer_ids.lock().await;

@@ -29,7 +29,7 @@ use crate::{io_err, records, LogError};
 
 const STATE_FILE: &str = "partition.state";
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct PersistedState {
     log_start_offset: i64,
     recovery_point: i64,
@@ -213,7 +213,11 @@ impl PartitionLog {
             flushed_offset: AtomicI64::new(if clean { log_end } else { 0 }),
             end_tx,
         };
-        log.persist_state()?;
+        // Rewrite the state file only when it changed: start-up with many partitions should
+        // not cost one fsync each.
+        if (log_start_offset, recovery_point) != (state.log_start_offset, state.recovery_point) {
+            log.persist_state()?;
+        }
         Ok(log)
     }
 

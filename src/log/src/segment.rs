@@ -131,7 +131,10 @@ impl Segment {
         // sound and we trust the data, else from the start.
         let mut scan_from = 0u64;
         if mode == OpenMode::Trust {
-            if let Some((index, time_index, max_ts)) = seg.load_index_files(file_len) {
+            let loaded = seg
+                .load_index_files(file_len)
+                .filter(|(index, _, _)| seg.entry_points_at_batch(index.last().copied(), file_len));
+            if let Some((index, time_index, max_ts)) = loaded {
                 if let Some(&(rel, pos)) = index.last() {
                     scan_from = pos as u64;
                     seg.next_offset = base_offset + rel as i64;
@@ -163,6 +166,19 @@ impl Segment {
         }
         seg.size = valid_end;
         Ok((seg, truncated))
+    }
+
+    /// True when an index entry names the start of the batch it claims (or there is none):
+    /// a cheap check that catches index files that are well-formed but stale or corrupt.
+    fn entry_points_at_batch(&self, entry: Option<(u32, u32)>, file_len: u64) -> bool {
+        let Some((rel, pos)) = entry else { return true };
+        let mut head = [0u8; HEADER_LEN];
+        if pos as u64 + HEADER_LEN as u64 > file_len
+            || self.file.read_exact_at(&mut head, pos as u64).is_err()
+        {
+            return false;
+        }
+        BatchHeader::parse(&head).is_ok_and(|h| h.base_offset == self.base_offset + rel as i64)
     }
 
     /// Walks batches from `pos` to `file_len`, adding index entries and tracking offsets and

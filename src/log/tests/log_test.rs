@@ -217,3 +217,41 @@ fn timestamps_and_validation() {
     assert!(h.is_log_append_time());
     assert_eq!(h.max_timestamp, NOW);
 }
+
+#[test]
+fn missing_or_corrupt_indexes_are_rebuilt() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let c = cfg(&[("segment.bytes", "3000"), ("index.interval.bytes", "200")]);
+    let log = PartitionLog::open(dir.path(), c.clone(), clock.clone(), false).expect("open");
+    for _ in 0..60 {
+        append(&log, &batch(3, NOW, -1, -1, -1, Compression::None)).expect("append");
+    }
+    log.close().expect("close");
+    drop(log);
+    let mut damaged = 0;
+    for e in std::fs::read_dir(dir.path()).expect("ls").flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.ends_with(".index") {
+            match damaged % 3 {
+                0 => std::fs::remove_file(e.path()).expect("rm"),
+                1 => std::fs::write(e.path(), b"\xff\xff\xff\xff\x00\x00\x00\x01garbage").expect("write"),
+                // Well-formed but wrong: one entry pointing into the middle of a batch.
+                _ => std::fs::write(e.path(), [0u8, 0, 0, 1, 0, 0, 0, 7]).expect("write"),
+            }
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 3);
+    let log = PartitionLog::open(dir.path(), c, clock, true).expect("reopen");
+    assert_eq!(log.offsets().high_watermark, 180);
+    for offset in [0, 1, 59, 100, 179] {
+        let r = log.read(offset, 500).expect("read");
+        let offs = offsets_in(&r.records);
+        assert!(
+            offs.first().is_some_and(|&o| o <= offset) && offs.contains(&offset),
+            "offset {offset}: {offs:?}"
+        );
+    }
+    assert_eq!(log.offset_for_timestamp(NOW + 1).expect("ok").map(|(o, _)| o), Some(1));
+}

@@ -1,6 +1,8 @@
 //! Test harness: runs the real `kora` binary as a child process on 127.0.0.1.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

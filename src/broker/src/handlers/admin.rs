@@ -31,13 +31,6 @@ const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-async fn sync_logs(b: &Broker) {
-    let image = b.controller.image();
-    if let Err(e) = b.apply_image(&image) {
-        tracing::error!(error = %e, "bringing logs in line with metadata failed");
-    }
-}
-
 /// One described config: name, value, source, type, doc, and the synonyms chain.
 struct Described {
     name: String,
@@ -232,7 +225,7 @@ pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i
         }
     }
     if created_any {
-        sync_logs(b).await;
+        b.sync_logs_from_handler();
     }
     CreateTopicsResponse::default().with_topics(results)
 }
@@ -271,7 +264,7 @@ pub(super) async fn delete_topics(b: &Broker, r: DeleteTopicsRequest, version: i
         }
     }
     if deleted_any {
-        sync_logs(b).await;
+        b.sync_logs_from_handler();
     }
     DeleteTopicsResponse::default().with_responses(results)
 }
@@ -302,7 +295,7 @@ pub(super) async fn create_partitions(b: &Broker, r: CreatePartitionsRequest) ->
         }
     }
     if changed {
-        sync_logs(b).await;
+        b.sync_logs_from_handler();
     }
     CreatePartitionsResponse::default().with_results(results)
 }
@@ -438,7 +431,7 @@ pub(super) async fn alter_configs(b: &Broker, r: AlterConfigsRequest) -> AlterCo
         out.push(base.with_error_code(code).with_error_message(msg.map(|m| sb(&m))));
     }
     if changed {
-        sync_logs(b).await;
+        b.sync_logs_from_handler();
     }
     AlterConfigsResponse::default().with_responses(out)
 }
@@ -539,7 +532,7 @@ pub(super) async fn incremental_alter_configs(
         });
     }
     if changed {
-        sync_logs(b).await;
+        b.sync_logs_from_handler();
     }
     IncrementalAlterConfigsResponse::default().with_responses(out)
 }

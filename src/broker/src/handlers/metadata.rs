@@ -103,9 +103,7 @@ async fn auto_create(b: &Broker, name: &str) -> MetadataResponseTopic {
             let image = b.controller.image();
             match image.topic(name).cloned() {
                 Some(t) => {
-                    if let Err(e) = b.apply_image(&image) {
-                        tracing::error!(topic = name, error = %e, "creating logs for auto-created topic failed");
-                    }
+                    b.sync_logs_from_handler();
                     tracing::info!(topic = name, partitions = t.partitions, "auto-created topic");
                     topic_entry(b, &t)
                 }
