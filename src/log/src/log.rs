@@ -148,6 +148,7 @@ impl PartitionLog {
         let recover_from =
             bases.iter().rev().find(|&&b| b <= state.recovery_point).copied().unwrap_or(i64::MIN);
         let mut truncated_at: Option<i64> = None;
+        let last_base = bases.last().copied();
         for &base in &bases {
             if truncated_at.is_some() {
                 // Everything after a torn segment is unreachable garbage from the same crash.
@@ -157,9 +158,20 @@ impl PartitionLog {
                 continue;
             }
             let mode = if clean || base < recover_from { OpenMode::Trust } else { OpenMode::Recover };
-            let (seg, truncated) = Segment::open(dir, base, mode, now, interval)?;
-            if truncated {
-                truncated_at = Some(seg.next_offset);
+            let (seg, bad_tail) = Segment::open(dir, base, mode, now, interval)?;
+            if let Some(file_len) = bad_tail {
+                if mode == OpenMode::Recover || Some(base) == last_base {
+                    // A torn write from the crash (or a bad tail on the active segment): cut it.
+                    seg.truncate_file_to_size()?;
+                    tracing::warn!(dir = %dir.display(), segment = base, from_bytes = file_len, to_bytes = seg.size, "truncated a torn or corrupt segment tail");
+                    if mode == OpenMode::Recover {
+                        truncated_at = Some(seg.next_offset);
+                    }
+                } else {
+                    // Bytes that were durable once no longer read back: never delete data on
+                    // that evidence. Serve the readable prefix and keep the rest for inspection.
+                    tracing::error!(dir = %dir.display(), segment = base, readable_bytes = seg.size, file_bytes = file_len, "segment has unreadable bytes; serving the readable prefix");
+                }
             }
             segments.insert(base, seg);
         }

@@ -91,14 +91,15 @@ impl Segment {
         })
     }
 
-    /// Opens an existing segment. Returns the segment and whether its tail was truncated.
+    /// Opens an existing segment. Returns it, sized to its last good batch, and the file length
+    /// when bytes after that batch could not be read (the caller decides whether to truncate).
     pub(crate) fn open(
         dir: &Path,
         base_offset: i64,
         mode: OpenMode,
         now_ms: i64,
         index_interval_bytes: u32,
-    ) -> Result<(Self, bool), LogError> {
+    ) -> Result<(Self, Option<u64>), LogError> {
         let path = file_name(dir, base_offset, "log");
         let file = OpenOptions::new()
             .read(true)
@@ -155,17 +156,8 @@ impl Segment {
         }
         let valid_end = seg.scan_from(scan_from, file_len, mode == OpenMode::Recover)?;
         let truncated = valid_end < file_len;
-        if truncated {
-            seg.file.set_len(valid_end).map_err(|e| io_err(e, format!("truncate {}", path.display())))?;
-            tracing::warn!(
-                segment = %path.display(),
-                from_bytes = file_len,
-                to_bytes = valid_end,
-                "truncated a torn or corrupt segment tail"
-            );
-        }
         seg.size = valid_end;
-        Ok((seg, truncated))
+        Ok((seg, truncated.then_some(file_len)))
     }
 
     /// True when an index entry names the start of the batch it claims (or there is none):
@@ -333,6 +325,11 @@ impl Segment {
     /// larger (then exactly that batch, as KIP-74 asks), never past `size`.
     pub(crate) fn read_batches(&self, pos: u64, max_bytes: usize, size: u64) -> Result<Bytes, LogError> {
         read_batches_from(&self.file, pos, max_bytes, size)
+    }
+
+    /// Cuts the file at `size` (the end of the last good batch).
+    pub(crate) fn truncate_file_to_size(&self) -> Result<(), LogError> {
+        self.file.set_len(self.size).map_err(|e| io_err(e, format!("truncate segment {}", self.base_offset)))
     }
 
     /// A copy of the in-memory indexes that can be written without holding the log's lock.

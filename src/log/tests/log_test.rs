@@ -236,8 +236,15 @@ fn missing_or_corrupt_indexes_are_rebuilt() {
             match damaged % 3 {
                 0 => std::fs::remove_file(e.path()).expect("rm"),
                 1 => std::fs::write(e.path(), b"\xff\xff\xff\xff\x00\x00\x00\x01garbage").expect("write"),
-                // Well-formed but wrong: one entry pointing into the middle of a batch.
-                _ => std::fs::write(e.path(), [0u8, 0, 0, 1, 0, 0, 0, 7]).expect("write"),
+                // Well-formed but wrong: the last entry points 7 bytes into its batch.
+                _ => {
+                    let mut idx = std::fs::read(e.path()).expect("read index");
+                    let n = idx.len();
+                    assert!(n >= 16, "segment has several index entries");
+                    let pos = u32::from_be_bytes([idx[n - 4], idx[n - 3], idx[n - 2], idx[n - 1]]) + 7;
+                    idx[n - 4..].copy_from_slice(&pos.to_be_bytes());
+                    std::fs::write(e.path(), idx).expect("write");
+                }
             }
             damaged += 1;
         }
@@ -254,4 +261,33 @@ fn missing_or_corrupt_indexes_are_rebuilt() {
         );
     }
     assert_eq!(log.offset_for_timestamp(NOW + 1).expect("ok").map(|(o, _)| o), Some(1));
+}
+
+#[test]
+fn corruption_in_an_old_segment_never_deletes_later_data() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let c = cfg(&[("segment.bytes", "3000")]);
+    let log = PartitionLog::open(dir.path(), c.clone(), clock.clone(), false).expect("open");
+    let mut last_batch_pos = 0u64;
+    let mut seg0_size = 0u64;
+    for _ in 0..60 {
+        let r = append(&log, &batch(3, NOW, -1, -1, -1, Compression::None)).expect("append");
+        if r.base_offset == 0 || log.offsets().segments == 1 {
+            last_batch_pos = seg0_size;
+            seg0_size = std::fs::metadata(dir.path().join(format!("{:020}.log", 0))).expect("stat").len();
+        }
+    }
+    log.close().expect("close");
+    drop(log);
+    // Break the magic byte of segment 0's last batch (past its last index entry).
+    let seg0 = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg0).expect("read");
+    bytes[last_batch_pos as usize + 16] = 9;
+    std::fs::write(&seg0, &bytes).expect("write");
+    let log = PartitionLog::open(dir.path(), c, clock, true).expect("reopen");
+    assert_eq!(log.offsets().high_watermark, 180, "later segments are kept");
+    assert_eq!(std::fs::metadata(&seg0).expect("stat").len(), bytes.len() as u64, "nothing truncated");
+    let r = log.read(170, 10_000).expect("read the tail");
+    assert!(offsets_in(&r.records).contains(&170));
 }
