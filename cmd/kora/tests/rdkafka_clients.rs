@@ -36,6 +36,15 @@ async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(
     }
 }
 
+/// AlterConfigs (legacy, full replacement) of one topic config.
+async fn alter_topic(bootstrap: &str, topic: &str, key: &str, value: &str) {
+    let cfg =
+        rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic)).set(key, value);
+    for r in admin(bootstrap).alter_configs([&cfg], &AdminOptions::new()).await.expect("alter") {
+        r.expect("altered");
+    }
+}
+
 /// Counts delivery outcomes and remembers acknowledged (partition, offset, id).
 #[derive(Default)]
 struct Tracker {
@@ -205,7 +214,8 @@ async fn data_survives_clean_and_unclean_restarts() {
     create_topic(&kora.bootstrap, topic, 3, &[]).await;
     let base_ts = now_ms() - 1000;
     let produce = |from: u64, to: u64, bootstrap: &str| {
-        let p = producer(bootstrap, &[("acks", "all")], false);
+        // Bounded batches so the 100 kB segments roll whatever the timing.
+        let p = producer(bootstrap, &[("acks", "all"), ("batch.size", "50000")], false);
         for i in from..to {
             let headers = OwnedHeaders::new()
                 .insert(Header { key: "idx", value: Some(&i.to_be_bytes()) })
@@ -326,7 +336,8 @@ async fn offsets_by_timestamp_delete_records_and_retention() {
     let topic = "times";
     create_topic(&kora.bootstrap, topic, 1, &[("segment.bytes", "20000")]).await;
     let base_ts = now_ms() - 600_000;
-    let p = producer(&kora.bootstrap, &[("acks", "all"), ("linger.ms", "0")], false);
+    // Batches of at most 16 kB, so the 20 kB segments roll whatever the timing.
+    let p = producer(&kora.bootstrap, &[("acks", "all"), ("linger.ms", "0"), ("batch.size", "16000")], false);
     for i in 0..5_000u64 {
         let v = value_of(i);
         send_retrying(
@@ -365,16 +376,7 @@ async fn offsets_by_timestamp_delete_records_and_retention() {
     // (Kafka's rule; a segment may exceed segment.bytes when one batch does).
     let dir = kora.data_dir().join("logs/times-0");
     let size_before: u64 = segment_sizes(&dir).iter().sum();
-    let cfg = rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic))
-        .set("retention.bytes", "50000");
-    admin(&kora.bootstrap)
-        .alter_configs([&cfg], &AdminOptions::new())
-        .await
-        .expect("alter")
-        .into_iter()
-        .for_each(|r| {
-            r.expect("altered");
-        });
+    alter_topic(&kora.bootstrap, topic, "retention.bytes", "50000").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (lo, _) = c.fetch_watermarks(topic, 0, Duration::from_secs(10)).expect("watermarks");
@@ -388,16 +390,7 @@ async fn offsets_by_timestamp_delete_records_and_retention() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Time retention: everything is older than 1 s once retention.ms drops.
-    let cfg = rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic(topic))
-        .set("retention.ms", "1000");
-    admin(&kora.bootstrap)
-        .alter_configs([&cfg], &AdminOptions::new())
-        .await
-        .expect("alter")
-        .into_iter()
-        .for_each(|r| {
-            r.expect("altered");
-        });
+    alter_topic(&kora.bootstrap, topic, "retention.ms", "1000").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (lo, hi) = c.fetch_watermarks(topic, 0, Duration::from_secs(10)).expect("watermarks");

@@ -60,6 +60,23 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
+    fn empty(dir: &Path, base_offset: i64, file: File, created_ms: i64, index_interval_bytes: u32) -> Self {
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            file: Arc::new(file),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            max_timestamp_batch: -1,
+            created_ms,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            bytes_since_index: 0,
+            index_interval_bytes: index_interval_bytes as u64,
+        }
+    }
+
     pub(crate) fn create(
         dir: &Path,
         base_offset: i64,
@@ -75,20 +92,7 @@ impl Segment {
             .open(&path)
             .map_err(|e| io_err(e, format!("create {}", path.display())))?;
         file.set_len(0).map_err(|e| io_err(e, format!("truncate {}", path.display())))?;
-        Ok(Segment {
-            base_offset,
-            dir: dir.to_path_buf(),
-            file: Arc::new(file),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            max_timestamp_batch: -1,
-            created_ms: now_ms,
-            index: Vec::new(),
-            time_index: Vec::new(),
-            bytes_since_index: 0,
-            index_interval_bytes: index_interval_bytes as u64,
-        })
+        Ok(Segment::empty(dir, base_offset, file, now_ms, index_interval_bytes))
     }
 
     /// Opens an existing segment. Returns it, sized to its last good batch, and the file length
@@ -114,20 +118,7 @@ impl Segment {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
             .unwrap_or(now_ms);
-        let mut seg = Segment {
-            base_offset,
-            dir: dir.to_path_buf(),
-            file: Arc::new(file),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            max_timestamp_batch: -1,
-            created_ms,
-            index: Vec::new(),
-            time_index: Vec::new(),
-            bytes_since_index: 0,
-            index_interval_bytes: index_interval_bytes as u64,
-        };
+        let mut seg = Segment::empty(dir, base_offset, file, created_ms, index_interval_bytes);
         // Where the header scan starts: from the last indexed batch when the index files are
         // sound and we trust the data, else from the start.
         let mut scan_from = 0u64;

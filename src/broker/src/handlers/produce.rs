@@ -87,6 +87,26 @@ async fn append_partition(
         .with_log_start_offset(res.log_start_offset)
 }
 
+/// The same error for every partition of the request.
+fn refuse_all(r: &ProduceRequest, code: i16, message: Option<&str>) -> ProduceResponse {
+    let responses = r
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+                .with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| partition_error(p.index, code, message.map(String::from)))
+                        .collect(),
+                )
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+
 pub(super) async fn produce(
     b: &Broker,
     r: ProduceRequest,
@@ -94,49 +114,12 @@ pub(super) async fn produce(
 ) -> Result<Option<ProduceResponse>, String> {
     let acks = r.acks;
     if !matches!(acks, -1..=1) {
-        let responses = r
-            .topic_data
-            .iter()
-            .map(|t| {
-                TopicProduceResponse::default()
-                    .with_name(t.name.clone())
-                    .with_topic_id(t.topic_id)
-                    .with_partition_responses(
-                        t.partition_data
-                            .iter()
-                            .map(|p| {
-                                partition_error(p.index, ResponseError::InvalidRequiredAcks.code(), None)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
-        return Ok(Some(ProduceResponse::default().with_responses(responses)));
+        return Ok(Some(refuse_all(&r, ResponseError::InvalidRequiredAcks.code(), None)));
     }
     if r.transactional_id.is_some() {
         // Transactions arrive with the transaction coordinator; refuse them clearly until then.
-        let responses = r
-            .topic_data
-            .iter()
-            .map(|t| {
-                TopicProduceResponse::default()
-                    .with_name(t.name.clone())
-                    .with_topic_id(t.topic_id)
-                    .with_partition_responses(
-                        t.partition_data
-                            .iter()
-                            .map(|p| {
-                                partition_error(
-                                    p.index,
-                                    ResponseError::TransactionalIdAuthorizationFailed.code(),
-                                    Some("transactions are not supported yet".into()),
-                                )
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
-        return Ok(Some(ProduceResponse::default().with_responses(responses)));
+        let msg = Some("transactions are not supported yet");
+        return Ok(Some(refuse_all(&r, ResponseError::TransactionalIdAuthorizationFailed.code(), msg)));
     }
     let image = b.controller.image();
     let mut responses = Vec::with_capacity(r.topic_data.len());
