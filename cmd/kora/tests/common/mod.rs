@@ -43,6 +43,21 @@ impl Kora {
         k
     }
 
+    /// Like `start`, with the data directory at `data_dir` (e.g. on a special filesystem).
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Kora {
+        let mut k = Kora {
+            child: None,
+            bootstrap: String::new(),
+            admin: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _tmp: tempfile::tempdir().expect("tempdir"),
+        };
+        k.spawn();
+        k
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self._tmp.path().join("kora.log")
     }
