@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kora_broker::{Broker, BrokerConfig};
 use kora_common::SystemClock;
 
+mod bench;
+
 #[derive(Parser, Debug)]
 #[command(name = "kora", version, about = "Kora: a cloud-native engine for the Kafka protocol")]
 struct Cli {
@@ -25,7 +27,7 @@ struct Cli {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
@@ -42,6 +44,9 @@ enum Command {
     Dev(DevArgs),
     /// Run a broker from a config file (see docs/configuration.md).
     Broker(BrokerArgs),
+    /// Load generator for any Kafka-compatible broker, and the null sink (docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Args, Debug)]
@@ -100,7 +105,9 @@ fn parse_overrides(o: &Overrides) -> Result<BTreeMap<String, String>> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let config = match &cli.command {
+    let dev = matches!(cli.command, Command::Dev(_));
+    let config = match cli.command {
+        Command::Bench(b) => return bench::run(b, cli.output),
         Command::Dev(a) => {
             let mut flat = parse_overrides(&a.overrides)?;
             flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());
@@ -117,7 +124,7 @@ fn main() -> Result<()> {
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
-    runtime.block_on(run(config, cli.output, matches!(cli.command, Command::Dev(_))))
+    runtime.block_on(run(config, cli.output, dev))
 }
 
 async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {

@@ -228,7 +228,13 @@ impl Broker {
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(crate::server::serve(listener, broker.clone(), shutdown_rx.clone())));
+        let max_connections = broker.config.max_connections;
+        tasks.push(tokio::spawn(crate::server::serve(
+            listener,
+            broker.clone(),
+            max_connections,
+            shutdown_rx.clone(),
+        )));
         {
             let mut rx = shutdown_rx.clone();
             let b = broker.clone();

@@ -20,6 +20,7 @@ pub mod fetch_session;
 mod handlers;
 pub mod metrics;
 pub mod server;
+pub mod sink;
 
 pub use broker::{Broker, BrokerHandle, StartError};
 pub use config::{BrokerConfig, ConfigFileError};

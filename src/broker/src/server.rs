@@ -29,7 +29,7 @@ const MIN_FRAME_BYTES: usize = 8;
 const RESPONSE_QUEUE_DEPTH: usize = 16;
 
 /// What to do after a request.
-pub(crate) enum Outcome {
+pub enum Outcome {
     Respond(Bytes),
     /// acks=0 produce: no response.
     Silent,
@@ -37,8 +37,42 @@ pub(crate) enum Outcome {
     Close(String),
 }
 
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(broker.config.max_connections));
+/// What the connection loop asks of a server: handle one request frame. The broker and the
+/// benchmark sink implement it; both share the framing, limits and ordering below.
+pub trait FrameHandler: Send + Sync + 'static {
+    fn handle(&self, frame: Bytes) -> impl std::future::Future<Output = Outcome> + Send;
+    fn max_frame_bytes(&self) -> usize;
+    fn stopping(&self) -> bool;
+    fn connection_opened(&self) {}
+    fn connection_closed(&self) {}
+}
+
+impl FrameHandler for Broker {
+    fn handle(&self, frame: Bytes) -> impl std::future::Future<Output = Outcome> + Send {
+        handle_frame(self, frame)
+    }
+    fn max_frame_bytes(&self) -> usize {
+        self.config.socket_request_max_bytes
+    }
+    fn stopping(&self) -> bool {
+        self.is_shutting_down()
+    }
+    fn connection_opened(&self) {
+        self.metrics.connections.inc();
+    }
+    fn connection_closed(&self) {
+        self.metrics.connections.dec();
+    }
+}
+
+/// Accepts connections until `shutdown` changes, at most `max_connections` at once.
+pub async fn serve<H: FrameHandler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    max_connections: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -51,14 +85,14 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
                     }
                 };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, max = broker.config.max_connections, "max.connections reached; refusing connection");
+                    tracing::warn!(%peer, max = max_connections, "max.connections reached; refusing connection");
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let b = broker.clone();
+                let h = handler.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    connection(b, stream, peer).await;
+                    connection(h, stream, peer).await;
                 });
             }
             _ = shutdown.changed() => break,
@@ -66,8 +100,8 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
     }
 }
 
-async fn connection(b: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
-    b.metrics.connections.inc();
+async fn connection<H: FrameHandler>(h: Arc<H>, stream: TcpStream, peer: SocketAddr) {
+    h.connection_opened();
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (tx, mut rx) = mpsc::channel::<Bytes>(RESPONSE_QUEUE_DEPTH);
@@ -79,7 +113,7 @@ async fn connection(b: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
         }
         let _ = wr.shutdown().await;
     });
-    let max = b.config.socket_request_max_bytes;
+    let max = h.max_frame_bytes();
     // EOF or a reset ends the loop: the client went away.
     while let Ok(len) = rd.read_i32().await {
         if len < MIN_FRAME_BYTES as i32 || len as usize > max {
@@ -90,7 +124,7 @@ async fn connection(b: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
         if rd.read_exact(&mut buf).await.is_err() {
             break;
         }
-        match handle_frame(&b, buf.freeze()).await {
+        match h.handle(buf.freeze()).await {
             Outcome::Respond(bytes) => {
                 if tx.send(bytes).await.is_err() {
                     break;
@@ -102,13 +136,13 @@ async fn connection(b: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                 break;
             }
         }
-        if b.is_shutting_down() {
+        if h.stopping() {
             break;
         }
     }
     drop(tx);
     let _ = writer.await;
-    b.metrics.connections.dec();
+    h.connection_closed();
 }
 
 fn be_i16(b: &[u8]) -> i16 {
@@ -182,7 +216,8 @@ pub(crate) async fn handle_frame(b: &Broker, frame: Bytes) -> Outcome {
     }
 }
 
-fn encode(correlation_id: i32, api_key: ApiKey, version: i16, resp: ResponseKind) -> Outcome {
+/// Frames a response: size, header for `api_key`/`version`, body.
+pub fn encode(correlation_id: i32, api_key: ApiKey, version: i16, resp: ResponseKind) -> Outcome {
     let mut out = BytesMut::with_capacity(64);
     out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);

@@ -38,7 +38,7 @@ pub(crate) fn supported_range(k: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED.iter().find(|(key, _, _)| *key == k).map(|&(_, lo, hi)| (lo, hi))
 }
 
-fn api_versions_list() -> Vec<ApiVersion> {
+pub(crate) fn api_versions_list() -> Vec<ApiVersion> {
     SUPPORTED
         .iter()
         .map(|&(k, lo, hi)| {

@@ -1,0 +1,228 @@
+//! `kora bench`: command-line front of the kora-bench load generator and the null sink.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use kora_bench::{ConsumeOptions, ProduceOptions, Progress, Report};
+use kora_broker::config::Advertised;
+use kora_broker::sink::Sink;
+
+use crate::Output;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum BenchCommand {
+    /// Produce load and report MB/s, msgs/s and latency percentiles.
+    Produce(ProduceArgs),
+    /// Read a topic from the start and report MB/s and msgs/s.
+    Consume(ConsumeArgs),
+    /// Run the null sink: a server that answers Produce at once and stores nothing (the limit).
+    Sink(SinkArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ProduceArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "kora-bench")]
+    topic: String,
+    /// Partitions to create the topic with if it does not exist.
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    #[arg(long, default_value_t = 1024)]
+    message_bytes: usize,
+    /// Messages to send (ignored with --duration).
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Run for this many seconds instead of a message count.
+    #[arg(long)]
+    duration_s: Option<f64>,
+    #[arg(long, default_value = "all")]
+    acks: String,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u32,
+    #[arg(long, default_value_t = 1_048_576)]
+    batch_bytes: usize,
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Producer instances (one connection each).
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Offered load in messages/s (open loop). Without it: as fast as possible.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Offered load in MB/s (open loop), converted with --message-bytes.
+    #[arg(long, conflicts_with = "rate")]
+    rate_mb: Option<f64>,
+    /// Extra librdkafka settings, KEY=VALUE.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ConsumeArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "kora-bench")]
+    topic: String,
+    /// Messages to read; 0 reads up to the high watermarks seen at start.
+    #[arg(long, default_value_t = 0)]
+    messages: u64,
+    #[arg(long)]
+    duration_s: Option<f64>,
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct SinkArgs {
+    #[arg(long, default_value = "127.0.0.1:9900")]
+    listen: SocketAddr,
+    /// Partitions every topic appears to have.
+    #[arg(long, default_value_t = 64)]
+    partitions: i32,
+}
+
+fn pairs(set: &[String]) -> Result<Vec<(String, String)>> {
+    set.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => bail!("--set expects KEY=VALUE, got '{kv}'"),
+        })
+        .collect()
+}
+
+/// Runs `work` on a thread while drawing a progress bar from `progress` (text output only).
+fn with_progress<T: Send + 'static>(
+    output: Output,
+    progress: Arc<Progress>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let handle = std::thread::spawn(work);
+    let bar = if output == Output::Text {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} msgs ({per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    while !handle.is_finished() {
+        if let Some(b) = &bar {
+            b.set_length(progress.target.load(std::sync::atomic::Ordering::Relaxed));
+            b.set_position(progress.done.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    handle.join().map_err(|_| anyhow::anyhow!("benchmark thread panicked"))
+}
+
+fn print_report(output: Output, r: &Report) -> Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(r)?),
+        Output::Text => {
+            println!(
+                "{}: {} messages, {:.1} MB in {:.2} s: {:.1} MB/s, {:.0} msgs/s{}",
+                r.mode,
+                r.messages,
+                r.bytes as f64 / 1e6,
+                r.seconds,
+                r.mb_per_s,
+                r.msgs_per_s,
+                if r.errors > 0 { format!(", {} errors", r.errors) } else { String::new() }
+            );
+            if let Some(o) = r.offered_msgs_per_s {
+                println!("  offered load: {o:.0} msgs/s (open loop)");
+            }
+            if let Some(l) = &r.latency {
+                println!(
+                    "  latency ms: p50 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}  mean {:.2}",
+                    l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn run(cmd: BenchCommand, output: Output) -> Result<()> {
+    match cmd {
+        BenchCommand::Produce(a) => {
+            let rate = a.rate.or(a.rate_mb.map(|mb| mb * 1e6 / a.message_bytes as f64));
+            let opts = ProduceOptions {
+                bootstrap: a.bootstrap,
+                topic: a.topic,
+                partitions: a.partitions,
+                message_bytes: a.message_bytes,
+                messages: a.messages,
+                duration: a.duration_s.map(Duration::from_secs_f64),
+                acks: a.acks,
+                linger_ms: a.linger_ms,
+                batch_bytes: a.batch_bytes,
+                compression: a.compression,
+                producers: a.producers,
+                rate,
+                extra: pairs(&a.set)?,
+            };
+            let progress = Arc::new(Progress::default());
+            let p = progress.clone();
+            let r = with_progress(output, progress, move || kora_bench::produce(&opts, p))?
+                .context("produce benchmark")?;
+            print_report(output, &r)
+        }
+        BenchCommand::Consume(a) => {
+            let opts = ConsumeOptions {
+                bootstrap: a.bootstrap,
+                topic: a.topic,
+                messages: a.messages,
+                duration: a.duration_s.map(Duration::from_secs_f64),
+                extra: pairs(&a.set)?,
+            };
+            let progress = Arc::new(Progress::default());
+            let p = progress.clone();
+            let r = with_progress(output, progress, move || kora_bench::consume(&opts, p))?
+                .context("consume benchmark")?;
+            print_report(output, &r)
+        }
+        BenchCommand::Sink(a) => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(a.listen)
+                    .await
+                    .with_context(|| format!("listen on {}", a.listen))?;
+                let addr = listener.local_addr()?;
+                let ip = addr.ip();
+                let host = if ip.is_unspecified() { "127.0.0.1".to_string() } else { ip.to_string() };
+                let sink = Arc::new(Sink::new(
+                    a.partitions,
+                    Advertised { host: host.clone(), port: addr.port() },
+                    104_857_600,
+                ));
+                match output {
+                    Output::Json => {
+                        println!("{}", serde_json::json!({"bootstrap": format!("{host}:{}", addr.port())}))
+                    }
+                    Output::Text => println!(
+                        "null sink on {host}:{} (answers Produce, stores nothing); Ctrl-C stops",
+                        addr.port()
+                    ),
+                }
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let server = tokio::spawn(kora_broker::server::serve(listener, sink, 10_000, rx));
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = tx.send(true);
+                let _ = server.await;
+                Ok(())
+            })
+        }
+    }
+}
