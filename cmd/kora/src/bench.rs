@@ -16,6 +16,8 @@ use crate::Output;
 pub(crate) enum BenchCommand {
     /// Produce load and report MB/s, msgs/s and latency percentiles.
     Produce(ProduceArgs),
+    /// Produce and consume at once; report produce-to-consume latency (payloads carry send stamps).
+    E2e(ProduceArgs),
     /// Read a topic from the start and report MB/s and msgs/s.
     Consume(ConsumeArgs),
     /// Run the null sink: a server that answers Produce at once and stores nothing (the limit).
@@ -154,25 +156,38 @@ fn print_report(output: Output, r: &Report) -> Result<()> {
     Ok(())
 }
 
+fn produce_options(a: ProduceArgs) -> Result<ProduceOptions> {
+    let rate = a.rate.or(a.rate_mb.map(|mb| mb * 1e6 / a.message_bytes as f64));
+    Ok(ProduceOptions {
+        bootstrap: a.bootstrap,
+        topic: a.topic,
+        partitions: a.partitions,
+        message_bytes: a.message_bytes,
+        messages: a.messages,
+        duration: a.duration_s.map(Duration::from_secs_f64),
+        acks: a.acks,
+        linger_ms: a.linger_ms,
+        batch_bytes: a.batch_bytes,
+        compression: a.compression,
+        producers: a.producers,
+        rate,
+        extra: pairs(&a.set)?,
+        stamp: false,
+    })
+}
+
 pub(crate) fn run(cmd: BenchCommand, output: Output) -> Result<()> {
     match cmd {
+        BenchCommand::E2e(a) => {
+            let opts = produce_options(a)?;
+            let progress = Arc::new(Progress::default());
+            let p = progress.clone();
+            let r = with_progress(output, progress, move || kora_bench::e2e(&opts, p))?
+                .context("e2e benchmark")?;
+            print_report(output, &r)
+        }
         BenchCommand::Produce(a) => {
-            let rate = a.rate.or(a.rate_mb.map(|mb| mb * 1e6 / a.message_bytes as f64));
-            let opts = ProduceOptions {
-                bootstrap: a.bootstrap,
-                topic: a.topic,
-                partitions: a.partitions,
-                message_bytes: a.message_bytes,
-                messages: a.messages,
-                duration: a.duration_s.map(Duration::from_secs_f64),
-                acks: a.acks,
-                linger_ms: a.linger_ms,
-                batch_bytes: a.batch_bytes,
-                compression: a.compression,
-                producers: a.producers,
-                rate,
-                extra: pairs(&a.set)?,
-            };
+            let opts = produce_options(a)?;
             let progress = Arc::new(Progress::default());
             let p = progress.clone();
             let r = with_progress(output, progress, move || kora_bench::produce(&opts, p))?

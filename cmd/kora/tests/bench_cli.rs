@@ -87,4 +87,24 @@ fn produce_to_sink_and_broker_then_consume() {
     let c = bench(&["consume", "--bootstrap", &kora.bootstrap, "--topic", "b"]);
     assert_eq!(c["messages"].as_u64(), Some(20000 + n), "consume reads everything produced");
     assert_eq!(c["bytes"].as_u64(), Some((20000 + n) * 100));
+    // End to end: every stamped message is consumed, with a latency.
+    let e = bench(&[
+        "e2e",
+        "--bootstrap",
+        &kora.bootstrap,
+        "--topic",
+        "e",
+        "--rate",
+        "2000",
+        "--duration-s",
+        "1",
+        "--message-bytes",
+        "64",
+        "--linger-ms",
+        "1",
+    ]);
+    let got = e["messages"].as_u64().expect("count");
+    assert!((1500..=2100).contains(&got), "e2e consumed {got}");
+    assert_eq!(e["errors"].as_u64(), Some(0), "every produced message was consumed");
+    assert!(e["latency"]["p50_ms"].as_f64().expect("p50") > 0.0);
 }

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -19,7 +19,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
@@ -61,6 +61,9 @@ pub struct ProduceOptions {
     pub rate: Option<f64>,
     /// Further librdkafka settings.
     pub extra: Vec<(String, String)>,
+    /// Write the send time (Unix nanoseconds, big-endian u64) into each payload's first 8
+    /// bytes, for end-to-end latency.
+    pub stamp: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -224,7 +227,8 @@ pub fn produce(o: &ProduceOptions, progress: Arc<Progress>) -> Result<Report, Be
             progress: progress.clone(),
         };
         let producer: ThreadedProducer<Deliveries> = cfg.create_with_context(ctx)?;
-        let (topic, payload) = (o.topic.clone(), payload.clone());
+        let (topic, mut payload) = (o.topic.clone(), payload.clone());
+        let stamp = o.stamp && payload.len() >= 8;
         let share = if total == u64::MAX {
             u64::MAX
         } else {
@@ -252,6 +256,9 @@ pub fn produce(o: &ProduceOptions, progress: Arc<Progress>) -> Result<Report, Be
                 }
                 // Round-robin, each producer starting at its own partition.
                 let part = ((i as usize + n) % partitions as usize) as i32;
+                if stamp {
+                    payload[..8].copy_from_slice(&(unix_nanos() as u64).to_be_bytes());
+                }
                 let mut rec = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&topic, due_ns as usize)
                     .payload(&payload[..])
                     .partition(part);
@@ -342,4 +349,80 @@ pub fn consume(o: &ConsumeOptions, progress: Arc<Progress>) -> Result<Report, Be
     }
     progress.done.store(n, Ordering::Relaxed);
     Ok(report("consume", n, bytes, 0, start.elapsed(), None, None))
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+/// End to end: a consumer reads from the log end while `produce` runs with stamped payloads;
+/// latency is from the stamp (send time) to when the consumer holds the record.
+pub fn e2e(o: &ProduceOptions, progress: Arc<Progress>) -> Result<Report, BenchError> {
+    if o.message_bytes < 8 {
+        return Err(BenchError::Setup("e2e needs messages of at least 8 bytes (the send stamp)".into()));
+    }
+    let partitions = ensure_topic(&o.bootstrap, &o.topic, o.partitions)?;
+    let mut cfg = client_config(&o.bootstrap, &o.extra);
+    cfg.set("group.id", "kora-bench-e2e")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.min.bytes", "1");
+    let c: BaseConsumer = cfg.create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, hi) = c.fetch_watermarks(&o.topic, p, Duration::from_secs(10))?;
+        tpl.add_partition_offset(&o.topic, p, Offset::Offset(hi))?;
+    }
+    c.assign(&tpl)?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let reader = std::thread::spawn(move || -> Result<(u64, u64, Histogram<u64>), BenchError> {
+        let mut h = new_histogram();
+        let (mut n, mut bytes) = (0u64, 0u64);
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            match c.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    idle_since = None;
+                    if let Some(p) = m.payload().filter(|p| p.len() >= 8) {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&p[..8]);
+                        let sent = u64::from_be_bytes(b) as u128;
+                        let us = unix_nanos().saturating_sub(sent) / 1000;
+                        let _ = h.record((us as u64).max(1));
+                        n += 1;
+                        bytes += p.len() as u64;
+                    }
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    if stop2.load(Ordering::Acquire) {
+                        // The producer is done: drain until quiet for a second.
+                        let t = *idle_since.get_or_insert_with(Instant::now);
+                        if t.elapsed() > Duration::from_secs(1) {
+                            return Ok((n, bytes, h));
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let mut po = o.clone();
+    po.stamp = true;
+    let produced = produce(&po, progress);
+    stop.store(true, Ordering::Release);
+    let (n, bytes, h) = reader.join().map_err(|_| BenchError::Setup("consumer thread panicked".into()))??;
+    let produced = produced?;
+    let mut r = report(
+        "e2e",
+        n,
+        bytes,
+        produced.messages.saturating_sub(n),
+        Duration::from_secs_f64(produced.seconds),
+        o.rate,
+        Some(&h),
+    );
+    r.errors += produced.errors;
+    Ok(r)
 }
