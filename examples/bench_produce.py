@@ -5,7 +5,10 @@ against each in one run, and prints a markdown table: produce MB/s (sink, fsync 
 flush.ms=10 group commit, flush.messages=1), the broker/sink ratios, consume from the head and
 from disk, open-loop latency at 20 MB/s, and broker CPU seconds per produced GB.
 
-    cargo build --release && python3 examples/bench_produce.py [--messages 1000000]
+    cargo build --release && python3 examples/bench_produce.py [--messages 1000000] [--repeat 3]
+
+With --repeat N the whole sequence runs N times and each cell shows the median and, in
+brackets, the lowest and highest run: on a small shared machine single runs vary a lot.
 """
 import argparse
 import json
@@ -46,12 +49,7 @@ def bench(*args):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=1_000_000)
-    ap.add_argument("--message-bytes", type=int, default=1024)
-    ap.add_argument("--partitions", type=int, default=8)
-    a = ap.parse_args()
+def run_once(a):
     common = ["--messages", str(a.messages), "--message-bytes", str(a.message_bytes),
               "--partitions", str(a.partitions), "--acks", "all"]
     tmp = tempfile.mkdtemp()
@@ -75,7 +73,7 @@ def main():
             rows[name] = bench("produce", "--bootstrap", addr, "--topic", "t", *common)
             rows[name]["cpu_s_per_gb"] = (cpu_seconds(proc.pid) - before) / (rows[name]["bytes"] / 1e9)
             if name == "roll":
-                rows["consume_head"] = bench("consume", "--bootstrap", addr, "--topic", "t")
+                rows["consume_head"] = bench("consume", "--bootstrap", addr, "--topic", "t", "--consumers", "2")
                 rows["latency20"] = bench("produce", "--bootstrap", addr, "--topic", "lat", "--rate-mb", "20",
                                           "--duration-s", "15", "--linger-ms", "1", "--message-bytes",
                                           str(a.message_bytes), "--partitions", str(a.partitions))
@@ -90,31 +88,55 @@ def main():
                     cold = "page cache not dropped (needs root)"
                 proc, addr = broker(name, [])
                 procs.append(proc)
-                rows["consume_disk"] = bench("consume", "--bootstrap", addr, "--topic", "t")
+                rows["consume_disk"] = bench("consume", "--bootstrap", addr, "--topic", "t", "--consumers", "2")
                 rows["consume_disk"]["note"] = cold
     finally:
         for p in procs:
             p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    sink_mb = rows["sink"]["mb_per_s"]
-    print(f"| run | MB/s | msgs/s | vs sink | broker CPU s/GB |")
-    print(f"| --- | --- | --- | --- | --- |")
-    print(f"| null sink (limit) | {sink_mb:.0f} | {rows['sink']['msgs_per_s']:.0f} | 100% | |")
+    return rows
+
+
+def med(values):
+    v = sorted(values)
+    mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    return mid if len(v) == 1 else (mid, v[0], v[-1])
+
+
+def fmt(x, spec, suffix=""):
+    if isinstance(x, tuple):
+        return f"{x[0]:{spec}}{suffix} [{x[1]:{spec}}-{x[2]:{spec}}]"
+    return f"{x:{spec}}{suffix}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=1_000_000)
+    ap.add_argument("--message-bytes", type=int, default=1024)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=1)
+    a = ap.parse_args()
+    runs = [run_once(a) for _ in range(a.repeat)]
+    m = lambda key, field: med([r[key][field] for r in runs])
+    ratio = lambda key: med([100 * r[key]["mb_per_s"] / r["sink"]["mb_per_s"] for r in runs])
+    vs_produce = lambda key: med([r[key]["mb_per_s"] / r["roll"]["mb_per_s"] for r in runs])
+    print(f"{a.repeat} run(s); cells: median [lowest-highest]")
+    print()
+    print("| run | MB/s | vs sink (same run) | broker CPU s/GB |")
+    print("| --- | --- | --- | --- |")
+    print(f"| null sink (limit) | {fmt(m('sink', 'mb_per_s'), '.0f')} | 100% | |")
     for name, label in [("roll", "broker, fsync on segment roll"), ("flush10ms", "broker, flush.ms=10 (group commit)"),
                         ("flush1", "broker, flush.messages=1 (fsync before every ack)")]:
-        r = rows[name]
-        print(f"| {label} | {r['mb_per_s']:.0f} | {r['msgs_per_s']:.0f} | {100 * r['mb_per_s'] / sink_mb:.0f}% | {r['cpu_s_per_gb']:.2f} |")
-    produce_mb = rows["roll"]["mb_per_s"]
-    for key, label in [("consume_head", "consume, head (page cache)"), ("consume_disk", "consume, after restart")]:
-        r = rows[key]
-        print(f"| {label} | {r['mb_per_s']:.0f} | {r['msgs_per_s']:.0f} | {r['mb_per_s'] / produce_mb:.2f}x produce | {r.get('note', '')} |")
-    l = rows["latency20"]["latency"]
+        print(f"| {label} | {fmt(m(name, 'mb_per_s'), '.0f')} | {fmt(ratio(name), '.0f', '%')} | {fmt(m(name, 'cpu_s_per_gb'), '.2f')} |")
+    for key, label in [("consume_head", "consume, head (page cache)"), ("consume_disk", "consume, after restart, page cache dropped")]:
+        print(f"| {label} | {fmt(m(key, 'mb_per_s'), '.0f')} | {fmt(vs_produce(key), '.2f', 'x produce')} | |")
+    lat = lambda q: med([r["latency20"]["latency"][q] for r in runs])
     print()
-    print(f"Open loop at 20 MB/s ({rows['latency20']['msgs_per_s']:.0f} msgs/s achieved): "
-          f"p50 {l['p50_ms']:.2f} ms, p99 {l['p99_ms']:.2f} ms, p999 {l['p999_ms']:.2f} ms, max {l['max_ms']:.2f} ms")
+    print(f"Open loop at 20 MB/s: p50 {fmt(lat('p50_ms'), '.2f')} ms, p99 {fmt(lat('p99_ms'), '.2f')} ms, "
+          f"p999 {fmt(lat('p999_ms'), '.2f')} ms, max {fmt(lat('max_ms'), '.2f')} ms")
     print()
-    print("raw:", json.dumps(rows))
+    print("raw:", json.dumps(runs))
 
 
 if __name__ == "__main__":

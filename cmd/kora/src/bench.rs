@@ -74,6 +74,9 @@ pub(crate) struct ConsumeArgs {
     messages: u64,
     #[arg(long)]
     duration_s: Option<f64>,
+    /// Consumer instances (threads); partitions are split between them.
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
@@ -200,6 +203,7 @@ pub(crate) fn run(cmd: BenchCommand, output: Output) -> Result<()> {
                 topic: a.topic,
                 messages: a.messages,
                 duration: a.duration_s.map(Duration::from_secs_f64),
+                consumers: a.consumers,
                 extra: pairs(&a.set)?,
             };
             let progress = Arc::new(Progress::default());

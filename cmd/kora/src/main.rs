@@ -13,6 +13,11 @@ use kora_common::SystemClock;
 
 mod bench;
 
+/// mimalloc keeps freed pages for reuse: the fetch path allocates megabyte buffers per request,
+/// which with the system allocator were mapped, faulted in and unmapped every time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "kora", version, about = "Kora: a cloud-native engine for the Kafka protocol")]
 struct Cli {

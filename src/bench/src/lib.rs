@@ -73,6 +73,8 @@ pub struct ConsumeOptions {
     /// Stop after this many messages; 0: everything up to the high watermarks at start.
     pub messages: u64,
     pub duration: Option<Duration>,
+    /// Consumer instances (threads, one connection each); partitions are split between them.
+    pub consumers: usize,
     pub extra: Vec<(String, String)>,
 }
 
@@ -297,55 +299,84 @@ pub fn produce(o: &ProduceOptions, progress: Arc<Progress>) -> Result<Report, Be
     Ok(report("produce", acked, bytes, progress.errors.load(Ordering::Relaxed), elapsed, o.rate, Some(&hist)))
 }
 
-pub fn consume(o: &ConsumeOptions, progress: Arc<Progress>) -> Result<Report, BenchError> {
+fn consumer_config(o: &ConsumeOptions) -> ClientConfig {
     let mut cfg = client_config(&o.bootstrap, &o.extra);
     cfg.set("group.id", "kora-bench")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", "100");
-    let c: BaseConsumer = cfg.create()?;
-    let md = c.fetch_metadata(Some(&o.topic), Duration::from_secs(10))?;
+    cfg
+}
+
+pub fn consume(o: &ConsumeOptions, progress: Arc<Progress>) -> Result<Report, BenchError> {
+    if o.consumers == 0 {
+        return Err(BenchError::Setup("consumers must be positive".into()));
+    }
+    let probe: BaseConsumer = consumer_config(o).create()?;
+    let md = probe.fetch_metadata(Some(&o.topic), Duration::from_secs(10))?;
     let parts = md
         .topics()
         .first()
         .map(|t| t.partitions().len() as i32)
         .filter(|&n| n > 0)
         .ok_or_else(|| BenchError::Setup(format!("topic {} not found", o.topic)))?;
-    let mut target = o.messages;
-    if target == 0 && o.duration.is_none() {
-        for p in 0..parts {
-            let (lo, hi) = c.fetch_watermarks(&o.topic, p, Duration::from_secs(10))?;
-            target += (hi - lo).max(0) as u64;
-        }
-    }
-    progress.target.store(target, Ordering::Relaxed);
-    let mut tpl = TopicPartitionList::new();
+    // What each partition holds now: the run reads it all (or `messages`, or for `duration`).
+    let mut per_partition = Vec::with_capacity(parts as usize);
     for p in 0..parts {
-        tpl.add_partition_offset(&o.topic, p, Offset::Beginning)?;
+        let (lo, hi) = probe.fetch_watermarks(&o.topic, p, Duration::from_secs(10))?;
+        per_partition.push((hi - lo).max(0) as u64);
     }
-    c.assign(&tpl)?;
+    drop(probe);
+    let everything: u64 = per_partition.iter().sum();
+    let target = if o.messages > 0 { o.messages.min(everything) } else { everything };
+    progress.target.store(if o.duration.is_some() { 0 } else { target }, Ordering::Relaxed);
+    let n_consumers = o.consumers.min(parts as usize);
     let start = Instant::now();
-    let (mut n, mut bytes) = (0u64, 0u64);
-    let mut last_data = Instant::now();
-    loop {
-        if o.duration.is_some_and(|d| start.elapsed() >= d) || (o.duration.is_none() && n >= target) {
-            break;
+    let done = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for k in 0..n_consumers {
+        let mine: Vec<i32> = (0..parts).filter(|p| *p as usize % n_consumers == k).collect();
+        let c: BaseConsumer = consumer_config(o).create()?;
+        let mut tpl = TopicPartitionList::new();
+        for &p in &mine {
+            tpl.add_partition_offset(&o.topic, p, Offset::Beginning)?;
         }
-        if last_data.elapsed() > Duration::from_secs(10) {
-            return Err(BenchError::Setup(format!("no data for 10 s after {n} of {target} messages")));
-        }
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                n += 1;
-                bytes += m.payload_len() as u64;
-                last_data = Instant::now();
-                if n % 1024 == 0 {
-                    progress.done.store(n, Ordering::Relaxed);
+        c.assign(&tpl)?;
+        let (duration, progress, done) = (o.duration, progress.clone(), done.clone());
+        threads.push(std::thread::spawn(move || -> Result<(u64, u64), BenchError> {
+            let (mut n, mut bytes) = (0u64, 0u64);
+            let mut last_data = Instant::now();
+            loop {
+                let all = done.load(Ordering::Relaxed);
+                if duration.map_or(all >= target, |d| start.elapsed() >= d) {
+                    return Ok((n, bytes));
+                }
+                if last_data.elapsed() > Duration::from_secs(10) {
+                    return Err(BenchError::Setup(format!(
+                        "no data for 10 s after {all} of {target} messages"
+                    )));
+                }
+                match c.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        n += 1;
+                        bytes += m.payload_len() as u64;
+                        last_data = Instant::now();
+                        let all = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if all % 1024 == 0 {
+                            progress.done.store(all, Ordering::Relaxed);
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => {}
                 }
             }
-            Some(Err(e)) => return Err(e.into()),
-            None => {}
-        }
+        }));
+    }
+    let (mut n, mut bytes) = (0u64, 0u64);
+    for t in threads {
+        let (a, b) = t.join().map_err(|_| BenchError::Setup("consumer thread panicked".into()))??;
+        n += a;
+        bytes += b;
     }
     progress.done.store(n, Ordering::Relaxed);
     Ok(report("consume", n, bytes, 0, start.elapsed(), None, None))
