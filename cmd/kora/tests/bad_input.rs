@@ -178,3 +178,36 @@ fn bad_produce_and_admin_requests_get_kafka_error_codes() {
     assert!(request::<_, ProduceResponse>(&mut s, ApiKey::Produce, 9, &req).is_none());
     assert_alive(&k);
 }
+
+#[test]
+fn max_connections_is_enforced() {
+    let k = Kora::start(&["--set", "max.connections=2"]);
+    let mut a = connect(&k);
+    let mut b = connect(&k);
+    let r: ApiVersionsResponse =
+        request(&mut a, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).expect("a");
+    assert_eq!(r.error_code, 0);
+    let r: ApiVersionsResponse =
+        request(&mut b, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()).expect("b");
+    assert_eq!(r.error_code, 0);
+    // The third is accepted by the kernel and closed by the broker at once.
+    let mut c = connect(&k);
+    assert!(request::<_, ApiVersionsResponse>(
+        &mut c,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+    )
+    .is_none());
+    // A slot frees when a connection closes.
+    drop(a);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut d = connect(&k);
+    assert!(request::<_, ApiVersionsResponse>(
+        &mut d,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+    )
+    .is_some());
+}
