@@ -60,18 +60,26 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Ou
             records: None,
         };
     }
+    if budget == 0 {
+        // Past the response budget a partition reports offsets only (KIP-74): no read.
+        let o = log.offsets();
+        if p.fetch_offset >= o.log_start_offset && p.fetch_offset <= o.high_watermark {
+            return Outcome {
+                error: 0,
+                high_watermark: o.high_watermark,
+                log_start_offset: o.log_start_offset,
+                records: Some(Bytes::new()),
+            };
+        }
+    }
     let want = budget.min(p.max_bytes.max(0) as usize);
     match log.read(p.fetch_offset, want.max(1)) {
-        Ok(r) => {
-            // A partition past the response budget reports offsets only (KIP-74).
-            let records = if budget == 0 { Bytes::new() } else { r.records };
-            Outcome {
-                error: 0,
-                high_watermark: r.high_watermark,
-                log_start_offset: r.log_start_offset,
-                records: Some(records),
-            }
-        }
+        Ok(r) => Outcome {
+            error: 0,
+            high_watermark: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+            records: Some(r.records),
+        },
         Err(e @ LogError::OffsetOutOfRange { .. }) => {
             let o = log.offsets();
             Outcome {
