@@ -179,23 +179,27 @@ fn produce_options(a: ProduceArgs) -> Result<ProduceOptions> {
     })
 }
 
+/// Runs one benchmark with a progress bar and prints its report.
+fn measure(
+    output: Output,
+    what: &str,
+    work: impl FnOnce(Arc<Progress>) -> Result<Report, kora_bench::BenchError> + Send + 'static,
+) -> Result<()> {
+    let progress = Arc::new(Progress::default());
+    let p = progress.clone();
+    let r = with_progress(output, progress, move || work(p))?.with_context(|| format!("{what} benchmark"))?;
+    print_report(output, &r)
+}
+
 pub(crate) fn run(cmd: BenchCommand, output: Output) -> Result<()> {
     match cmd {
         BenchCommand::E2e(a) => {
             let opts = produce_options(a)?;
-            let progress = Arc::new(Progress::default());
-            let p = progress.clone();
-            let r = with_progress(output, progress, move || kora_bench::e2e(&opts, p))?
-                .context("e2e benchmark")?;
-            print_report(output, &r)
+            measure(output, "e2e", move |p| kora_bench::e2e(&opts, p))
         }
         BenchCommand::Produce(a) => {
             let opts = produce_options(a)?;
-            let progress = Arc::new(Progress::default());
-            let p = progress.clone();
-            let r = with_progress(output, progress, move || kora_bench::produce(&opts, p))?
-                .context("produce benchmark")?;
-            print_report(output, &r)
+            measure(output, "produce", move |p| kora_bench::produce(&opts, p))
         }
         BenchCommand::Consume(a) => {
             let opts = ConsumeOptions {
@@ -206,11 +210,7 @@ pub(crate) fn run(cmd: BenchCommand, output: Output) -> Result<()> {
                 consumers: a.consumers,
                 extra: pairs(&a.set)?,
             };
-            let progress = Arc::new(Progress::default());
-            let p = progress.clone();
-            let r = with_progress(output, progress, move || kora_bench::consume(&opts, p))?
-                .context("consume benchmark")?;
-            print_report(output, &r)
+            measure(output, "consume", move |p| kora_bench::consume(&opts, p))
         }
         BenchCommand::Sink(a) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
