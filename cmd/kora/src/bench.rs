@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use kora_bench::{ConsumeOptions, ProduceOptions, Progress, Report};
 use kora_broker::config::Advertised;
@@ -90,15 +90,6 @@ pub(crate) struct SinkArgs {
     partitions: i32,
 }
 
-fn pairs(set: &[String]) -> Result<Vec<(String, String)>> {
-    set.iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => bail!("--set expects KEY=VALUE, got '{kv}'"),
-        })
-        .collect()
-}
-
 /// Runs `work` on a thread while drawing a progress bar from `progress` (text output only).
 fn with_progress<T: Send + 'static>(
     output: Output,
@@ -174,7 +165,7 @@ fn produce_options(a: ProduceArgs) -> Result<ProduceOptions> {
         compression: a.compression,
         producers: a.producers,
         rate,
-        extra: pairs(&a.set)?,
+        extra: crate::key_values(&a.set)?,
         stamp: false,
     })
 }
@@ -208,7 +199,7 @@ pub(crate) fn run(cmd: BenchCommand, output: Output) -> Result<()> {
                 messages: a.messages,
                 duration: a.duration_s.map(Duration::from_secs_f64),
                 consumers: a.consumers,
-                extra: pairs(&a.set)?,
+                extra: crate::key_values(&a.set)?,
             };
             measure(output, "consume", move |p| kora_bench::consume(&opts, p))
         }

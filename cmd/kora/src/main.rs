@@ -96,15 +96,18 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Parses repeated `--set KEY=VALUE` arguments.
+pub(crate) fn key_values(set: &[String]) -> Result<Vec<(String, String)>> {
+    set.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+            None => bail!("--set expects KEY=VALUE, got '{kv}'"),
+        })
+        .collect()
+}
+
 fn parse_overrides(o: &Overrides) -> Result<BTreeMap<String, String>> {
-    let mut m = BTreeMap::new();
-    for kv in &o.set {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("--set expects KEY=VALUE, got '{kv}'");
-        };
-        m.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    Ok(m)
+    Ok(key_values(&o.set)?.into_iter().collect())
 }
 
 fn main() -> Result<()> {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::raw::{batch, connect, produce, read_frame, request, send_frame};
+use common::raw::{batch, connect, fetch_partition0, produce, read_frame, request, send_frame};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,11 +11,10 @@ use std::net::TcpStream;
 use bytes::{Bytes, BytesMut};
 use common::Kora;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
-    FetchResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -148,25 +147,8 @@ fn bad_produce_and_admin_requests_get_kafka_error_codes() {
     assert_eq!(produce_error(&produce(&mut s, "good", -1, batch(1, 5000))), 10, "MESSAGE_TOO_LARGE");
 
     // Only the first good batch landed.
-    let fetch = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
-        FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("good"))).with_partitions(vec![
-            FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20),
-        ]),
-    ]);
-    let r: FetchResponse = request(&mut s, ApiKey::Fetch, 11, &fetch).expect("fetch");
-    let p = &r.responses[0].partitions[0];
-    assert_eq!((p.error_code, p.high_watermark), (0, 3));
-    let out_of_range = fetch.clone().with_topics(vec![FetchTopic::default()
-        .with_topic(TopicName(StrBytes::from_static_str("good")))
-        .with_partitions(vec![FetchPartition::default()
-            .with_partition(0)
-            .with_fetch_offset(99)
-            .with_partition_max_bytes(1 << 20)])]);
-    let r: FetchResponse = request(&mut s, ApiKey::Fetch, 11, &out_of_range).expect("fetch");
-    assert_eq!(r.responses[0].partitions[0].error_code, 1, "OFFSET_OUT_OF_RANGE");
+    assert_eq!(fetch_partition0(&mut s, "good", 0), (0, 3));
+    assert_eq!(fetch_partition0(&mut s, "good", 99).0, 1, "OFFSET_OUT_OF_RANGE");
     // acks=0 with an error: no response, the connection closes so the client notices.
     let req = ProduceRequest::default().with_acks(0).with_timeout_ms(5000).with_topic_data(vec![
         TopicProduceData::default()

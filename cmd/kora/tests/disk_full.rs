@@ -7,13 +7,10 @@ mod common;
 
 use std::process::Command;
 
-use common::raw::{batch, connect, produce, request};
+use common::raw::{batch, connect, fetch_partition0, produce, request};
 use common::Kora;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 struct Mount(std::path::PathBuf);
@@ -22,20 +19,6 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-fn high_watermark(s: &mut std::net::TcpStream) -> (i16, i64) {
-    let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
-        FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("full"))).with_partitions(vec![
-            FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20),
-        ]),
-    ]);
-    let r: FetchResponse = request(s, ApiKey::Fetch, 11, &req).expect("fetch");
-    let p = &r.responses[0].partitions[0];
-    (p.error_code, p.high_watermark)
 }
 
 #[test]
@@ -73,9 +56,9 @@ fn full_disk_refuses_writes_and_keeps_acknowledged_data() {
         }
     }
     assert!(acked > 0 && refused > 0, "acked {acked}, refused {refused}: the disk should have filled");
-    assert_eq!(high_watermark(&mut s), (0, acked), "every acknowledged record, nothing else");
+    assert_eq!(fetch_partition0(&mut s, "full", 0), (0, acked), "every acknowledged record, nothing else");
     k.kill9();
     k.restart();
     let mut s = connect(&k);
-    assert_eq!(high_watermark(&mut s), (0, acked), "after kill -9 on a full disk");
+    assert_eq!(fetch_partition0(&mut s, "full", 0), (0, acked), "after kill -9 on a full disk");
 }

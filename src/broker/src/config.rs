@@ -34,6 +34,15 @@ pub struct Advertised {
     pub port: u16,
 }
 
+impl Advertised {
+    /// What to advertise for a listener: its own address, or 127.0.0.1 for a wildcard bind.
+    pub fn for_listener(addr: SocketAddr) -> Self {
+        let ip = addr.ip();
+        let host = if ip.is_unspecified() { "127.0.0.1".to_string() } else { ip.to_string() };
+        Advertised { host, port: addr.port() }
+    }
+}
+
 /// Every broker setting, typed. Kafka names in the docs of each field.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -78,7 +87,7 @@ impl Default for BrokerConfig {
             node_id: 1,
             data_dir: PathBuf::from("./kora-data"),
             listener,
-            advertised: Advertised { host: "127.0.0.1".into(), port: 9092 },
+            advertised: Advertised::for_listener(listener),
             admin_listener: ([127, 0, 0, 1], 9644).into(),
             auto_create_topics_enable: true,
             num_partitions: 1,
@@ -311,21 +320,9 @@ impl BrokerConfig {
                 let (host, port) = parse_listener("advertised.listeners", &a)?;
                 Advertised { host, port }
             }
-            None => {
-                let ip = c.listener.ip();
-                let host = if ip.is_unspecified() { "127.0.0.1".to_string() } else { ip.to_string() };
-                Advertised { host, port: c.listener.port() }
-            }
+            None => Advertised::for_listener(c.listener),
         };
         Ok(c)
-    }
-
-    /// Sets the listener and, unless advertised explicitly, the advertised address.
-    pub fn set_listener(&mut self, addr: SocketAddr) {
-        self.listener = addr;
-        let ip = addr.ip();
-        let host = if ip.is_unspecified() { "127.0.0.1".to_string() } else { ip.to_string() };
-        self.advertised = Advertised { host, port: addr.port() };
     }
 }
 

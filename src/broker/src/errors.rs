@@ -35,9 +35,3 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
     };
     r.code()
 }
-
-pub const NONE: i16 = 0;
-
-pub fn code(e: ResponseError) -> i16 {
-    e.code()
-}

@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponseTopic};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, InitProducerIdResponse, MetadataResponse,
@@ -22,8 +20,9 @@ use kafka_protocol::messages::{
 use parking_lot::Mutex;
 
 use crate::config::Advertised;
-use crate::handlers::{api_versions_list, api_versions_unsupported, sb};
+use crate::handlers::{api_versions_list, api_versions_unsupported, sb, single_node_partitions};
 use crate::server::{decode_frame, encode, Decoded, FrameHandler, Outcome};
+use kora_log::batch::{peek_offset_and_len, BatchHeader};
 
 const NODE_ID: i32 = 1;
 
@@ -51,19 +50,9 @@ impl Sink {
     }
 
     fn topic_entry(&self, name: &str) -> MetadataResponseTopic {
-        let me = BrokerId(NODE_ID);
-        MetadataResponseTopic::default().with_name(Some(TopicName(sb(name)))).with_partitions(
-            (0..self.partitions)
-                .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_leader_id(me)
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![me])
-                        .with_isr_nodes(vec![me])
-                })
-                .collect(),
-        )
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(sb(name))))
+            .with_partitions(single_node_partitions(NODE_ID, self.partitions))
     }
 
     fn note_topic(&self, name: &str) {
@@ -152,20 +141,19 @@ impl Sink {
     }
 }
 
-/// Records in a produce payload, from the batch headers (no validation: the sink does no work).
+/// Records in a produce payload, from the batch headers only (the sink validates nothing).
 fn records_in(records: &Bytes) -> i64 {
     let mut n = 0i64;
     let mut pos = 0usize;
-    while pos + 61 <= records.len() {
-        let len =
-            i32::from_be_bytes([records[pos + 8], records[pos + 9], records[pos + 10], records[pos + 11]]);
-        let count =
-            i32::from_be_bytes([records[pos + 57], records[pos + 58], records[pos + 59], records[pos + 60]]);
-        if len < 49 {
+    while let Some((_, len)) = peek_offset_and_len(&records[pos..]) {
+        match BatchHeader::parse(&records[pos..]) {
+            Ok(h) => n += h.records_count.max(0) as i64,
+            Err(_) => break,
+        }
+        pos += len;
+        if pos >= records.len() {
             break;
         }
-        n += count.max(0) as i64;
-        pos += 12 + len as usize;
     }
     n
 }

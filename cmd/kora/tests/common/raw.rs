@@ -6,9 +6,11 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
@@ -99,4 +101,19 @@ pub fn produce(s: &mut TcpStream, topic: &str, acks: i16, records: Bytes) -> Pro
                 .with_records(Some(records))]),
     ]);
     request(s, ApiKey::Produce, 9, &req).expect("produce response")
+}
+
+/// A non-waiting Fetch v11 of partition 0 from `offset`: (error code, high watermark).
+pub fn fetch_partition0(s: &mut TcpStream, topic: &str, offset: i64) -> (i16, i64) {
+    let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+        FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)]),
+    ]);
+    let r: FetchResponse = request(s, ApiKey::Fetch, 11, &req).expect("fetch");
+    let p = &r.responses[0].partitions[0];
+    (p.error_code, p.high_watermark)
 }

@@ -97,7 +97,6 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Ou
 }
 
 pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchResponse {
-    let now = b.clock.now_ms();
     let image = b.controller.image();
     // The partitions this request names, resolved to names (v13+ sends topic ids).
     let mut requested = Vec::new();
@@ -277,7 +276,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         Mode::Incremental(mut s) => {
             let id = s.id;
             s.partitions = partitions;
-            b.sessions.lock().put(s, now);
+            b.sessions.lock().put(s, b.clock.now_ms());
             id
         }
     };

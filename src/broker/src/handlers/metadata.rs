@@ -15,9 +15,10 @@ use super::sb;
 use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
-fn topic_entry(b: &Broker, t: &TopicImage) -> MetadataResponseTopic {
-    let id = BrokerId(b.config.node_id);
-    let partitions = (0..t.partitions)
+/// Partitions of a topic on a single node: this node leads every one, at leader epoch 0.
+pub(crate) fn single_node_partitions(node_id: i32, partitions: i32) -> Vec<MetadataResponsePartition> {
+    let id = BrokerId(node_id);
+    (0..partitions)
         .map(|p| {
             MetadataResponsePartition::default()
                 .with_partition_index(p)
@@ -26,7 +27,11 @@ fn topic_entry(b: &Broker, t: &TopicImage) -> MetadataResponseTopic {
                 .with_replica_nodes(vec![id])
                 .with_isr_nodes(vec![id])
         })
-        .collect();
+        .collect()
+}
+
+fn topic_entry(b: &Broker, t: &TopicImage) -> MetadataResponseTopic {
+    let partitions = single_node_partitions(b.config.node_id, t.partitions);
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(sb(&t.name))))
         .with_topic_id(t.topic_id)

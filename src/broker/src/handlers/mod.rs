@@ -14,6 +14,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, Reque
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+pub(crate) use metadata::single_node_partitions;
 
 /// (API, min version, max version) served by Kora.
 pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
