@@ -121,6 +121,9 @@ fn main() -> Result<()> {
             flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());
             flat.entry("listeners".into()).or_insert(a.listen.to_string());
             flat.entry("admin.listeners".into()).or_insert(a.admin_listen.to_string());
+            // As Kafka's own development config does: no wait before a new group's first
+            // rebalance, so a single consumer starts at once.
+            flat.entry("group.initial.rebalance.delay.ms".into()).or_insert("0".into());
             BrokerConfig::from_map(&flat).context("invalid configuration")?
         }
         Command::Broker(a) => {

@@ -47,6 +47,8 @@ pub struct Broker {
     pub logs: Arc<LogManager>,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
+    /// The group coordinator (every group: a single-node cell coordinates them all).
+    pub groups: Arc<kora_group::Coordinator>,
     pub(crate) sessions: Mutex<FetchSessionCache>,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Topic id and config overrides of every topic the logs reflect; guards `apply_image`.
@@ -172,6 +174,7 @@ impl Broker {
             },
         )?);
         let logs = Arc::new(LogManager::open(&config.data_dir.join("logs"), clock.clone())?);
+        crate::groups::ensure_offsets_topic(&controller, config.groups.offsets_topic_partitions)?;
         let image = controller.image();
         let mut specs = Vec::with_capacity(image.partition_count());
         let mut known = HashMap::new();
@@ -200,6 +203,28 @@ impl Broker {
             "logs loaded"
         );
 
+        // The internal topic's partition count is fixed once created; the coordinator must hash
+        // groups with the count that exists.
+        let mut group_config = config.groups.clone();
+        if let Some(t) = image.topic(kora_group::OFFSETS_TOPIC) {
+            group_config.offsets_topic_partitions = t.partitions;
+        }
+        let offsets_partitions = group_config.offsets_topic_partitions;
+        let groups = Arc::new(kora_group::Coordinator::new(
+            group_config,
+            clock.clone(),
+            Arc::new(crate::groups::OffsetsLog { logs: logs.clone(), clock: clock.clone() }),
+        ));
+        {
+            let (logs, groups) = (logs.clone(), groups.clone());
+            let started = std::time::Instant::now();
+            let n =
+                tokio::task::spawn_blocking(move || crate::groups::load(&logs, &groups, offsets_partitions))
+                    .await
+                    .map_err(|e| kora_log::LogError::Corrupt(format!("group loading failed: {e}")))??;
+            tracing::info!(records = n, elapsed_ms = started.elapsed().as_millis() as u64, "groups loaded");
+        }
+
         let listener = tokio::net::TcpListener::bind(config.listener)
             .await
             .map_err(|source| StartError::Bind { addr: config.listener, source })?;
@@ -221,6 +246,7 @@ impl Broker {
             logs,
             metrics: Metrics::new(),
             clock,
+            groups,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             sync_lock: Mutex::new(known),
             shutting_down: AtomicBool::new(false),
@@ -249,6 +275,8 @@ impl Broker {
         }
         tasks.push(tokio::spawn(metadata_sync(broker.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(retention_loop(broker.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(crate::groups::tick_loop(broker.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(crate::groups::maintenance_loop(broker.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(flush_loop(broker.clone(), shutdown_rx)));
         Ok(BrokerHandle { broker, kafka_addr, admin_addr, shutdown_tx, tasks })
     }

@@ -78,6 +78,10 @@ pub struct BrokerConfig {
     pub topic_defaults: BTreeMap<String, String>,
     /// max.partitions.per.topic (Kora): upper bound for CreateTopics/CreatePartitions.
     pub max_partitions_per_topic: i32,
+    /// group.* and offsets.* settings of the group coordinator.
+    pub groups: kora_group::GroupConfig,
+    /// offsets.retention.check.interval.ms
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -100,6 +104,8 @@ impl Default for BrokerConfig {
             fetch_session_cache_slots: 1000,
             topic_defaults: BTreeMap::new(),
             max_partitions_per_topic: 10_000,
+            groups: kora_group::GroupConfig::default(),
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -124,6 +130,21 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("log.flush.scheduler.interval.ms", "How often flush.ms deadlines are checked."),
     ("max.incremental.fetch.session.cache.slots", "Most fetch sessions kept."),
     ("max.partitions.per.topic", "Upper bound on a topic's partition count."),
+    ("group.min.session.timeout.ms", "Smallest session timeout a classic group member may ask for."),
+    ("group.max.session.timeout.ms", "Largest session timeout a classic group member may ask for."),
+    (
+        "group.initial.rebalance.delay.ms",
+        "Wait for more members before the first rebalance of an empty group.",
+    ),
+    ("group.max.size", "Most members in a classic group."),
+    ("group.consumer.session.timeout.ms", "Session timeout of KIP-848 consumer group members."),
+    ("group.consumer.heartbeat.interval.ms", "Heartbeat interval given to KIP-848 members."),
+    ("group.consumer.max.size", "Most members in a KIP-848 consumer group."),
+    ("group.consumer.assignors", "Server-side assignors (uniform, range); the first is the default."),
+    ("offset.metadata.max.bytes", "Largest metadata string of a committed offset."),
+    ("offsets.retention.minutes", "How long offsets of an empty group are kept."),
+    ("offsets.retention.check.interval.ms", "How often expired offsets are removed."),
+    ("offsets.topic.num.partitions", "Partitions of __consumer_offsets (fixed once created)."),
 ];
 
 fn flatten(
@@ -293,6 +314,59 @@ impl BrokerConfig {
                     c.fetch_session_cache_slots = parse_num(k, v, 0, 1_000_000)?
                 }
                 "max.partitions.per.topic" => c.max_partitions_per_topic = parse_num(k, v, 1, 1_000_000)?,
+                "group.min.session.timeout.ms" => {
+                    c.groups.min_session_timeout_ms = parse_num(k, v, 1, i32::MAX)?
+                }
+                "group.max.session.timeout.ms" => {
+                    c.groups.max_session_timeout_ms = parse_num(k, v, 1, i32::MAX)?
+                }
+                "group.initial.rebalance.delay.ms" => {
+                    c.groups.initial_rebalance_delay_ms = parse_num(k, v, 0, i32::MAX)?
+                }
+                "group.max.size" => c.groups.max_size = parse_num(k, v, 1, i32::MAX as usize)?,
+                "group.consumer.session.timeout.ms" => {
+                    c.groups.consumer_session_timeout_ms = parse_num(k, v, 1000, i32::MAX)?
+                }
+                "group.consumer.heartbeat.interval.ms" => {
+                    c.groups.consumer_heartbeat_interval_ms = parse_num(k, v, 100, i32::MAX)?
+                }
+                "group.consumer.max.size" => {
+                    c.groups.consumer_max_size = parse_num(k, v, 1, i32::MAX as usize)?
+                }
+                "group.consumer.assignors" => {
+                    let names: Vec<String> =
+                        v.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect();
+                    // Kafka's class names end with the assignor's name; accept both spellings.
+                    let names: Vec<String> = names
+                        .into_iter()
+                        .map(|n| {
+                            let short = n.rsplit('.').next().unwrap_or(&n).to_ascii_lowercase();
+                            short.trim_end_matches("assignor").to_string()
+                        })
+                        .collect();
+                    if names.is_empty() {
+                        return Err(invalid(k, "at least one assignor is required"));
+                    }
+                    if let Some(bad) =
+                        names.iter().find(|n| !kora_group::assignor::ASSIGNORS.contains(&n.as_str()))
+                    {
+                        return Err(invalid(k, format!("unknown assignor '{bad}' (uniform, range)")));
+                    }
+                    c.groups.consumer_assignors = names;
+                }
+                "offset.metadata.max.bytes" => {
+                    c.groups.offset_metadata_max_bytes = parse_num(k, v, 0, i32::MAX as usize)?
+                }
+                "offsets.retention.minutes" => {
+                    let m: i64 = parse_num(k, v, 1, i64::MAX / 60_000)?;
+                    c.groups.offsets_retention_ms = m * 60_000;
+                }
+                "offsets.retention.check.interval.ms" => {
+                    c.offsets_retention_check_interval_ms = parse_num(k, v, 1, u64::MAX / 2)?
+                }
+                "offsets.topic.num.partitions" => {
+                    c.groups.offsets_topic_partitions = parse_num(k, v, 1, 1000)?
+                }
                 other => match topic_config_def_by_synonym(other) {
                     Some(def) => {
                         c.topic_defaults.insert(def.name.to_string(), v.clone());
@@ -315,6 +389,12 @@ impl BrokerConfig {
             };
             invalid(&key, e.to_string())
         })?;
+        if c.groups.min_session_timeout_ms > c.groups.max_session_timeout_ms {
+            return Err(invalid(
+                "group.min.session.timeout.ms",
+                "must not exceed group.max.session.timeout.ms",
+            ));
+        }
         c.advertised = match advertised {
             Some(a) => {
                 let (host, port) = parse_listener("advertised.listeners", &a)?;

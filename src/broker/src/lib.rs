@@ -1,5 +1,6 @@
 //! The Kafka broker: the wire protocol, request handlers, fetch sessions, metrics and the admin
-//! endpoint, over the log ([`kora_log`]) and metadata ([`kora_meta`]) crates.
+//! endpoint, over the log ([`kora_log`]), metadata ([`kora_meta`]) and group coordinator
+//! ([`kora_group`]) crates.
 //!
 //! Invariants:
 //! - every request frame is size-checked before allocation and decoded by kafka-protocol; a
@@ -17,6 +18,7 @@ pub mod broker;
 pub mod config;
 pub mod errors;
 pub mod fetch_session;
+pub mod groups;
 mod handlers;
 pub mod metrics;
 pub mod server;

@@ -40,7 +40,7 @@ pub enum Outcome {
 /// What the connection loop asks of a server: handle one request frame. The broker and the
 /// benchmark sink implement it; both share the framing, limits and ordering below.
 pub trait FrameHandler: Send + Sync + 'static {
-    fn handle(&self, frame: Bytes) -> impl std::future::Future<Output = Outcome> + Send;
+    fn handle(&self, frame: Bytes, peer: SocketAddr) -> impl std::future::Future<Output = Outcome> + Send;
     fn max_frame_bytes(&self) -> usize;
     fn stopping(&self) -> bool;
     fn connection_opened(&self) {}
@@ -48,8 +48,8 @@ pub trait FrameHandler: Send + Sync + 'static {
 }
 
 impl FrameHandler for Broker {
-    fn handle(&self, frame: Bytes) -> impl std::future::Future<Output = Outcome> + Send {
-        handle_frame(self, frame)
+    fn handle(&self, frame: Bytes, peer: SocketAddr) -> impl std::future::Future<Output = Outcome> + Send {
+        handle_frame(self, frame, peer)
     }
     fn max_frame_bytes(&self) -> usize {
         self.config.socket_request_max_bytes
@@ -124,7 +124,7 @@ async fn connection<H: FrameHandler>(h: Arc<H>, stream: TcpStream, peer: SocketA
         if rd.read_exact(&mut buf).await.is_err() {
             break;
         }
-        match h.handle(buf.freeze()).await {
+        match h.handle(buf.freeze(), peer).await {
             Outcome::Respond(bytes) => {
                 if tx.send(bytes).await.is_err() {
                     break;
@@ -194,7 +194,7 @@ pub fn decode_frame(frame: Bytes) -> Result<Decoded, String> {
 }
 
 /// Decodes, handles and encodes one request frame.
-pub(crate) async fn handle_frame(b: &Broker, frame: Bytes) -> Outcome {
+pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, peer: SocketAddr) -> Outcome {
     let (api_key, version, header, request) = match decode_frame(frame) {
         Ok(Decoded::Request { api_key, version, header, body }) => (api_key, version, *header, *body),
         // Answer with v0 so any client can read our ranges and retry (KIP-511).
@@ -205,7 +205,7 @@ pub(crate) async fn handle_frame(b: &Broker, frame: Bytes) -> Outcome {
     };
     let correlation_id = header.correlation_id;
     let started = Instant::now();
-    let response = handlers::dispatch(b, &header, request).await;
+    let response = handlers::dispatch(b, &header, request, peer).await;
     let labels = ApiLabels { api: api_name(api_key) };
     b.metrics.request_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     b.metrics.requests.get_or_create(&labels).inc();
@@ -249,6 +249,19 @@ pub(crate) fn api_name(k: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         _ => "Other",
     }
 }

@@ -252,6 +252,13 @@ pub(super) async fn delete_topics(b: &Broker, r: DeleteTopicsRequest, version: i
             results.push(base.with_error_code(ResponseError::UnknownTopicId.code()));
             continue;
         };
+        if crate::groups::is_internal(&n) {
+            results.push(
+                base.with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(sb("internal topics cannot be deleted"))),
+            );
+            continue;
+        }
         let n2 = n.clone();
         match b.meta(move |c| c.delete_topic(&n2)).await {
             Ok(tid) => {

@@ -36,6 +36,7 @@ fn topic_entry(b: &Broker, t: &TopicImage) -> MetadataResponseTopic {
         .with_name(Some(TopicName(sb(&t.name))))
         .with_topic_id(t.topic_id)
         .with_partitions(partitions)
+        .with_is_internal(crate::groups::is_internal(&t.name))
         .with_topic_authorized_operations(i32::MIN)
 }
 

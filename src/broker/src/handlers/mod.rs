@@ -5,6 +5,7 @@
 
 mod admin;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
@@ -33,6 +34,19 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub(crate) fn supported_range(k: ApiKey) -> Option<(i16, i16)> {
@@ -67,8 +81,10 @@ pub(crate) async fn dispatch(
     b: &Broker,
     header: &RequestHeader,
     req: RequestKind,
+    peer: std::net::SocketAddr,
 ) -> Result<Option<ResponseKind>, String> {
     let v = header.request_api_version;
+    let client = || groups::Client::new(header, peer);
     let resp: ResponseKind = match req {
         RequestKind::ApiVersions(_) => {
             ApiVersionsResponse::default().with_api_keys(api_versions_list()).into()
@@ -87,6 +103,19 @@ pub(crate) async fn dispatch(
         RequestKind::DescribeConfigs(r) => admin::describe_configs(b, r, v).into(),
         RequestKind::AlterConfigs(r) => admin::alter_configs(b, r).await.into(),
         RequestKind::IncrementalAlterConfigs(r) => admin::incremental_alter_configs(b, r).await.into(),
+        RequestKind::FindCoordinator(r) => groups::find_coordinator(b, r, v).into(),
+        RequestKind::JoinGroup(r) => groups::join_group(b, r, v, &client()).await.into(),
+        RequestKind::SyncGroup(r) => groups::sync_group(b, r).await.into(),
+        RequestKind::Heartbeat(r) => groups::heartbeat(b, r).into(),
+        RequestKind::LeaveGroup(r) => groups::leave_group(b, r, v).into(),
+        RequestKind::OffsetCommit(r) => groups::offset_commit(b, r).into(),
+        RequestKind::OffsetFetch(r) => groups::offset_fetch(b, r, v).into(),
+        RequestKind::DescribeGroups(r) => groups::describe_groups(b, r, v).into(),
+        RequestKind::ListGroups(r) => groups::list_groups(b, r).into(),
+        RequestKind::DeleteGroups(r) => groups::delete_groups(b, r).into(),
+        RequestKind::OffsetDelete(r) => groups::offset_delete(b, r).into(),
+        RequestKind::ConsumerGroupHeartbeat(r) => groups::consumer_group_heartbeat(b, r, &client()).into(),
+        RequestKind::ConsumerGroupDescribe(r) => groups::consumer_group_describe(b, r).into(),
         other => return Err(format!("no handler for {other:?}")),
     };
     Ok(Some(resp))

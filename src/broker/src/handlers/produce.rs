@@ -135,6 +135,11 @@ pub(super) async fn produce(
         for p in t.partition_data {
             let log = name.as_deref().and_then(|n| b.logs.get(n, p.index));
             let entry = match (&name, log) {
+                (Some(n), _) if crate::groups::is_internal(n) => partition_error(
+                    p.index,
+                    ResponseError::InvalidTopicException.code(),
+                    Some("clients cannot write to internal topics".into()),
+                ),
                 (Some(n), Some(log)) => append_partition(b, log, n, p.index, p.records).await,
                 (None, _) => partition_error(p.index, ResponseError::UnknownTopicId.code(), None),
                 (Some(_), None) => {

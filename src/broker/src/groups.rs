@@ -1,0 +1,236 @@
+//! The group coordinator's edges on a broker: its internal log (`__consumer_offsets`
+//! partitions in the broker's own log manager), loading it at start, and the background work
+//! (timeouts, offset expiry, checkpoints that keep the internal log bounded).
+//!
+//! Checkpoints stand in for log compaction of the internal topic: when a partition holds far
+//! more records than live keys, the coordinator rewrites every live record of that partition at
+//! its end (under its lock, so no change interleaves) and the log start moves past everything
+//! older. Replay of the remaining log yields exactly the live state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use kora_common::Clock;
+use kora_group::{Coordinator, GroupError, GroupLog, Topics, OFFSETS_TOPIC};
+use kora_log::batch::BatchHeader;
+use kora_log::{LogError, LogManager};
+use kora_meta::controller::TopicRequest;
+use kora_meta::{Controller, MetaError, MetadataImage};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+
+/// Records in a partition beyond `CHECKPOINT_FACTOR` × live keys + `CHECKPOINT_SLACK` trigger a
+/// checkpoint.
+const CHECKPOINT_FACTOR: i64 = 4;
+const CHECKPOINT_SLACK: i64 = 10_000;
+/// How often the coordinator's timers run.
+const TICK: Duration = Duration::from_millis(50);
+/// Bytes read per call while replaying the internal log.
+const REPLAY_READ_BYTES: usize = 4 << 20;
+
+/// The coordinator's view of topics: the broker's current metadata image.
+pub(crate) struct ImageTopics(pub(crate) Arc<MetadataImage>);
+
+impl Topics for ImageTopics {
+    fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
+        self.0.topic(name).map(|t| (t.topic_id, t.partitions))
+    }
+    fn by_id(&self, id: &Uuid) -> Option<(String, i32)> {
+        self.0.topic_by_id(id).map(|t| (t.name.clone(), t.partitions))
+    }
+    fn names(&self) -> Vec<String> {
+        self.0.topics.keys().filter(|n| !is_internal(n)).cloned().collect()
+    }
+}
+
+pub fn is_internal(topic: &str) -> bool {
+    topic == OFFSETS_TOPIC
+}
+
+/// `GroupLog` over the broker's `__consumer_offsets` partitions.
+#[derive(Debug)]
+pub(crate) struct OffsetsLog {
+    pub(crate) logs: Arc<LogManager>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl GroupLog for OffsetsLog {
+    fn append(&self, partition: i32, records: &[(Bytes, Option<Bytes>)]) -> Result<(), GroupError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let log = self
+            .logs
+            .get(OFFSETS_TOPIC, partition)
+            .ok_or_else(|| GroupError::Log(format!("{OFFSETS_TOPIC}-{partition} is not hosted here")))?;
+        let now = self.clock.now_ms();
+        let recs: Vec<Record> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: now,
+                key: Some(k.clone()),
+                value: v.clone(),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &recs,
+            &RecordEncodeOptions { version: 2, compression: Compression::None },
+        )
+        .map_err(|e| GroupError::Log(format!("encoding records: {e}")))?;
+        let batch = buf.freeze();
+        let header = BatchHeader::parse(&batch).map_err(|e| GroupError::Log(e.to_string()))?;
+        match log.append(&header, &batch) {
+            Ok(_) => Ok(()),
+            Err(e @ LogError::MessageTooLarge { .. }) => Err(GroupError::TooLarge(e.to_string())),
+            Err(e) => Err(GroupError::Log(e.to_string())),
+        }
+    }
+}
+
+/// Creates `__consumer_offsets` if it does not exist. Its records are never deleted by time or
+/// size; checkpoints bound it instead.
+pub(crate) fn ensure_offsets_topic(c: &Controller, partitions: i32) -> Result<(), MetaError> {
+    if c.image().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let configs: BTreeMap<String, String> = [
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("segment.bytes", "104857600"),
+        ("max.message.bytes", "10485760"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    c.create_topic(
+        &TopicRequest { name: OFFSETS_TOPIC.into(), partitions, replication_factor: -1, configs },
+        false,
+    )?;
+    Ok(())
+}
+
+/// Replays every `__consumer_offsets` partition into the coordinator. Corrupt records are
+/// skipped with an error log (the rest of the group state is still usable).
+pub(crate) fn load(logs: &LogManager, coordinator: &Coordinator, partitions: i32) -> Result<usize, LogError> {
+    let mut n = 0;
+    for p in 0..partitions {
+        let Some(log) = logs.get(OFFSETS_TOPIC, p) else { continue };
+        let mut offset = log.offsets().log_start_offset;
+        loop {
+            let r = log.read(offset, REPLAY_READ_BYTES)?;
+            if r.records.is_empty() {
+                break;
+            }
+            let mut buf = r.records.clone();
+            let mut next = offset;
+            while !buf.is_empty() {
+                let set = match RecordBatchDecoder::decode(&mut buf) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        return Err(LogError::CorruptBatch(format!("{OFFSETS_TOPIC}-{p} at {next}: {e}")));
+                    }
+                };
+                for rec in set.records {
+                    next = rec.offset + 1;
+                    if rec.offset < offset {
+                        continue;
+                    }
+                    let Some(key) = rec.key.as_deref() else { continue };
+                    if let Err(e) = coordinator.replay(key, rec.value.as_deref()) {
+                        tracing::error!(partition = p, offset = rec.offset, error = %e, "skipping group record");
+                    }
+                    n += 1;
+                }
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+    }
+    Ok(n)
+}
+
+/// Timeouts of every group, every `TICK`.
+pub(crate) async fn tick_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.changed() => return,
+        }
+        let b2 = b.clone();
+        let _ = tokio::task::spawn_blocking(move || b2.groups.tick()).await;
+    }
+}
+
+/// Offset expiry and internal-log checkpoints, every offsets.retention.check.interval.ms (and
+/// checkpoints at least every minute).
+pub(crate) async fn maintenance_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(b.config.offsets_retention_check_interval_ms.min(60_000));
+    let mut last_expiry = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        let b2 = b.clone();
+        let expire = last_expiry.elapsed().as_millis() as u64 >= b.config.offsets_retention_check_interval_ms;
+        if expire {
+            last_expiry = std::time::Instant::now();
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            if expire {
+                let n = b2.groups.expire_offsets(&ImageTopics(b2.controller.image()));
+                if n > 0 {
+                    tracing::info!(offsets = n, "expired committed offsets");
+                }
+            }
+            checkpoint_if_due(&b2);
+        })
+        .await;
+    }
+}
+
+fn checkpoint_if_due(b: &Broker) {
+    for p in 0..b.groups.config().offsets_topic_partitions {
+        let Some(log) = b.logs.get(OFFSETS_TOPIC, p) else { continue };
+        let o = log.offsets();
+        let live = b.groups.live_records(p) as i64;
+        if o.high_watermark - o.log_start_offset <= CHECKPOINT_FACTOR * live + CHECKPOINT_SLACK {
+            continue;
+        }
+        let start = o.high_watermark;
+        match b.groups.checkpoint(p) {
+            Ok(n) => match log.delete_records_before(start) {
+                Ok(_) => tracing::info!(
+                    partition = p,
+                    live = n,
+                    dropped = start - o.log_start_offset,
+                    "checkpointed offsets log"
+                ),
+                Err(e) => tracing::warn!(partition = p, error = %e, "moving the offsets log start failed"),
+            },
+            Err(e) => tracing::warn!(partition = p, error = %e, "offsets log checkpoint failed"),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Group APIs: FindCoordinator and the thin shells over the group coordinator (kora-group).
+//! JoinGroup and SyncGroup may wait for the rest of the group; the wait happens here, outside
+//! the coordinator's lock, and occupies only the requesting connection (as in Kafka).
+
+use std::net::SocketAddr;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::*;
+use kora_group::classic::Parked;
+
+use super::sb;
+use crate::broker::Broker;
+use crate::groups::ImageTopics;
+
+/// Who sent a request, as DescribeGroups reports it.
+pub(crate) struct Client {
+    pub(crate) id: String,
+    pub(crate) host: String,
+}
+
+impl Client {
+    pub(crate) fn new(header: &RequestHeader, peer: SocketAddr) -> Self {
+        Client {
+            id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            host: format!("/{}", peer.ip()),
+        }
+    }
+}
+
+fn topics(b: &Broker) -> ImageTopics {
+    ImageTopics(b.controller.image())
+}
+
+pub(super) fn find_coordinator(
+    b: &Broker,
+    r: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let adv = &b.config.advertised;
+    let entry = |key: &StrBytesAlias| {
+        let base = CoordinatorEntry::default().with_key(key.clone());
+        match r.key_type {
+            0 => base
+                .with_node_id(BrokerId(b.config.node_id))
+                .with_host(sb(&adv.host))
+                .with_port(adv.port as i32),
+            1 => base
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                .with_error_message(Some(sb("transactions are not supported yet"))),
+            _ => base
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(sb("unknown coordinator key type"))),
+        }
+    };
+    if version >= 4 {
+        return FindCoordinatorResponse::default()
+            .with_coordinators(r.coordinator_keys.iter().map(entry).collect());
+    }
+    let e = entry(&r.key);
+    FindCoordinatorResponse::default()
+        .with_error_code(e.error_code)
+        .with_error_message(e.error_message)
+        .with_node_id(e.node_id)
+        .with_host(e.host)
+        .with_port(e.port)
+}
+
+type StrBytesAlias = kafka_protocol::protocol::StrBytes;
+
+pub(super) async fn join_group(
+    b: &Broker,
+    r: JoinGroupRequest,
+    version: i16,
+    client: &Client,
+) -> JoinGroupResponse {
+    let member_id = r.member_id.clone();
+    match b.groups.join(&r, version, &client.id, &client.host) {
+        Parked::Now(resp) => resp,
+        Parked::Wait(rx) => rx.await.unwrap_or_else(|_| {
+            JoinGroupResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                .with_generation_id(-1)
+                .with_member_id(member_id)
+                .with_protocol_name(Some(Default::default()))
+        }),
+    }
+}
+
+pub(super) async fn sync_group(b: &Broker, r: SyncGroupRequest) -> SyncGroupResponse {
+    match b.groups.sync(&r) {
+        Parked::Now(resp) => resp,
+        Parked::Wait(rx) => rx.await.unwrap_or_else(|_| {
+            SyncGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code())
+        }),
+    }
+}
+
+pub(super) fn heartbeat(b: &Broker, r: HeartbeatRequest) -> HeartbeatResponse {
+    b.groups.heartbeat(&r)
+}
+
+pub(super) fn leave_group(b: &Broker, r: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    b.groups.leave(&r, version)
+}
+
+pub(super) fn offset_commit(b: &Broker, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    b.groups.commit(&r, &topics(b))
+}
+
+pub(super) fn offset_fetch(b: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    b.groups.fetch_offsets(&r, version)
+}
+
+pub(super) fn describe_groups(b: &Broker, r: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    b.groups.describe(&r, version, &topics(b))
+}
+
+pub(super) fn list_groups(b: &Broker, r: ListGroupsRequest) -> ListGroupsResponse {
+    b.groups.list(&r)
+}
+
+pub(super) fn delete_groups(b: &Broker, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    b.groups.delete_groups(&r)
+}
+
+pub(super) fn offset_delete(b: &Broker, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    b.groups.delete_offsets(&r, &topics(b))
+}
+
+pub(super) fn consumer_group_heartbeat(
+    b: &Broker,
+    r: ConsumerGroupHeartbeatRequest,
+    client: &Client,
+) -> ConsumerGroupHeartbeatResponse {
+    b.groups.consumer_heartbeat(&r, &client.id, &client.host, &topics(b))
+}
+
+pub(super) fn consumer_group_describe(
+    b: &Broker,
+    r: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    b.groups.consumer_describe(&r, &topics(b))
+}
