@@ -17,7 +17,6 @@ use kafka_protocol::records::{
 };
 use kora_common::Clock;
 use kora_group::{Coordinator, GroupError, GroupLog, Topics, OFFSETS_TOPIC};
-use kora_log::batch::BatchHeader;
 use kora_log::{LogError, LogManager};
 use kora_meta::controller::TopicRequest;
 use kora_meta::{Controller, MetaError, MetadataImage};
@@ -70,39 +69,63 @@ impl GroupLog for OffsetsLog {
             .logs
             .get(OFFSETS_TOPIC, partition)
             .ok_or_else(|| GroupError::Log(format!("{OFFSETS_TOPIC}-{partition} is not hosted here")))?;
-        let now = self.clock.now_ms();
-        let recs: Vec<Record> = records
-            .iter()
-            .enumerate()
-            .map(|(i, (k, v))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: now,
-                key: Some(k.clone()),
-                value: v.clone(),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &recs,
-            &RecordEncodeOptions { version: 2, compression: Compression::None },
-        )
-        .map_err(|e| GroupError::Log(format!("encoding records: {e}")))?;
-        let batch = buf.freeze();
-        let header = BatchHeader::parse(&batch).map_err(|e| GroupError::Log(e.to_string()))?;
+        let batch = encode_batch(records, self.clock.now_ms())?;
+        // The same validation a produced batch gets: what recovery will accept.
+        let header = kora_log::batch::validate_batch(&batch).map_err(|e| GroupError::Log(e.to_string()))?;
         match log.append(&header, &batch) {
             Ok(_) => Ok(()),
             Err(e @ LogError::MessageTooLarge { .. }) => Err(GroupError::TooLarge(e.to_string())),
             Err(e) => Err(GroupError::Log(e.to_string())),
+        }
+    }
+}
+
+/// One uncompressed record batch holding `records` (key, value-or-tombstone).
+fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<Bytes, GroupError> {
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // kafka-protocol starts a new batch unless offset - sequence stays constant; -1 + i
+            // keeps one batch with base sequence -1 (no producer).
+            sequence: i as i32 - 1,
+            timestamp: now,
+            key: Some(k.clone()),
+            value: v.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &recs,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .map_err(|e| GroupError::Log(format!("encoding records: {e}")))?;
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_batches_pass_log_validation() {
+        for n in 1..5 {
+            let records: Vec<(Bytes, Option<Bytes>)> = (0..n)
+                .map(|i| (Bytes::from(format!("k{i}")), (i % 2 == 0).then(|| Bytes::from(format!("v{i}")))))
+                .collect();
+            let b = encode_batch(&records, 1_700_000_000_000).expect("encode");
+            let h = kora_log::batch::validate_batch(&b).expect("valid");
+            assert_eq!(h.records_count, n);
         }
     }
 }

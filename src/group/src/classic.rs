@@ -541,7 +541,6 @@ impl ClassicGroup {
         if let Some(w) = m.sync_waiter.take() {
             let _ = w.send(sync_error(ResponseError::FencedInstanceId));
         }
-        let changed = m.protocols != protocols;
         m.member_id = new_id.clone();
         m.client_id = client_id.to_string();
         m.client_host = client_host.to_string();
@@ -557,14 +556,19 @@ impl ClassicGroup {
             self.leader = Some(new_id.clone());
         }
         self.members.insert(new_id.clone(), m);
+        // As Kafka: a rejoin that leaves the group's protocol choice unchanged is stored and
+        // answered with the current generation, also for the leader (which learns it leads;
+        // from v9 it is told to skip the assignment, before that its SyncGroup in a Stable
+        // group just returns the stored assignment).
+        let same_protocol = self.select_protocol() == self.protocol;
         match self.state {
-            ClassicState::Stable if !changed && (!was_leader || version >= 9) => {
+            ClassicState::Stable if same_protocol => {
                 if let Err(e) = self.persist(ctx) {
                     tracing::warn!(group = %self.id, error = %e, "storing static member replacement failed");
                     return Parked::Now(join_error(ResponseError::CoordinatorNotAvailable, ""));
                 }
                 let mut resp = self.current_join_response(&new_id);
-                if was_leader {
+                if was_leader && version >= 9 {
                     // KIP-814: the leader learns it leads, but must not recompute assignments.
                     resp.skip_assignment = true;
                 }

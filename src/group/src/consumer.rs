@@ -259,10 +259,10 @@ impl ConsumerGroup {
     }
 
     /// Recomputes the target when the epoch moved or subscribed topics changed shape.
-    fn refresh_target(&mut self, topics: &dyn Topics) -> bool {
+    fn refresh_target(&mut self, topics: &dyn Topics, already_bumped: bool) -> bool {
         let (topology, specs) = self.current_topology(topics);
         let mut bumped = false;
-        if topology != self.topology && !self.target_stale {
+        if topology != self.topology && !self.target_stale && !already_bumped {
             self.epoch += 1;
             bumped = true;
         }
@@ -366,6 +366,7 @@ impl ConsumerGroup {
         let mut records: Vec<(RecordKey, Option<RecordValue>)> = Vec::new();
         let epoch_before = self.epoch;
         let mut member_id = req.member_id.to_string();
+        let mut new_member = false;
 
         if epoch == -1 || epoch == -2 {
             let Some(m) = self.members.get_mut(&member_id) else {
@@ -458,7 +459,7 @@ impl ConsumerGroup {
                         sent: false,
                     },
                 );
-                self.epoch += 1;
+                new_member = true;
             }
         } else {
             let Some(m) = self.members.get(&member_id) else {
@@ -525,11 +526,13 @@ impl ConsumerGroup {
             m.value.client_host = client_host.to_string();
             member_changed = true;
         }
-        if subscription_changed {
+        // One epoch bump per heartbeat, whatever changed.
+        let bump = subscription_changed || new_member;
+        if bump {
             self.epoch += 1;
             member_changed = true;
         }
-        self.refresh_target(topics);
+        self.refresh_target(topics, bump);
         let owned = req.topic_partitions.as_deref().map(partitions_from_request);
         match self.reconcile(&member_id, owned.as_ref(), now) {
             Ok(changed) => member_changed |= changed,

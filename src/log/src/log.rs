@@ -249,6 +249,14 @@ impl PartitionLog {
     /// [`crate::batch::split_batches`]).
     pub fn append(&self, header: &BatchHeader, batch: &Bytes) -> Result<AppendResult, LogError> {
         let now = self.clock.now_ms();
+        if header.total_len() != batch.len() {
+            // One batch per call: anything else would be misread by recovery.
+            return Err(LogError::CorruptBatch(format!(
+                "batch header says {} bytes, {} given",
+                header.total_len(),
+                batch.len()
+            )));
+        }
         if header.is_control() {
             return Err(LogError::InvalidRecord("clients may not write control batches".into()));
         }
