@@ -113,23 +113,6 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<Bytes, G
     Ok(buf.freeze())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encoded_batches_pass_log_validation() {
-        for n in 1..5 {
-            let records: Vec<(Bytes, Option<Bytes>)> = (0..n)
-                .map(|i| (Bytes::from(format!("k{i}")), (i % 2 == 0).then(|| Bytes::from(format!("v{i}")))))
-                .collect();
-            let b = encode_batch(&records, 1_700_000_000_000).expect("encode");
-            let h = kora_log::batch::validate_batch(&b).expect("valid");
-            assert_eq!(h.records_count, n);
-        }
-    }
-}
-
 /// Creates `__consumer_offsets` if it does not exist. Its records are never deleted by time or
 /// size; checkpoints bound it instead.
 pub(crate) fn ensure_offsets_topic(c: &Controller, partitions: i32) -> Result<(), MetaError> {
@@ -254,6 +237,23 @@ fn checkpoint_if_due(b: &Broker) {
                 Err(e) => tracing::warn!(partition = p, error = %e, "moving the offsets log start failed"),
             },
             Err(e) => tracing::warn!(partition = p, error = %e, "offsets log checkpoint failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_batches_pass_log_validation() {
+        for n in 1..5 {
+            let records: Vec<(Bytes, Option<Bytes>)> = (0..n)
+                .map(|i| (Bytes::from(format!("k{i}")), (i % 2 == 0).then(|| Bytes::from(format!("v{i}")))))
+                .collect();
+            let b = encode_batch(&records, 1_700_000_000_000).expect("encode");
+            let h = kora_log::batch::validate_batch(&b).expect("valid");
+            assert_eq!(h.records_count, n);
         }
     }
 }
