@@ -12,6 +12,7 @@ use kora_broker::{Broker, BrokerConfig};
 use kora_common::SystemClock;
 
 mod bench;
+mod groups;
 
 /// mimalloc keeps freed pages for reuse: the fetch path allocates megabyte buffers per request,
 /// which with the system allocator were mapped, faulted in and unmapped every time.
@@ -52,6 +53,9 @@ enum Command {
     /// Load generator for any Kafka-compatible broker, and the null sink (docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Consumer groups: list them, or describe one with its members and lag.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +120,7 @@ fn main() -> Result<()> {
     let dev = matches!(cli.command, Command::Dev(_));
     let config = match cli.command {
         Command::Bench(b) => return bench::run(b, cli.output),
+        Command::Groups(g) => return groups::run(g, cli.output),
         Command::Dev(a) => {
             let mut flat = parse_overrides(&a.overrides)?;
             flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());

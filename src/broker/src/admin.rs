@@ -12,7 +12,7 @@ use axum::Router;
 use crate::broker::Broker;
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
-    let body = b.metrics.render(&b.logs);
+    let body = b.metrics.render(&b.logs, &b.groups);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 

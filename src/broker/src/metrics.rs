@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use kora_group::Coordinator;
 use kora_log::LogManager;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -18,6 +19,19 @@ pub struct ApiLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
     pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupPartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+    pub state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,6 +57,9 @@ pub struct Metrics {
     pub log_end_offset: Family<PartitionLabels, Gauge>,
     pub log_start_offset: Family<PartitionLabels, Gauge>,
     pub connections: Gauge,
+    pub group_lag: Family<GroupPartitionLabels, Gauge>,
+    pub group_committed_offset: Family<GroupPartitionLabels, Gauge>,
+    pub group_members: Family<GroupLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -73,6 +90,24 @@ impl Metrics {
         registry.register("log_start_offset", "First offset of a partition", log_start_offset.clone());
         let connections = Gauge::default();
         registry.register("connections", "Open client connections", connections.clone());
+        let group_lag = Family::<GroupPartitionLabels, Gauge>::default();
+        registry.register(
+            "group_lag",
+            "Records between a group's committed offset and the partition's high watermark",
+            group_lag.clone(),
+        );
+        let group_committed_offset = Family::<GroupPartitionLabels, Gauge>::default();
+        registry.register(
+            "group_committed_offset",
+            "A group's committed offset",
+            group_committed_offset.clone(),
+        );
+        let group_members = Family::<GroupLabels, Gauge>::default();
+        registry.register(
+            "group_members",
+            "Members of a group, labelled with its state",
+            group_members.clone(),
+        );
         Metrics {
             registry,
             request_latency,
@@ -84,11 +119,31 @@ impl Metrics {
             log_end_offset,
             log_start_offset,
             connections,
+            group_lag,
+            group_committed_offset,
+            group_members,
         }
     }
 
-    /// Prometheus text exposition, with partition gauges refreshed from `logs`.
-    pub fn render(&self, logs: &LogManager) -> String {
+    /// Prometheus text exposition, with partition and group gauges refreshed from `logs` and
+    /// `groups`.
+    pub fn render(&self, logs: &LogManager, groups: &Coordinator) -> String {
+        self.group_lag.clear();
+        self.group_committed_offset.clear();
+        self.group_members.clear();
+        for c in groups.committed() {
+            let hw = logs.get(&c.topic, c.partition).map(|l| l.high_watermark());
+            let l =
+                GroupPartitionLabels { group: c.group, topic: c.topic, partition: c.partition.to_string() };
+            self.group_committed_offset.get_or_create(&l).set(c.committed_offset);
+            if let Some(hw) = hw {
+                self.group_lag.get_or_create(&l).set((hw - c.committed_offset.max(0)).max(0));
+            }
+        }
+        for (group, state, members) in groups.summary() {
+            let l = GroupLabels { group, state: state.to_string() };
+            self.group_members.get_or_create(&l).set(members as i64);
+        }
         self.log_size.clear();
         self.log_end_offset.clear();
         self.log_start_offset.clear();
