@@ -22,6 +22,31 @@ pub(crate) enum BenchCommand {
     Consume(ConsumeArgs),
     /// Run the null sink: a server that answers Produce at once and stores nothing (the limit).
     Sink(SinkArgs),
+    /// Time for a consumer group to assign every partition: formation, then one more member.
+    Rebalance(RebalanceArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RebalanceArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, default_value = "kora-bench-rebalance")]
+    topic: String,
+    #[arg(long, default_value_t = 100)]
+    partitions: i32,
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// classic or consumer (KIP-848).
+    #[arg(long, default_value = "classic")]
+    protocol: String,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds a phase may take before the run fails.
+    #[arg(long, default_value_t = 60.0)]
+    timeout_s: f64,
+    /// Extra consumer settings, librdkafka names (e.g. heartbeat.interval.ms=500).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -202,6 +227,43 @@ pub(crate) fn run(cmd: BenchCommand, output: Output) -> Result<()> {
                 extra: crate::key_values(&a.set)?,
             };
             measure(output, "consume", move |p| kora_bench::consume(&opts, p))
+        }
+        BenchCommand::Rebalance(a) => {
+            if !matches!(a.protocol.as_str(), "classic" | "consumer") {
+                anyhow::bail!("--protocol must be classic or consumer");
+            }
+            let opts = kora_bench::RebalanceOptions {
+                bootstrap: a.bootstrap,
+                topic: a.topic,
+                partitions: a.partitions,
+                members: a.members,
+                protocol: a.protocol,
+                rounds: a.rounds.max(1),
+                timeout: Duration::from_secs_f64(a.timeout_s.clamp(1.0, 3600.0)),
+                extra: crate::key_values(&a.set)?,
+            };
+            let progress = Arc::new(Progress::default());
+            let p = progress.clone();
+            let r = with_progress(output, progress, move || kora_bench::rebalance(&opts, p))?
+                .context("rebalance benchmark")?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string(&r)?),
+                Output::Text => {
+                    let f: Vec<String> = r.formation_ms.iter().map(|x| format!("{x:.0}")).collect();
+                    let j: Vec<String> = r.join_ms.iter().map(|x| format!("{x:.0}")).collect();
+                    println!(
+                        "rebalance ({}): {} members, {} partitions: formation median {:.0} ms [{}], one more member median {:.0} ms [{}]",
+                        r.protocol,
+                        r.members,
+                        r.partitions,
+                        r.formation_median_ms,
+                        f.join(", "),
+                        r.join_median_ms,
+                        j.join(", ")
+                    );
+                }
+            }
+            Ok(())
         }
         BenchCommand::Sink(a) => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -108,3 +108,35 @@ fn produce_to_sink_and_broker_then_consume() {
     assert_eq!(e["errors"].as_u64(), Some(0), "every produced message was consumed");
     assert!(e["latency"]["p50_ms"].as_f64().expect("p50") > 0.0);
 }
+
+#[test]
+fn rebalance_bench_reports_both_phases() {
+    let k = Kora::start(&[]);
+    for protocol in ["classic", "consumer"] {
+        let r = bench(&[
+            "rebalance",
+            "--bootstrap",
+            &k.bootstrap,
+            "--topic",
+            &format!("rb-{protocol}"),
+            "--partitions",
+            "12",
+            "--members",
+            "3",
+            "--rounds",
+            "1",
+            "--protocol",
+            protocol,
+            "--set",
+            // Classic members learn of a rebalance on their next heartbeat; KIP-848 members
+            // take the interval from the broker (500 ms under kora dev).
+            if protocol == "classic" { "heartbeat.interval.ms=500" } else { "client.id=rebalance-bench" },
+        ]);
+        assert_eq!(r["protocol"], protocol);
+        assert_eq!(r["members"], 3);
+        for phase in ["formation_ms", "join_ms"] {
+            let v = r[phase][0].as_f64().expect(phase);
+            assert!(v > 0.0 && v < 30_000.0, "{protocol} {phase} {v}");
+        }
+    }
+}

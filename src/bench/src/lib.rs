@@ -24,6 +24,9 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 
+mod rebalance;
+pub use rebalance::{rebalance, RebalanceOptions, RebalanceReport};
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("kafka client: {0}")]
