@@ -466,3 +466,56 @@ fn group_state_survives_kill9() {
         r.assignment.map(|a| a.topic_partitions.iter().map(|t| t.partitions.len()).sum()).unwrap_or(0);
     assert_eq!(owned, 2, "the member keeps its partitions");
 }
+
+#[test]
+fn the_offsets_log_is_checkpointed_and_replays_to_the_latest_commit() {
+    let mut k = Kora::start(&["--set", "offsets.retention.check.interval.ms=200"]);
+    let mut c = connect(&k);
+    create_topic(&mut c, "events", 1);
+    let commit_at = |c: &mut TcpStream, offset: i64| {
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("busy")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s("events")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])]);
+        let resp: OffsetCommitResponse = request(c, ApiKey::OffsetCommit, 8, &req).expect("commit");
+        assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+    };
+    // One live key, 12,000 records: past the checkpoint threshold (4 x live + 10,000).
+    for i in 0..12_000 {
+        commit_at(&mut c, i);
+    }
+    let partition = {
+        let h = "busy".encode_utf16().fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32));
+        (h & 0x7fff_ffff) % 50
+    };
+    let needle = format!("kora_log_start_offset{{topic=\"__consumer_offsets\",partition=\"{partition}\"}} ");
+    let start = std::time::Instant::now();
+    loop {
+        let m = k.admin_get("/metrics");
+        let start_offset: i64 =
+            m.lines().find_map(|l| l.strip_prefix(&needle)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        // The checkpoint ran once the partition held 10,004 records; everything before it is gone.
+        if start_offset >= 10_000 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no checkpoint: log start {start_offset}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    commit_at(&mut c, 12_345);
+    drop(c);
+    k.kill9();
+    k.restart();
+    let mut c = connect(&k);
+    let req = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(s("busy")))
+        .with_topics(None)]);
+    let resp: OffsetFetchResponse = request(&mut c, ApiKey::OffsetFetch, 8, &req).expect("offset fetch");
+    assert_eq!(resp.groups[0].topics[0].partitions[0].committed_offset, 12_345);
+}

@@ -129,7 +129,7 @@ impl ConsumerGroup {
     pub fn state(&self) -> &'static str {
         if self.members.is_empty() {
             "Empty"
-        } else if self.epoch != self.assignment_epoch || self.target_stale {
+        } else if self.epoch != self.assignment_epoch {
             "Assigning"
         } else if self.members.values().any(|m| {
             m.value.member_epoch != self.assignment_epoch

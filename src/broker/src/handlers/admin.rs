@@ -282,6 +282,14 @@ pub(super) async fn create_partitions(b: &Broker, r: CreatePartitionsRequest) ->
     for t in r.topics {
         let name = t.name.0.to_string();
         let base = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if crate::groups::is_internal(&name) {
+            // Groups are hashed over the partition count; changing it would lose them.
+            results.push(
+                base.with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(sb("internal topics cannot gain partitions"))),
+            );
+            continue;
+        }
         if let Some(a) = &t.assignments {
             if a.iter().any(|x| x.broker_ids.iter().any(|id| id.0 != b.config.node_id)) {
                 results.push(

@@ -92,6 +92,12 @@ pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> Delet
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let base = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            if crate::groups::is_internal(&name) {
+                parts.push(
+                    base.with_error_code(ResponseError::InvalidTopicException.code()).with_low_watermark(-1),
+                );
+                continue;
+            }
             let Some(log) = b.logs.get(&name, p.partition_index) else {
                 parts.push(
                     base.with_error_code(ResponseError::UnknownTopicOrPartition.code())
