@@ -169,7 +169,10 @@ fn replay_all(records: &[(i32, Bytes, Option<Bytes>)]) -> Coordinator {
     c
 }
 
-fn state(c: &Coordinator) -> (Vec<(String, String, i32, i64)>, BTreeMap<String, (&'static str, usize)>) {
+/// Committed offsets and (state, members) per group.
+type State = (Vec<(String, String, i32, i64)>, BTreeMap<String, (&'static str, usize)>);
+
+fn state(c: &Coordinator) -> State {
     let mut offsets: Vec<_> =
         c.committed().into_iter().map(|l| (l.group, l.topic, l.partition, l.committed_offset)).collect();
     offsets.sort();
