@@ -325,16 +325,7 @@ impl ClassicGroup {
         self.sync_deadline_ms = ctx.now + self.max_rebalance_timeout();
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
-        let roster: Vec<JoinGroupResponseMember> = self
-            .members
-            .values()
-            .map(|m| {
-                JoinGroupResponseMember::default()
-                    .with_member_id(s(&m.member_id))
-                    .with_group_instance_id(m.instance_id.as_deref().map(s))
-                    .with_metadata(m.metadata(&protocol))
-            })
-            .collect();
+        let roster = self.roster();
         for m in self.members.values_mut() {
             let Some((w, _version)) = m.join_waiter.take() else { continue };
             m.last_heartbeat_ms = ctx.now;
@@ -588,22 +579,24 @@ impl ClassicGroup {
         }
     }
 
+    /// Every member with its metadata for the chosen protocol: what the leader assigns from.
+    fn roster(&self) -> Vec<JoinGroupResponseMember> {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        self.members
+            .values()
+            .map(|m| {
+                JoinGroupResponseMember::default()
+                    .with_member_id(s(&m.member_id))
+                    .with_group_instance_id(m.instance_id.as_deref().map(s))
+                    .with_metadata(m.metadata(&protocol))
+            })
+            .collect()
+    }
+
     fn current_join_response(&self, member_id: &str) -> JoinGroupResponse {
         let protocol = self.protocol.clone().unwrap_or_default();
         let leader = self.leader.clone().unwrap_or_default();
-        let members = if leader == member_id {
-            self.members
-                .values()
-                .map(|m| {
-                    JoinGroupResponseMember::default()
-                        .with_member_id(s(&m.member_id))
-                        .with_group_instance_id(m.instance_id.as_deref().map(s))
-                        .with_metadata(m.metadata(&protocol))
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let members = if leader == member_id { self.roster() } else { Vec::new() };
         JoinGroupResponse::default()
             .with_generation_id(self.generation)
             .with_protocol_type(self.protocol_type.as_deref().map(s))

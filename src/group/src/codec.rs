@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::GroupError;
@@ -393,18 +395,34 @@ pub fn decode_value(key: &RecordKey, v: &[u8]) -> Result<RecordValue, GroupError
 }
 
 // ---- the consumer protocol (what Java/librdkafka put in JoinGroup metadata) -----------------
+//
+// These blobs are kafka-protocol's ConsumerProtocolSubscription / ConsumerProtocolAssignment,
+// prefixed with their version as Kafka writes them.
 
-/// The topics of a ConsumerProtocolSubscription (any version: topics come first after the
-/// version). `None` if the bytes are not a consumer subscription.
-pub fn subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
-    let mut r = Reader::new(metadata);
-    let _version = r.i16().ok()?;
-    let n = r.len(2).ok()?;
-    let mut topics = Vec::with_capacity(n);
-    for _ in 0..n {
-        topics.push(r.str().ok()?);
+fn versioned<T: kafka_protocol::protocol::Decodable>(blob: &[u8], max: i16) -> Option<T> {
+    let mut b = Bytes::copy_from_slice(blob);
+    if b.len() < 2 {
+        return None;
     }
-    Some(topics)
+    let version = i16::from_be_bytes([b[0], b[1]]);
+    let _ = b.split_to(2);
+    T::decode(&mut b, version.clamp(0, max)).ok()
+}
+
+fn with_version(version: i16, body: &impl kafka_protocol::protocol::Encodable) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(version);
+    // Encoding a message we built ourselves at a version that has its fields cannot fail.
+    if body.encode(&mut b, version).is_err() {
+        return Bytes::new();
+    }
+    b.freeze()
+}
+
+/// The topics of a ConsumerProtocolSubscription. `None` if the bytes are not one.
+pub fn subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    let s: ConsumerProtocolSubscription = versioned(metadata, 3)?;
+    Some(s.topics.iter().map(|t| t.to_string()).collect())
 }
 
 /// The partitions of a ConsumerProtocolAssignment: (topic, partitions).
@@ -412,48 +430,30 @@ pub fn assignment_partitions(assignment: &[u8]) -> Option<Vec<(String, Vec<i32>)
     if assignment.is_empty() {
         return Some(Vec::new());
     }
-    let mut r = Reader::new(assignment);
-    let _version = r.i16().ok()?;
-    let n = r.len(6).ok()?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let topic = r.str().ok()?;
-        let k = r.len(4).ok()?;
-        let mut parts = Vec::with_capacity(k);
-        for _ in 0..k {
-            parts.push(r.i32().ok()?);
-        }
-        out.push((topic, parts));
-    }
-    Some(out)
+    let a: ConsumerProtocolAssignment = versioned(assignment, 3)?;
+    Some(a.assigned_partitions.into_iter().map(|tp| (tp.topic.to_string(), tp.partitions)).collect())
 }
 
 /// A ConsumerProtocolSubscription v0, for describing KIP-848 members to classic tools.
 pub fn encode_subscription(topics: &[String]) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_i16(0);
-    b.put_i32(topics.len() as i32);
-    for t in topics {
-        put_str(&mut b, t);
-    }
-    b.put_i32(-1);
-    b.freeze()
+    let s = ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| StrBytes::from_string(t.clone())).collect());
+    with_version(0, &s)
 }
 
 /// A ConsumerProtocolAssignment v0.
 pub fn encode_assignment(parts: &[(String, Vec<i32>)]) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_i16(0);
-    b.put_i32(parts.len() as i32);
-    for (t, ps) in parts {
-        put_str(&mut b, t);
-        b.put_i32(ps.len() as i32);
-        for &p in ps {
-            b.put_i32(p);
-        }
-    }
-    b.put_i32(-1);
-    b.freeze()
+    let a = ConsumerProtocolAssignment::default().with_assigned_partitions(
+        parts
+            .iter()
+            .map(|(t, ps)| {
+                kafka_protocol::messages::consumer_protocol_assignment::TopicPartition::default()
+                    .with_topic(TopicName(StrBytes::from_string(t.clone())))
+                    .with_partitions(ps.clone())
+            })
+            .collect(),
+    );
+    with_version(0, &a)
 }
 
 #[cfg(test)]
