@@ -277,6 +277,9 @@ impl Broker {
         tasks.push(tokio::spawn(retention_loop(broker.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(crate::groups::tick_loop(broker.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(crate::groups::maintenance_loop(broker.clone(), shutdown_rx.clone())));
+        if broker.config.log_cleaner_enable {
+            tasks.push(tokio::spawn(cleaner_loop(broker.clone(), shutdown_rx.clone())));
+        }
         tasks.push(tokio::spawn(flush_loop(broker.clone(), shutdown_rx)));
         Ok(BrokerHandle { broker, kafka_addr, admin_addr, shutdown_tx, tasks })
     }
@@ -343,6 +346,49 @@ async fn retention_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 tracing::info!(segments = n, "retention deleted segments");
             }
         }
+    }
+}
+
+/// Compaction: one pass over every compacted partition, then log.cleaner.backoff.ms of rest.
+/// Runs on the blocking pool, one partition at a time, so it takes at most one core.
+async fn cleaner_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(b.config.log_cleaner_backoff_ms);
+    // 24 bytes per key map entry, as Kafka sizes its offset map.
+    let max_keys = (b.config.log_cleaner_dedupe_buffer_size / 24).max(1024) as usize;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        let b2 = b.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (topic, partition, log) in b2.logs.all() {
+                if b2.is_shutting_down() {
+                    return;
+                }
+                match log.compact(max_keys) {
+                    Ok(Some(s)) if s.records_removed > 0 => {
+                        b2.metrics
+                            .cleaner_records_removed
+                            .get_or_create(&crate::metrics::TopicLabels { topic: topic.clone() })
+                            .inc_by(s.records_removed);
+                        tracing::info!(
+                            %topic,
+                            partition,
+                            removed = s.records_removed,
+                            segments = s.segments_rewritten,
+                            bytes_before = s.bytes_before,
+                            bytes_after = s.bytes_after,
+                            cleaned_up_to = s.cleaned_up_to,
+                            "compacted"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(%topic, partition, error = %e, "compaction failed"),
+                }
+            }
+        })
+        .await;
     }
 }
 

@@ -82,6 +82,12 @@ pub struct BrokerConfig {
     pub groups: kora_group::GroupConfig,
     /// offsets.retention.check.interval.ms
     pub offsets_retention_check_interval_ms: u64,
+    /// log.cleaner.enable
+    pub log_cleaner_enable: bool,
+    /// log.cleaner.backoff.ms: pause between cleaner passes over the compacted partitions.
+    pub log_cleaner_backoff_ms: u64,
+    /// log.cleaner.dedupe.buffer.size: bytes of key map per pass (24 bytes per key).
+    pub log_cleaner_dedupe_buffer_size: u64,
 }
 
 impl Default for BrokerConfig {
@@ -106,6 +112,9 @@ impl Default for BrokerConfig {
             max_partitions_per_topic: 10_000,
             groups: kora_group::GroupConfig::default(),
             offsets_retention_check_interval_ms: 600_000,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: 134_217_728,
         }
     }
 }
@@ -145,6 +154,9 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("offsets.retention.minutes", "How long offsets of an empty group are kept."),
     ("offsets.retention.check.interval.ms", "How often expired offsets are removed."),
     ("offsets.topic.num.partitions", "Partitions of __consumer_offsets (fixed once created)."),
+    ("log.cleaner.enable", "Run the log cleaner for compacted topics."),
+    ("log.cleaner.backoff.ms", "Pause between cleaner passes."),
+    ("log.cleaner.dedupe.buffer.size", "Memory for the cleaner's key map per pass."),
 ];
 
 fn flatten(
@@ -363,6 +375,11 @@ impl BrokerConfig {
                 }
                 "offsets.retention.check.interval.ms" => {
                     c.offsets_retention_check_interval_ms = parse_num(k, v, 1, u64::MAX / 2)?
+                }
+                "log.cleaner.enable" => c.log_cleaner_enable = parse_bool(k, v)?,
+                "log.cleaner.backoff.ms" => c.log_cleaner_backoff_ms = parse_num(k, v, 1, u64::MAX / 2)?,
+                "log.cleaner.dedupe.buffer.size" => {
+                    c.log_cleaner_dedupe_buffer_size = parse_num(k, v, 1 << 20, 1 << 40)?
                 }
                 "offsets.topic.num.partitions" => {
                     c.groups.offsets_topic_partitions = parse_num(k, v, 1, 1000)?

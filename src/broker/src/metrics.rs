@@ -60,6 +60,7 @@ pub struct Metrics {
     pub group_lag: Family<GroupPartitionLabels, Gauge>,
     pub group_committed_offset: Family<GroupPartitionLabels, Gauge>,
     pub group_members: Family<GroupLabels, Gauge>,
+    pub cleaner_records_removed: Family<TopicLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -108,6 +109,12 @@ impl Metrics {
             "Members of a group, labelled with its state",
             group_members.clone(),
         );
+        let cleaner_records_removed = Family::<TopicLabels, Counter>::default();
+        registry.register(
+            "cleaner_records_removed",
+            "Records removed by log compaction",
+            cleaner_records_removed.clone(),
+        );
         Metrics {
             registry,
             request_latency,
@@ -122,6 +129,7 @@ impl Metrics {
             group_lag,
             group_committed_offset,
             group_members,
+            cleaner_records_removed,
         }
     }
 

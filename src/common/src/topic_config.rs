@@ -23,6 +23,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -44,7 +45,14 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         broker_synonym: "log.cleanup.policy",
         config_type: ConfigType::List,
         default: "delete",
-        doc: "Retention policy for old segments: 'delete'. ('compact' arrives with the log cleaner.)",
+        doc: "'delete' removes old segments by time and size; 'compact' keeps the latest record per key; 'compact,delete' does both.",
+    },
+    TopicConfigDef {
+        name: "delete.retention.ms",
+        broker_synonym: "log.cleaner.delete.retention.ms",
+        config_type: ConfigType::Long,
+        default: "86400000",
+        doc: "How long a tombstone (a null value) stays readable in a compacted topic.",
     },
     TopicConfigDef {
         name: "compression.type",
@@ -103,6 +111,27 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append.",
     },
     TopicConfigDef {
+        name: "max.compaction.lag.ms",
+        broker_synonym: "log.cleaner.max.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        default: "9223372036854775807",
+        doc: "Longest a record may stay uncompacted: older dirty data is cleaned whatever the dirty ratio.",
+    },
+    TopicConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        broker_synonym: "log.cleaner.min.cleanable.ratio",
+        config_type: ConfigType::Double,
+        default: "0.5",
+        doc: "Share of the log that must be uncompacted before the cleaner rewrites it.",
+    },
+    TopicConfigDef {
+        name: "min.compaction.lag.ms",
+        broker_synonym: "log.cleaner.min.compaction.lag.ms",
+        config_type: ConfigType::Long,
+        default: "0",
+        doc: "Shortest time a record stays uncompacted.",
+    },
+    TopicConfigDef {
         name: "min.insync.replicas",
         broker_synonym: "min.insync.replicas",
         config_type: ConfigType::Int,
@@ -158,12 +187,30 @@ pub enum TimestampType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanupPolicy {
     Delete,
+    Compact,
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// The log cleaner keeps the latest record per key.
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+    /// Retention by time and size deletes old segments.
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
 }
 
 /// A topic's effective, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
     pub cleanup_policy: CleanupPolicy,
+    pub delete_retention_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    /// In thousandths (0.5 → 500), so the config stays `Eq`.
+    pub min_cleanable_dirty_ratio_milli: u32,
+    pub min_compaction_lag_ms: i64,
     pub flush_messages: i64,
     pub flush_ms: i64,
     pub index_interval_bytes: u32,
@@ -236,13 +283,23 @@ impl TopicConfig {
                 .unwrap_or_default()
         };
         let v = get("cleanup.policy");
-        let cleanup_policy = match v.trim() {
-            "delete" => CleanupPolicy::Delete,
-            s if s.split(',').any(|p| p.trim() == "compact") => {
-                return Err(invalid("cleanup.policy", &v, "compaction is not supported yet; use 'delete'"))
+        let parts: std::collections::BTreeSet<&str> =
+            v.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+        let cleanup_policy = match (parts.contains("compact"), parts.contains("delete")) {
+            _ if parts.iter().any(|p| !matches!(*p, "compact" | "delete")) => {
+                return Err(invalid("cleanup.policy", &v, "expected 'delete', 'compact' or 'compact,delete'"))
             }
-            _ => return Err(invalid("cleanup.policy", &v, "expected 'delete'")),
+            (true, true) => CleanupPolicy::CompactDelete,
+            (true, false) => CleanupPolicy::Compact,
+            (false, true) => CleanupPolicy::Delete,
+            (false, false) => return Err(invalid("cleanup.policy", &v, "at least one policy is required")),
         };
+        let v = get("min.cleanable.dirty.ratio");
+        let ratio: f64 =
+            v.trim().parse().map_err(|_| invalid("min.cleanable.dirty.ratio", &v, "not a number"))?;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(invalid("min.cleanable.dirty.ratio", &v, "must be between 0 and 1"));
+        }
         let v = get("compression.type");
         if v.trim() != "producer" {
             return Err(invalid(
@@ -259,6 +316,10 @@ impl TopicConfig {
         };
         let cfg = TopicConfig {
             cleanup_policy,
+            delete_retention_ms: parse_long("delete.retention.ms", &get("delete.retention.ms"), 0)?,
+            max_compaction_lag_ms: parse_long("max.compaction.lag.ms", &get("max.compaction.lag.ms"), 1)?,
+            min_cleanable_dirty_ratio_milli: (ratio * 1000.0).round() as u32,
+            min_compaction_lag_ms: parse_long("min.compaction.lag.ms", &get("min.compaction.lag.ms"), 0)?,
             flush_messages: parse_long("flush.messages", &get("flush.messages"), 1)?,
             flush_ms: parse_long("flush.ms", &get("flush.ms"), 0)?,
             index_interval_bytes: parse_int("index.interval.bytes", &get("index.interval.bytes"), 0)?,
@@ -325,7 +386,10 @@ mod tests {
         let e = TopicConfig::resolve(&BTreeMap::new(), &map(&[("no.such", "1")])).expect_err("unknown");
         assert_eq!(e, ConfigError::Unknown("no.such".into()));
         assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
-        assert!(validate_topic_config("cleanup.policy", "compact").is_err());
+        assert!(validate_topic_config("cleanup.policy", "compact").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "delete,compact").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "archive").is_err());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
     }
 
     #[test]

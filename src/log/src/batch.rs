@@ -143,6 +143,16 @@ pub fn peek_offset_and_len(b: &[u8]) -> Option<(i64, usize)> {
 /// Full validation of one batch held in `b` (which must be exactly the batch): structure,
 /// lengths, magic, CRC32C, record count and compression codec.
 pub fn validate_batch(b: &[u8]) -> Result<BatchHeader, LogError> {
+    validate(b, true)
+}
+
+/// [`validate_batch`] for batches read back from a segment: a compacted batch may hold fewer
+/// records than its offset span (the cleaner removed some).
+pub(crate) fn validate_stored_batch(b: &[u8]) -> Result<BatchHeader, LogError> {
+    validate(b, false)
+}
+
+fn validate(b: &[u8], exact_count: bool) -> Result<BatchHeader, LogError> {
     let h = BatchHeader::parse(b)?;
     if (h.batch_length as i64) < (HEADER_LEN - LOG_OVERHEAD) as i64 {
         return Err(LogError::CorruptBatch(format!(
@@ -164,7 +174,12 @@ pub fn validate_batch(b: &[u8]) -> Result<BatchHeader, LogError> {
             h.crc
         )));
     }
-    if h.records_count <= 0 || h.last_offset_delta != h.records_count - 1 {
+    let count_ok = if exact_count {
+        h.last_offset_delta == h.records_count - 1
+    } else {
+        h.last_offset_delta >= h.records_count - 1
+    };
+    if h.records_count <= 0 || !count_ok {
         return Err(LogError::InvalidRecord(format!(
             "records count {} does not match last offset delta {}",
             h.records_count, h.last_offset_delta

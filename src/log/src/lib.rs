@@ -18,12 +18,14 @@
 //! broker can run it off the request path and batch it (group commit).
 
 pub mod batch;
+mod cleaner;
 pub mod log;
 pub mod manager;
 pub mod producer;
 mod records;
 mod segment;
 
+pub use cleaner::CleanStats;
 pub use log::{AppendResult, LogOffsets, PartitionLog, ReadResult};
 pub use manager::{LogManager, PartitionSpec};
 

@@ -33,6 +33,9 @@ const STATE_FILE: &str = "partition.state";
 struct PersistedState {
     log_start_offset: i64,
     recovery_point: i64,
+    /// Offsets below this were compacted (cleanup.policy=compact).
+    #[serde(default)]
+    cleaner_offset: i64,
 }
 
 /// Outcome of an append.
@@ -69,28 +72,30 @@ pub struct LogOffsets {
 
 /// Work left by a roll: the closed segment's fsync, its index files, a producer snapshot.
 #[derive(Debug)]
-struct PendingClose {
-    file: Arc<fs::File>,
+pub(crate) struct PendingClose {
+    pub(crate) file: Arc<fs::File>,
     indexes: IndexSnapshot,
     snapshot_offset: i64,
     producers: ProducerState,
 }
 
 #[derive(Debug)]
-struct Inner {
-    segments: BTreeMap<i64, Segment>,
+pub(crate) struct Inner {
+    pub(crate) segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
     recovery_point: i64,
+    /// Offsets below this were compacted.
+    pub(crate) cleaner_offset: i64,
     producers: ProducerState,
-    config: TopicConfig,
+    pub(crate) config: TopicConfig,
     leader_epoch: i32,
     first_unflushed_ms: Option<i64>,
-    pending: Vec<PendingClose>,
-    closed: bool,
+    pub(crate) pending: Vec<PendingClose>,
+    pub(crate) closed: bool,
 }
 
 impl Inner {
-    fn active(&self) -> Result<&Segment, LogError> {
+    pub(crate) fn active(&self) -> Result<&Segment, LogError> {
         self.segments.values().next_back().ok_or(LogError::Closed)
     }
     fn active_mut(&mut self) -> Result<&mut Segment, LogError> {
@@ -104,8 +109,10 @@ impl Inner {
 #[derive(Debug)]
 pub struct PartitionLog {
     dir: PathBuf,
-    clock: Arc<dyn Clock>,
-    inner: Mutex<Inner>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) inner: Mutex<Inner>,
+    /// One compaction pass at a time.
+    pub(crate) clean_lock: Mutex<()>,
     flush_lock: Mutex<()>,
     flushed_offset: AtomicI64,
     end_tx: watch::Sender<i64>,
@@ -121,13 +128,16 @@ impl PartitionLog {
     ) -> Result<Self, LogError> {
         fs::create_dir_all(dir).map_err(|e| io_err(e, format!("create {}", dir.display())))?;
         let now = clock.now_ms();
-        let state: PersistedState = match fs::read(dir.join(STATE_FILE)) {
-            Ok(d) => serde_json::from_slice(&d).unwrap_or_else(|e| {
-                tracing::warn!(dir = %dir.display(), error = %e, "unreadable partition.state; recovering all segments");
-                PersistedState::default()
-            }),
-            Err(_) => PersistedState::default(),
+        let state: Option<PersistedState> = match fs::read(dir.join(STATE_FILE)) {
+            Ok(d) => serde_json::from_slice(&d)
+                .map_err(|e| {
+                    tracing::warn!(dir = %dir.display(), error = %e, "unreadable partition.state; recovering all segments");
+                })
+                .ok(),
+            Err(_) => None,
         };
+        let state_known = state.is_some();
+        let state = state.unwrap_or_default();
         let mut bases = Vec::new();
         for ent in fs::read_dir(dir).map_err(|e| io_err(e, format!("list {}", dir.display())))? {
             let ent = ent.map_err(|e| io_err(e, "list partition dir"))?;
@@ -189,7 +199,10 @@ impl PartitionLog {
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_end = segments.values().next_back().map(|s| s.next_offset).unwrap_or(0);
-        let log_start_offset = state.log_start_offset.max(first_base).min(log_end);
+        // The state file is written before segments are deleted, so it is never behind them;
+        // compaction may leave the first segments empty or gone without moving the log start.
+        let log_start_offset =
+            if state_known { state.log_start_offset.max(0) } else { first_base }.min(log_end);
 
         // Producer state: newest snapshot plus the batches after it.
         let (mut producers, snap_offset) = ProducerState::load_snapshot(dir, log_end)?;
@@ -214,6 +227,7 @@ impl PartitionLog {
                 segments,
                 log_start_offset,
                 recovery_point,
+                cleaner_offset: state.cleaner_offset,
                 producers,
                 config,
                 leader_epoch: 0,
@@ -222,6 +236,7 @@ impl PartitionLog {
                 closed: false,
             }),
             flush_lock: Mutex::new(()),
+            clean_lock: Mutex::new(()),
             flushed_offset: AtomicI64::new(if clean { log_end } else { 0 }),
             end_tx,
         };
@@ -262,6 +277,16 @@ impl PartitionLog {
         }
         if header.is_transactional() {
             return Err(LogError::InvalidRecord("transactional batches are not supported yet".into()));
+        }
+        if self.config().cleanup_policy.compacts() {
+            // The cleaner keeps the latest record per key: a record without one has no meaning
+            // in a compacted topic (Kafka refuses it the same way).
+            let records = crate::cleaner::decode_records(batch)?;
+            if records.iter().any(|r| r.key.is_none()) {
+                return Err(LogError::InvalidRecord(
+                    "compacted topic cannot accept a record without a key".into(),
+                ));
+            }
         }
         let mut inner = self.inner.lock();
         if inner.closed {
@@ -536,7 +561,11 @@ impl PartitionLog {
             let mut inner = self.inner.lock();
             let cfg = inner.config.clone();
             let active = inner.active()?;
-            if cfg.retention_ms >= 0 && !active.is_empty() && active.max_timestamp < now - cfg.retention_ms {
+            if cfg.cleanup_policy.deletes()
+                && cfg.retention_ms >= 0
+                && !active.is_empty()
+                && active.max_timestamp < now - cfg.retention_ms
+            {
                 self.roll(&mut inner, now)?;
             }
         }
@@ -557,8 +586,11 @@ impl PartitionLog {
                     break;
                 }
                 let below_start = s.next_offset <= inner.log_start_offset;
-                let over_size = cfg.retention_bytes >= 0 && total - s.size >= cfg.retention_bytes as u64;
-                if below_start || over_size || expired(&cfg, s) {
+                // compact-only topics keep everything the cleaner leaves, whatever its age or size.
+                let deletes = cfg.cleanup_policy.deletes();
+                let over_size =
+                    deletes && cfg.retention_bytes >= 0 && total - s.size >= cfg.retention_bytes as u64;
+                if below_start || over_size || (deletes && expired(&cfg, s)) {
                     total -= s.size;
                     doomed.push(base);
                 } else {
@@ -579,11 +611,14 @@ impl PartitionLog {
             segs
         };
         let n = doomed.len();
+        if n > 0 {
+            // The new log start is durable before any file goes (open() trusts it).
+            self.persist_state()?;
+        }
         for s in doomed {
             s.delete_files()?;
         }
         if n > 0 {
-            self.persist_state()?;
             tracing::debug!(dir = %self.dir.display(), segments = n, "deleted segments");
         }
         Ok(n)
@@ -603,10 +638,14 @@ impl PartitionLog {
         self.persist_state()
     }
 
-    fn persist_state(&self) -> Result<(), LogError> {
+    pub(crate) fn persist_state(&self) -> Result<(), LogError> {
         let state = {
             let inner = self.inner.lock();
-            PersistedState { log_start_offset: inner.log_start_offset, recovery_point: inner.recovery_point }
+            PersistedState {
+                log_start_offset: inner.log_start_offset,
+                recovery_point: inner.recovery_point,
+                cleaner_offset: inner.cleaner_offset,
+            }
         };
         let data = serde_json::to_vec(&state)
             .map_err(|e| LogError::Corrupt(format!("encode partition state: {e}")))?;

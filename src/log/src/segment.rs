@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{peek_offset_and_len, validate_batch, BatchHeader, RewrittenBatch, HEADER_LEN};
+use crate::batch::{peek_offset_and_len, validate_stored_batch, BatchHeader, RewrittenBatch, HEADER_LEN};
 use crate::{io_err, LogError};
 
 /// How the tail of a segment is checked when it is opened.
@@ -187,7 +187,7 @@ impl Segment {
                 if reader.read_exact(&mut buf[HEADER_LEN..]).is_err() {
                     break;
                 }
-                match validate_batch(&buf) {
+                match validate_stored_batch(&buf) {
                     Ok(h) => h,
                     Err(_) => break,
                 }
@@ -562,6 +562,13 @@ fn write_all_vectored_at_end(file: &File, slices: &mut [IoSlice<'_>], total: usi
 }
 
 /// Writes `data` to `path` via a temporary file, fsync and rename.
+/// fsyncs a directory, so a rename or unlink in it is durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(e, format!("fsync directory {}", dir.display())))
+}
+
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), LogError> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| io_err(e, format!("create {}", tmp.display())))?;

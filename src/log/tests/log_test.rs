@@ -291,3 +291,174 @@ fn corruption_in_an_old_segment_never_deletes_later_data() {
     let r = log.read(170, 10_000).expect("read the tail");
     assert!(offsets_in(&r.records).contains(&170));
 }
+
+/// A batch of keyed records (`None` value: tombstone), gzip-compressed when asked.
+fn keyed(records: &[(&str, Option<&str>)], ts: i64, compression: Compression) -> Bytes {
+    let rs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: KTs::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: ts,
+            key: Some(Bytes::from(k.to_string())),
+            value: v.map(|v| Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &rs, &RecordEncodeOptions { version: 2, compression })
+        .expect("encode");
+    buf.freeze()
+}
+
+/// Every (offset, key, value) readable from `from`.
+fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let r = log.read(next, 1 << 20).expect("read");
+        if r.records.is_empty() {
+            return out;
+        }
+        let mut at = 0;
+        while let Some((_, len)) = kora_log::batch::peek_offset_and_len(&r.records[at..]) {
+            let b = r.records.slice(at..at + len);
+            at += len;
+            let h = BatchHeader::parse(&b).expect("header");
+            let mut bb = b.clone();
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bb).expect("decode");
+            for rec in set.records {
+                if rec.offset >= next {
+                    out.push((
+                        rec.offset,
+                        String::from_utf8_lossy(rec.key.as_deref().unwrap_or_default()).into_owned(),
+                        rec.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                    ));
+                }
+            }
+            next = h.next_offset();
+        }
+    }
+}
+
+#[test]
+fn compaction_keeps_the_latest_value_per_key_and_drops_old_tombstones() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let c = cfg(&[
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "600"),
+        ("delete.retention.ms", "1000"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+    ]);
+    let log = PartitionLog::open(dir.path(), c.clone(), clock.clone(), false).expect("open");
+    // A record without a key is refused.
+    let mut bad = kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: KTs::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: NOW,
+        key: None,
+        value: Some(Bytes::from_static(b"x")),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        std::slice::from_ref(&bad),
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .expect("encode");
+    assert!(matches!(append(&log, &buf.freeze()), Err(LogError::InvalidRecord(_))));
+    bad.key = Some(Bytes::from_static(b"k"));
+
+    // 10 keys, each updated 20 times, a tombstone for k3 and k7 at the end; mixed codecs.
+    let mut expected: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for round in 0..20 {
+        let codec = if round % 2 == 0 { Compression::None } else { Compression::Gzip };
+        let recs: Vec<(String, Option<String>)> =
+            (0..10).map(|k| (format!("k{k}"), Some(format!("v{round}-{k}")))).collect();
+        let view: Vec<(&str, Option<&str>)> = recs.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+        append(&log, &keyed(&view, NOW, codec)).expect("append");
+        for (k, v) in recs {
+            expected.insert(k, v);
+        }
+    }
+    append(&log, &keyed(&[("k3", None), ("k7", None)], NOW, Compression::None)).expect("tombstones");
+    expected.insert("k3".into(), None);
+    expected.insert("k7".into(), None);
+    // Something after, so the tombstones' segment is closed.
+    for i in 0..5 {
+        append(&log, &keyed(&[("k0", Some(&format!("late{i}")))], NOW, Compression::None)).expect("append");
+    }
+    expected.insert("k0".into(), Some("late4".into()));
+    let end = log.offsets().high_watermark;
+    let before = read_all(&log, 0);
+    assert_eq!(before.len() as i64, end);
+
+    // Rolled segments are cleanable once their roll is fsynced (the broker's flush loop).
+    log.flush().expect("flush");
+    let stats = log.compact(1_000_000).expect("compact").expect("a pass ran");
+    assert!(stats.records_removed > 150, "{stats:?}");
+    let after = read_all(&log, 0);
+    // Offsets only grow and every surviving record is one that was written at that offset.
+    assert!(after.windows(2).all(|w| w[0].0 < w[1].0));
+    for r in &after {
+        assert!(before.contains(r), "{r:?} was never written");
+    }
+    // Below the cleaned point each key appears once, with its latest value; tombstones stay
+    // readable for delete.retention.ms.
+    let cleaned: Vec<_> = after.iter().filter(|r| r.0 < stats.cleaned_up_to).collect();
+    let mut keys: Vec<&String> = cleaned.iter().map(|r| &r.1).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), cleaned.len(), "a key twice in the cleaned part: {cleaned:?}");
+    let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (_, k, v) in &after {
+        seen.insert(k.clone(), v.clone());
+    }
+    assert_eq!(seen, expected);
+    assert!(after.iter().any(|r| r.1 == "k3" && r.2.is_none()), "tombstone kept within delete.retention.ms");
+
+    // Later, the tombstones go too; the log survives a restart as compacted.
+    clock.advance_ms(5_000);
+    append(&log, &keyed(&[("k1", Some("fresh"))], NOW + 5_000, Compression::None)).expect("append");
+    expected.insert("k1".into(), Some("fresh".into()));
+    // Roll so the previous tail is cleanable.
+    for i in 0..5 {
+        append(&log, &keyed(&[("k2", Some(&format!("x{i}")))], NOW + 5_000, Compression::None))
+            .expect("append");
+    }
+    expected.insert("k2".into(), Some("x4".into()));
+    log.flush().expect("flush");
+    log.compact(1_000_000).expect("compact");
+    let after = read_all(&log, 0);
+    assert!(!after.iter().any(|r| r.2.is_none() && r.0 < 200), "old tombstones removed: {after:?}");
+    log.close().expect("close");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), c, clock.clone(), false).expect("reopen");
+    let again = read_all(&log, 0);
+    assert_eq!(again, after);
+    assert_eq!(log.offsets().high_watermark, after.last().map(|r| r.0 + 1).unwrap_or(0).max(end));
+    let mut latest: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (_, k, v) in again {
+        latest.insert(k, v);
+    }
+    expected.retain(|_, v| v.is_some());
+    latest.retain(|_, v| v.is_some());
+    assert_eq!(latest, expected);
+}
