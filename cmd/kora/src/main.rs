@@ -77,6 +77,10 @@ struct DevArgs {
     /// Admin HTTP address for /metrics and /health.
     #[arg(long, default_value = "127.0.0.1:9644")]
     admin_listen: SocketAddr,
+    /// Object store for tiered storage (file:///dir, s3://bucket/prefix, gs://..., az://...).
+    /// Default: a directory `objects` in the data dir. S3 settings come from AWS_* variables.
+    #[arg(long)]
+    object_store: Option<String>,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -126,6 +130,17 @@ fn main() -> Result<()> {
             flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());
             flat.entry("listeners".into()).or_insert(a.listen.to_string());
             flat.entry("admin.listeners".into()).or_insert(a.admin_listen.to_string());
+            let objects = match a.object_store {
+                Some(url) => url,
+                None => {
+                    std::fs::create_dir_all(&a.data_dir)
+                        .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
+                    let abs = std::fs::canonicalize(&a.data_dir)
+                        .with_context(|| format!("cannot resolve {}", a.data_dir.display()))?;
+                    format!("file://{}", abs.join("objects").display())
+                }
+            };
+            flat.entry("object_store.url".into()).or_insert(objects);
             // As Kafka's own development config does: no wait before a new group's first
             // rebalance, so a single consumer starts at once. KIP-848 members heartbeat every
             // 500 ms instead of 5 s, so a group settles in about half a second.
@@ -140,6 +155,16 @@ fn main() -> Result<()> {
             BrokerConfig::from_toml_with_overrides(&text, &a.config.display().to_string(), &extra)?
         }
     };
+    let mut config = config;
+    if let Some(t) = config.tiering.as_mut() {
+        // Object-store credentials and endpoints come from the usual environment variables;
+        // the libraries take them as explicit options.
+        t.options = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
+            .collect();
+    }
+    // One TLS crypto provider for every HTTPS client in the process (object stores).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     runtime.block_on(run(config, cli.output, dev))

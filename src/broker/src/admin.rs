@@ -12,6 +12,12 @@ use axum::Router;
 use crate::broker::Broker;
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    if let Some(t) = &b.tiering {
+        let st = t.reader.cache().stats();
+        b.metrics.remote_cache_hits.set(st.hits as i64);
+        b.metrics.remote_cache_misses.set(st.misses as i64);
+        b.metrics.remote_cache_bytes.set(st.cached_bytes as i64);
+    }
     let body = b.metrics.render(&b.logs, &b.groups);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }

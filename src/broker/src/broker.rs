@@ -33,6 +33,8 @@ pub enum StartError {
     Meta(#[from] MetaError),
     #[error("logs: {0}")]
     Log(#[from] kora_log::LogError),
+    #[error("{0}")]
+    ObjectStore(#[from] kora_tier::TierError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -49,6 +51,8 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     /// The group coordinator (every group: a single-node cell coordinates them all).
     pub groups: Arc<kora_group::Coordinator>,
+    /// The object-store tier, when `object_store.url` is set.
+    pub tiering: Option<Arc<crate::tiering::Tiering>>,
     pub(crate) sessions: Mutex<FetchSessionCache>,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Topic id and config overrides of every topic the logs reflect; guards `apply_image`.
@@ -163,6 +167,11 @@ impl Broker {
     /// Opens metadata and logs, binds the listeners and starts every task.
     pub async fn start(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<BrokerHandle, StartError> {
         let dir_lock = lock_data_dir(&config.data_dir)?;
+        // The object store first: a broker that cannot use its store says so before anything.
+        let tiering = match &config.tiering {
+            Some(t) => Some(Arc::new(crate::tiering::Tiering::open(t.clone()).await?)),
+            None => None,
+        };
         let controller = Arc::new(Controller::open(
             &config.data_dir.join("meta"),
             ControllerConfig {
@@ -247,6 +256,7 @@ impl Broker {
             metrics: Metrics::new(),
             clock,
             groups,
+            tiering,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             sync_lock: Mutex::new(known),
             shutting_down: AtomicBool::new(false),
@@ -277,6 +287,9 @@ impl Broker {
         tasks.push(tokio::spawn(retention_loop(broker.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(crate::groups::tick_loop(broker.clone(), shutdown_rx.clone())));
         tasks.push(tokio::spawn(crate::groups::maintenance_loop(broker.clone(), shutdown_rx.clone())));
+        if broker.tiering.is_some() {
+            tasks.push(tokio::spawn(crate::tiering::run(broker.clone(), shutdown_rx.clone())));
+        }
         if broker.config.log_cleaner_enable {
             tasks.push(tokio::spawn(cleaner_loop(broker.clone(), shutdown_rx.clone())));
         }

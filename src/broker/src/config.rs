@@ -88,6 +88,8 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     /// log.cleaner.dedupe.buffer.size: bytes of key map per pass (24 bytes per key).
     pub log_cleaner_dedupe_buffer_size: u64,
+    /// object_store.url and the remote.log.* settings; None: no object store, no tiering.
+    pub tiering: Option<crate::tiering::TieringConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -115,6 +117,7 @@ impl Default for BrokerConfig {
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 134_217_728,
+            tiering: None,
         }
     }
 }
@@ -157,6 +160,15 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("log.cleaner.enable", "Run the log cleaner for compacted topics."),
     ("log.cleaner.backoff.ms", "Pause between cleaner passes."),
     ("log.cleaner.dedupe.buffer.size", "Memory for the cleaner's key map per pass."),
+    (
+        "object_store.url",
+        "Object store for tiered storage: file:///dir, s3://bucket/prefix, gs://..., az://...",
+    ),
+    ("remote.log.manager.task.interval.ms", "How often segments are uploaded and remote retention runs."),
+    ("remote.log.manager.copier.thread.pool.size", "Segment uploads in flight at once."),
+    ("remote.log.manager.copy.max.bytes.per.second", "Upload bandwidth limit (0: none)."),
+    ("remote.log.reader.cache.bytes", "Memory for chunks read from the object store."),
+    ("remote.log.reader.chunk.bytes", "Size of the chunks read from the object store."),
 ];
 
 fn flatten(
@@ -283,6 +295,15 @@ impl BrokerConfig {
     pub fn from_map(flat: &BTreeMap<String, String>) -> Result<Self, ConfigFileError> {
         let mut c = BrokerConfig::default();
         let mut advertised: Option<String> = None;
+        let mut tier = crate::tiering::TieringConfig {
+            url: String::new(),
+            options: BTreeMap::new(),
+            task_interval_ms: 5_000,
+            upload_concurrency: 4,
+            upload_bytes_per_second: 0,
+            cache_bytes: 256 << 20,
+            chunk_bytes: 4 << 20,
+        };
         for (k, v) in flat {
             match k.as_str() {
                 "node.id" => c.node_id = parse_num(k, v, 0, i32::MAX)?,
@@ -381,6 +402,18 @@ impl BrokerConfig {
                 "log.cleaner.dedupe.buffer.size" => {
                     c.log_cleaner_dedupe_buffer_size = parse_num(k, v, 1 << 20, 1 << 40)?
                 }
+                "object_store.url" => tier.url = v.trim().to_string(),
+                "remote.log.manager.task.interval.ms" => {
+                    tier.task_interval_ms = parse_num(k, v, 10, 3_600_000)?
+                }
+                "remote.log.manager.copier.thread.pool.size" => {
+                    tier.upload_concurrency = parse_num(k, v, 1, 1024)?
+                }
+                "remote.log.manager.copy.max.bytes.per.second" => {
+                    tier.upload_bytes_per_second = parse_num(k, v, 0, u64::MAX)?
+                }
+                "remote.log.reader.cache.bytes" => tier.cache_bytes = parse_num(k, v, 1 << 20, 1 << 40)?,
+                "remote.log.reader.chunk.bytes" => tier.chunk_bytes = parse_num(k, v, 64 << 10, 256 << 20)?,
                 "offsets.topic.num.partitions" => {
                     c.groups.offsets_topic_partitions = parse_num(k, v, 1, 1000)?
                 }
@@ -406,6 +439,15 @@ impl BrokerConfig {
             };
             invalid(&key, e.to_string())
         })?;
+        if !tier.url.is_empty() {
+            if !tier.url.contains("://") {
+                return Err(invalid(
+                    "object_store.url",
+                    "expected file:///dir, s3://bucket/prefix, gs://... or az://...",
+                ));
+            }
+            c.tiering = Some(tier);
+        }
         if c.groups.min_session_timeout_ms > c.groups.max_session_timeout_ms {
             return Err(invalid(
                 "group.min.session.timeout.ms",

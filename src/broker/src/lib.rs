@@ -23,6 +23,7 @@ mod handlers;
 pub mod metrics;
 pub mod server;
 pub mod sink;
+pub mod tiering;
 
 pub use broker::{Broker, BrokerHandle, StartError};
 pub use config::{BrokerConfig, ConfigFileError};

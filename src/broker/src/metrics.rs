@@ -61,6 +61,17 @@ pub struct Metrics {
     pub group_committed_offset: Family<GroupPartitionLabels, Gauge>,
     pub group_members: Family<GroupLabels, Gauge>,
     pub cleaner_records_removed: Family<TopicLabels, Counter>,
+    pub remote_bytes_uploaded: Counter,
+    pub remote_bytes_deleted: Counter,
+    pub remote_upload_errors: Counter,
+    pub remote_upload_seconds: Histogram,
+    pub remote_read_seconds: Histogram,
+    pub remote_upload_lag_bytes: Family<PartitionLabels, Gauge>,
+    pub remote_upload_lag_seconds: Family<PartitionLabels, Gauge>,
+    pub remote_bytes: Family<PartitionLabels, Gauge>,
+    pub remote_cache_hits: Gauge,
+    pub remote_cache_misses: Gauge,
+    pub remote_cache_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -115,6 +126,72 @@ impl Metrics {
             "Records removed by log compaction",
             cleaner_records_removed.clone(),
         );
+        let remote_bytes_uploaded = Counter::default();
+        registry.register(
+            "remote_bytes_uploaded",
+            "Segment bytes uploaded to the object store",
+            remote_bytes_uploaded.clone(),
+        );
+        let remote_bytes_deleted = Counter::default();
+        registry.register(
+            "remote_bytes_deleted",
+            "Segment bytes deleted from the object store",
+            remote_bytes_deleted.clone(),
+        );
+        let remote_upload_errors = Counter::default();
+        registry.register(
+            "remote_upload_errors",
+            "Failed segment uploads (retried)",
+            remote_upload_errors.clone(),
+        );
+        let remote_upload_seconds = latency_histogram();
+        registry.register(
+            "remote_upload_seconds",
+            "Time to upload one segment",
+            remote_upload_seconds.clone(),
+        );
+        let remote_read_seconds = latency_histogram();
+        registry.register(
+            "remote_read_seconds",
+            "Time of one fetch read from the object store",
+            remote_read_seconds.clone(),
+        );
+        let remote_upload_lag_bytes = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "remote_upload_lag_bytes",
+            "Closed-segment bytes not yet uploaded",
+            remote_upload_lag_bytes.clone(),
+        );
+        let remote_upload_lag_seconds = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "remote_upload_lag_seconds",
+            "Age of the oldest closed segment not yet uploaded",
+            remote_upload_lag_seconds.clone(),
+        );
+        let remote_bytes = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "remote_log_size_bytes",
+            "Bytes of a partition in the object store",
+            remote_bytes.clone(),
+        );
+        let remote_cache_hits = Gauge::default();
+        registry.register(
+            "remote_cache_hits",
+            "Remote-read chunks served from the cache",
+            remote_cache_hits.clone(),
+        );
+        let remote_cache_misses = Gauge::default();
+        registry.register(
+            "remote_cache_misses",
+            "Remote-read chunks fetched from the object store",
+            remote_cache_misses.clone(),
+        );
+        let remote_cache_bytes = Gauge::default();
+        registry.register(
+            "remote_cache_bytes",
+            "Bytes held by the remote-read chunk cache",
+            remote_cache_bytes.clone(),
+        );
         Metrics {
             registry,
             request_latency,
@@ -130,6 +207,17 @@ impl Metrics {
             group_committed_offset,
             group_members,
             cleaner_records_removed,
+            remote_bytes_uploaded,
+            remote_bytes_deleted,
+            remote_upload_errors,
+            remote_upload_seconds,
+            remote_read_seconds,
+            remote_upload_lag_bytes,
+            remote_upload_lag_seconds,
+            remote_bytes,
+            remote_cache_hits,
+            remote_cache_misses,
+            remote_cache_bytes,
         }
     }
 

@@ -111,6 +111,20 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches on append.",
     },
     TopicConfigDef {
+        name: "local.retention.bytes",
+        broker_synonym: "log.local.retention.bytes",
+        config_type: ConfigType::Long,
+        default: "-2",
+        doc: "With remote storage: bytes of uploaded data kept on local disk (-2: retention.bytes).",
+    },
+    TopicConfigDef {
+        name: "local.retention.ms",
+        broker_synonym: "log.local.retention.ms",
+        config_type: ConfigType::Long,
+        default: "-2",
+        doc: "With remote storage: age of uploaded data kept on local disk (-2: retention.ms).",
+    },
+    TopicConfigDef {
         name: "max.compaction.lag.ms",
         broker_synonym: "log.cleaner.max.compaction.lag.ms",
         config_type: ConfigType::Long,
@@ -137,6 +151,13 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         config_type: ConfigType::Int,
         default: "1",
         doc: "Replicas that must acknowledge an acks=all produce.",
+    },
+    TopicConfigDef {
+        name: "remote.storage.enable",
+        broker_synonym: "log.remote.storage.enable",
+        config_type: ConfigType::Boolean,
+        default: "false",
+        doc: "Upload closed segments to the object store and serve old data from there.",
     },
     TopicConfigDef {
         name: "retention.bytes",
@@ -219,6 +240,11 @@ pub struct TopicConfig {
     pub message_timestamp_before_max_ms: i64,
     pub message_timestamp_type: TimestampType,
     pub min_insync_replicas: u32,
+    pub remote_storage_enable: bool,
+    /// Local bytes kept once uploaded; -1 no limit (resolved from -2 = retention.bytes).
+    pub local_retention_bytes: i64,
+    /// Local age kept once uploaded; -1 forever (resolved from -2 = retention.ms).
+    pub local_retention_ms: i64,
     /// -1: no size limit.
     pub retention_bytes: i64,
     /// -1: keep forever.
@@ -314,7 +340,27 @@ impl TopicConfig {
             "LogAppendTime" => TimestampType::LogAppendTime,
             _ => return Err(invalid("message.timestamp.type", &v, "expected CreateTime or LogAppendTime")),
         };
+        let v = get("remote.storage.enable");
+        let remote_storage_enable = match v.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(invalid("remote.storage.enable", &v, "expected true or false")),
+        };
+        if remote_storage_enable && cleanup_policy.compacts() {
+            return Err(invalid(
+                "remote.storage.enable",
+                &v,
+                "compacted topics cannot use remote storage (as in Kafka)",
+            ));
+        }
+        let retention_bytes = parse_long("retention.bytes", &get("retention.bytes"), -1)?;
+        let retention_ms = parse_long("retention.ms", &get("retention.ms"), -1)?;
+        let local_bytes = parse_long("local.retention.bytes", &get("local.retention.bytes"), -2)?;
+        let local_ms = parse_long("local.retention.ms", &get("local.retention.ms"), -2)?;
         let cfg = TopicConfig {
+            remote_storage_enable,
+            local_retention_bytes: if local_bytes == -2 { retention_bytes } else { local_bytes },
+            local_retention_ms: if local_ms == -2 { retention_ms } else { local_ms },
             cleanup_policy,
             delete_retention_ms: parse_long("delete.retention.ms", &get("delete.retention.ms"), 0)?,
             max_compaction_lag_ms: parse_long("max.compaction.lag.ms", &get("max.compaction.lag.ms"), 1)?,
@@ -336,8 +382,8 @@ impl TopicConfig {
             )?,
             message_timestamp_type,
             min_insync_replicas: parse_int("min.insync.replicas", &get("min.insync.replicas"), 1)?,
-            retention_bytes: parse_long("retention.bytes", &get("retention.bytes"), -1)?,
-            retention_ms: parse_long("retention.ms", &get("retention.ms"), -1)?,
+            retention_bytes,
+            retention_ms,
             // Kafka's floor: one record batch header.
             segment_bytes: parse_int("segment.bytes", &get("segment.bytes"), 14)?,
             segment_ms: parse_long("segment.ms", &get("segment.ms"), 1)?,

@@ -26,7 +26,7 @@ mod records;
 mod segment;
 
 pub use cleaner::CleanStats;
-pub use log::{AppendResult, LogOffsets, PartitionLog, ReadResult};
+pub use log::{AppendResult, ClosedSegment, LogOffsets, PartitionLog, ReadResult};
 pub use manager::{LogManager, PartitionSpec};
 
 /// Errors of the log, each with a Kafka error code in the broker's single mapping.
@@ -55,6 +55,9 @@ pub enum LogError {
     Corrupt(String),
     #[error("the log is closed")]
     Closed,
+    /// The offset is in the log but no longer on local disk: read it from the object store.
+    #[error("offset {offset} is below the local log start {local_start}")]
+    NotLocal { offset: i64, local_start: i64 },
 }
 
 pub(crate) fn io_err(source: std::io::Error, context: impl Into<String>) -> LogError {

@@ -70,6 +70,19 @@ pub struct LogOffsets {
     pub segments: usize,
 }
 
+/// A closed, fsynced segment with its index files written: what tiering uploads.
+#[derive(Debug, Clone)]
+pub struct ClosedSegment {
+    pub base_offset: i64,
+    /// One past the last offset.
+    pub next_offset: i64,
+    pub size_bytes: u64,
+    pub max_timestamp: i64,
+    pub log_path: PathBuf,
+    pub index_path: PathBuf,
+    pub time_index_path: PathBuf,
+}
+
 /// Work left by a roll: the closed segment's fsync, its index files, a producer snapshot.
 #[derive(Debug)]
 pub(crate) struct PendingClose {
@@ -462,6 +475,10 @@ impl PartitionLog {
             if offset < log_start || offset > hw {
                 return Err(LogError::OffsetOutOfRange { offset, log_start, log_end: hw });
             }
+            let local_start = inner.segments.keys().next().copied().unwrap_or(0);
+            if inner.config.remote_storage_enable && offset < local_start {
+                return Err(LogError::NotLocal { offset, local_start });
+            }
             if offset == hw {
                 return Ok(ReadResult {
                     records: Bytes::new(),
@@ -562,6 +579,7 @@ impl PartitionLog {
             let cfg = inner.config.clone();
             let active = inner.active()?;
             if cfg.cleanup_policy.deletes()
+                && !cfg.remote_storage_enable
                 && cfg.retention_ms >= 0
                 && !active.is_empty()
                 && active.max_timestamp < now - cfg.retention_ms
@@ -587,7 +605,9 @@ impl PartitionLog {
                 }
                 let below_start = s.next_offset <= inner.log_start_offset;
                 // compact-only topics keep everything the cleaner leaves, whatever its age or size.
-                let deletes = cfg.cleanup_policy.deletes();
+                // Tiered topics: retention over both tiers is the tier manager's (it moves the
+                // log start); local deletion waits for the upload (`delete_uploaded`).
+                let deletes = cfg.cleanup_policy.deletes() && !cfg.remote_storage_enable;
                 let over_size =
                     deletes && cfg.retention_bytes >= 0 && total - s.size >= cfg.retention_bytes as u64;
                 if below_start || over_size || (deletes && expired(&cfg, s)) {
@@ -620,6 +640,95 @@ impl PartitionLog {
         }
         if n > 0 {
             tracing::debug!(dir = %self.dir.display(), segments = n, "deleted segments");
+        }
+        Ok(n)
+    }
+
+    /// Closed segments whose roll is complete (fsynced, index files written), oldest first,
+    /// starting at `from_offset` (segments ending at or before it are skipped).
+    pub fn closed_segments(&self, from_offset: i64) -> Vec<ClosedSegment> {
+        let inner = self.inner.lock();
+        let Ok(active) = inner.active().map(|a| a.base_offset) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (&base, s) in inner.segments.iter() {
+            if base == active || inner.pending.iter().any(|p| Arc::ptr_eq(&p.file, &s.file)) {
+                break;
+            }
+            if s.next_offset <= from_offset || s.is_empty() {
+                continue;
+            }
+            out.push(ClosedSegment {
+                base_offset: base,
+                next_offset: s.next_offset,
+                size_bytes: s.size,
+                max_timestamp: s.max_timestamp,
+                log_path: segment::file_name(&self.dir, base, "log"),
+                index_path: segment::file_name(&self.dir, base, "index"),
+                time_index_path: segment::file_name(&self.dir, base, "timeindex"),
+            });
+        }
+        out
+    }
+
+    /// First offset still on local disk.
+    pub fn local_start_offset(&self) -> i64 {
+        let inner = self.inner.lock();
+        inner.segments.keys().next().copied().unwrap_or(0).max(inner.log_start_offset)
+    }
+
+    /// Local bytes from `from_offset` on that are not in the object store yet (upload lag), and
+    /// the age in ms of the oldest such closed segment (0: none).
+    pub fn bytes_after(&self, from_offset: i64) -> (u64, i64) {
+        let inner = self.inner.lock();
+        let now = self.clock.now_ms();
+        let active = inner.active().map(|a| a.base_offset).unwrap_or(i64::MAX);
+        let mut bytes = 0;
+        let mut oldest = 0;
+        for (&base, s) in inner.segments.iter() {
+            if s.next_offset <= from_offset {
+                continue;
+            }
+            bytes += s.size;
+            if base != active && oldest == 0 {
+                oldest = (now - s.created_ms).max(0);
+            }
+        }
+        (bytes, oldest)
+    }
+
+    /// Deletes local segments that are in the object store (ending at or before
+    /// `uploaded_end`) beyond local.retention.ms / local.retention.bytes. The log start offset
+    /// does not move: the data is still in the log, remotely. Returns segments deleted.
+    pub fn delete_uploaded(&self, uploaded_end: i64) -> Result<usize, LogError> {
+        let now = self.clock.now_ms();
+        let doomed = {
+            let mut inner = self.inner.lock();
+            let cfg = inner.config.clone();
+            let active = inner.active()?.base_offset;
+            let mut local: u64 = inner.segments.values().map(|s| s.size).sum();
+            let mut doomed = Vec::new();
+            for (&base, s) in inner.segments.iter() {
+                if base == active
+                    || s.next_offset > uploaded_end
+                    || inner.pending.iter().any(|p| Arc::ptr_eq(&p.file, &s.file))
+                {
+                    break;
+                }
+                let over_bytes =
+                    cfg.local_retention_bytes >= 0 && local - s.size >= cfg.local_retention_bytes as u64;
+                let too_old = cfg.local_retention_ms >= 0 && s.max_timestamp < now - cfg.local_retention_ms;
+                if !(over_bytes || too_old) {
+                    break;
+                }
+                local -= s.size;
+                doomed.push(base);
+            }
+            let segs: Vec<Segment> = doomed.iter().filter_map(|b| inner.segments.remove(b)).collect();
+            segs
+        };
+        let n = doomed.len();
+        for s in doomed {
+            s.delete_files()?;
         }
         Ok(n)
     }

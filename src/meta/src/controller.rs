@@ -224,6 +224,34 @@ impl Controller {
         Ok(())
     }
 
+    /// Adds an uploaded segment to a partition's remote manifest.
+    pub fn add_remote_segment(
+        &self,
+        topic_id: uuid::Uuid,
+        partition: i32,
+        segment: crate::record::RemoteSegment,
+    ) -> Result<(), MetaError> {
+        let store = self.store.lock();
+        if self.image().topic_by_id(&topic_id).is_none() {
+            return Err(MetaError::UnknownTopic(topic_id.to_string()));
+        }
+        self.commit(&store, MetadataRecord::AddRemoteSegment { topic_id, partition, segment }).map(|_| ())
+    }
+
+    /// Removes remote segments (by base offset) from a partition's manifest.
+    pub fn remove_remote_segments(
+        &self,
+        topic_id: uuid::Uuid,
+        partition: i32,
+        bases: Vec<i64>,
+    ) -> Result<(), MetaError> {
+        if bases.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.lock();
+        self.commit(&store, MetadataRecord::RemoveRemoteSegments { topic_id, partition, bases }).map(|_| ())
+    }
+
     /// Reserves `count` producer ids and returns the first.
     pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetaError> {
         if count < 1 {

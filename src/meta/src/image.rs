@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::record::MetadataRecord;
+use crate::record::{MetadataRecord, RemoteSegment};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
@@ -28,6 +28,8 @@ pub struct MetadataImage {
     pub topic_ids: HashMap<Uuid, String>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Remote manifests: per (topic id, partition), segments in offset order.
+    pub remote: HashMap<(Uuid, i32), Arc<Vec<RemoteSegment>>>,
 }
 
 impl MetadataImage {
@@ -37,6 +39,11 @@ impl MetadataImage {
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicImage>> {
         self.topic_ids.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    /// The remote manifest of a partition (empty when nothing is uploaded).
+    pub fn remote_segments(&self, topic_id: &Uuid, partition: i32) -> &[RemoteSegment] {
+        self.remote.get(&(*topic_id, partition)).map(|v| v.as_slice()).unwrap_or(&[])
     }
 
     pub fn partition_count(&self) -> usize {
@@ -73,6 +80,23 @@ impl MetadataImage {
             MetadataRecord::DeleteTopic { name } => {
                 if let Some(t) = self.topics.remove(name) {
                     self.topic_ids.remove(&t.topic_id);
+                    // Its objects become orphans, removed by the uploader's sweep.
+                    self.remote.retain(|(id, _), _| *id != t.topic_id);
+                }
+            }
+            MetadataRecord::AddRemoteSegment { topic_id, partition, segment } => {
+                if !self.topic_ids.contains_key(topic_id) {
+                    return;
+                }
+                let m = Arc::make_mut(self.remote.entry((*topic_id, *partition)).or_default());
+                // Segments are added in offset order and never overlap.
+                if m.last().is_none_or(|last| segment.base_offset >= last.end_offset) {
+                    m.push(segment.clone());
+                }
+            }
+            MetadataRecord::RemoveRemoteSegments { topic_id, partition, bases } => {
+                if let Some(m) = self.remote.get_mut(&(*topic_id, *partition)) {
+                    Arc::make_mut(m).retain(|s| !bases.contains(&s.base_offset));
                 }
             }
             MetadataRecord::CreatePartitions { name, count } => {

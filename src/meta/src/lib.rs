@@ -23,7 +23,7 @@ pub mod store;
 
 pub use controller::{Controller, TopicRequest};
 pub use image::{MetadataImage, TopicImage};
-pub use record::MetadataRecord;
+pub use record::{MetadataRecord, RemoteSegment};
 
 /// Errors of metadata operations, each with a Kafka error code in the broker's mapping.
 #[derive(Debug, thiserror::Error)]

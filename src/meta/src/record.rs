@@ -38,4 +38,33 @@ pub enum MetadataRecord {
         start: i64,
         count: i64,
     },
+    /// A closed segment is in the object store: it joins the partition's remote manifest.
+    AddRemoteSegment {
+        topic_id: Uuid,
+        partition: i32,
+        segment: RemoteSegment,
+    },
+    /// Remote segments leave the manifest (retention); their objects may then be deleted.
+    RemoveRemoteSegments {
+        topic_id: Uuid,
+        partition: i32,
+        /// Base offsets of the segments removed.
+        bases: Vec<i64>,
+    },
+}
+
+/// One segment in the object store, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteSegment {
+    pub base_offset: i64,
+    /// One past the last offset.
+    pub end_offset: i64,
+    pub size_bytes: u64,
+    pub max_timestamp: i64,
+    /// The writer's leader epoch; it is also in every object key.
+    pub leader_epoch: i32,
+    /// Object keys: the segment, its offset index and time index.
+    pub log_key: String,
+    pub index_key: String,
+    pub time_index_key: String,
 }

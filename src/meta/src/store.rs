@@ -1,6 +1,7 @@
 //! LMDB persistence of the applied metadata state, through heed.
 //!
-//! Databases: `topics` (name -> TopicImage as JSON) and `meta` (applied_index, cluster_id,
+//! Databases: `topics` (name -> TopicImage as JSON), `remote` ("<topic id>/<partition>" ->
+//! the partition's remote manifest as JSON) and `meta` (applied_index, cluster_id,
 //! next_producer_id). Every applied record is written in one write transaction together with
 //! the new applied index, so the stored state is always the image after some prefix of the log.
 //! LMDB commits are durable (fsync) before `commit` returns.
@@ -11,7 +12,7 @@ use heed::types::{SerdeJson, Str};
 use heed::{Database, Env, EnvOpenOptions};
 
 use crate::image::{MetadataImage, TopicImage};
-use crate::record::MetadataRecord;
+use crate::record::{MetadataRecord, RemoteSegment};
 use crate::MetaError;
 
 /// Virtual size of the LMDB map (sparse on Linux); bounds the metadata to 1 GiB.
@@ -25,7 +26,12 @@ fn store_err(e: impl std::fmt::Display) -> MetaError {
 pub struct MetaStore {
     env: Env,
     topics: Database<Str, SerdeJson<TopicImage>>,
+    remote: Database<Str, SerdeJson<Vec<RemoteSegment>>>,
     meta: Database<Str, SerdeJson<serde_json::Value>>,
+}
+
+fn remote_key(topic_id: &uuid::Uuid, partition: i32) -> String {
+    format!("{topic_id}/{partition}")
 }
 
 impl MetaStore {
@@ -42,8 +48,9 @@ impl MetaStore {
         let mut wtxn = env.write_txn().map_err(store_err)?;
         let topics = env.create_database(&mut wtxn, Some("topics")).map_err(store_err)?;
         let meta = env.create_database(&mut wtxn, Some("meta")).map_err(store_err)?;
+        let remote = env.create_database(&mut wtxn, Some("remote")).map_err(store_err)?;
         wtxn.commit().map_err(store_err)?;
-        let store = MetaStore { env, topics, meta };
+        let store = MetaStore { env, topics, remote, meta };
         let image = store.load()?;
         Ok((store, image))
     }
@@ -60,6 +67,16 @@ impl MetaStore {
             image.topic_ids.insert(t.topic_id, name.to_string());
             image.topics.insert(name.to_string(), std::sync::Arc::new(t));
         }
+        for item in self.remote.iter(&rtxn).map_err(store_err)? {
+            let (key, segments) = item.map_err(store_err)?;
+            let parsed = key.split_once('/').and_then(|(id, p)| Some((id.parse().ok()?, p.parse().ok()?)));
+            let Some((id, p)) = parsed else {
+                return Err(MetaError::Store(format!("bad remote manifest key '{key}'")));
+            };
+            if image.topic_ids.contains_key(&id) {
+                image.remote.insert((id, p), std::sync::Arc::new(segments));
+            }
+        }
         Ok(image)
     }
 
@@ -72,8 +89,18 @@ impl MetaStore {
                     .put(&mut wtxn, "cluster_id", &serde_json::Value::from(image.cluster_id.clone()))
                     .map_err(store_err)?;
             }
+            MetadataRecord::DeleteTopic { name } => {
+                self.topics.delete(&mut wtxn, name).map_err(store_err)?;
+                // Manifests of topics that no longer exist are dropped at load; removing them
+                // here needs the topic id, which the image no longer has.
+            }
+            MetadataRecord::AddRemoteSegment { topic_id, partition, .. }
+            | MetadataRecord::RemoveRemoteSegments { topic_id, partition, .. } => {
+                let key = remote_key(topic_id, *partition);
+                let segments = image.remote_segments(topic_id, *partition);
+                self.remote.put(&mut wtxn, &key, &segments.to_vec()).map_err(store_err)?;
+            }
             MetadataRecord::CreateTopic { name, .. }
-            | MetadataRecord::DeleteTopic { name }
             | MetadataRecord::CreatePartitions { name, .. }
             | MetadataRecord::SetTopicConfigs { name, .. } => match image.topic(name) {
                 Some(t) => self.topics.put(&mut wtxn, name, t).map_err(store_err)?,

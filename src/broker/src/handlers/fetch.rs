@@ -42,7 +42,42 @@ struct Outcome {
     records: Option<Bytes>,
 }
 
-fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Outcome {
+/// Reads below the local log start from the object store (remote.storage.enable topics).
+async fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_log::PartitionLog) -> Outcome {
+    let o = log.offsets();
+    let fail = |code: i16| Outcome {
+        error: code,
+        high_watermark: o.high_watermark,
+        log_start_offset: o.log_start_offset,
+        records: None,
+    };
+    let Some(t) = &b.tiering else {
+        return fail(ResponseError::OffsetOutOfRange.code());
+    };
+    let image = b.controller.image();
+    let Some(topic) = image.topic(&p.topic) else {
+        return fail(ResponseError::UnknownTopicOrPartition.code());
+    };
+    let segments = image.remote_segments(&topic.topic_id, p.partition);
+    let started = std::time::Instant::now();
+    match t.reader.read(segments, p.fetch_offset, want.max(1)).await {
+        Ok(records) => {
+            b.metrics.remote_read_seconds.observe(started.elapsed().as_secs_f64());
+            Outcome {
+                error: 0,
+                high_watermark: o.high_watermark,
+                log_start_offset: o.log_start_offset,
+                records: Some(records.unwrap_or_default()),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "remote read failed");
+            fail(ResponseError::KafkaStorageError.code())
+        }
+    }
+}
+
+async fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Outcome {
     let unknown = if version >= 13 && p.topic.is_empty() {
         ResponseError::UnknownTopicId.code()
     } else {
@@ -80,6 +115,7 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Ou
             log_start_offset: r.log_start_offset,
             records: Some(r.records),
         },
+        Err(LogError::NotLocal { .. }) => read_remote(b, p, want, &log).await,
         Err(e @ LogError::OffsetOutOfRange { .. }) => {
             let o = log.offsets();
             Outcome {
@@ -182,7 +218,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         let mut errors = false;
         let mut outs = Vec::with_capacity(partitions.len());
         for p in &partitions {
-            let o = read_one(b, p, budget, version);
+            let o = read_one(b, p, budget, version).await;
             let n = o.records.as_ref().map_or(0, |r| r.len());
             budget = budget.saturating_sub(n);
             total += n;
