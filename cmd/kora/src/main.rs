@@ -13,6 +13,7 @@ use kora_common::SystemClock;
 
 mod bench;
 mod groups;
+mod topics;
 
 /// mimalloc keeps freed pages for reuse: the fetch path allocates megabyte buffers per request,
 /// which with the system allocator were mapped, faulted in and unmapped every time.
@@ -56,6 +57,9 @@ enum Command {
     /// Consumer groups: list them, or describe one with its members and lag.
     #[command(subcommand)]
     Groups(groups::GroupsCommand),
+    /// Topics: describe one with its local and remote (object store) sizes.
+    #[command(subcommand)]
+    Topics(topics::TopicsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -121,10 +125,13 @@ fn parse_overrides(o: &Overrides) -> Result<BTreeMap<String, String>> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // One TLS crypto provider for every HTTPS client in the process (object stores, admin HTTP).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dev = matches!(cli.command, Command::Dev(_));
     let config = match cli.command {
         Command::Bench(b) => return bench::run(b, cli.output),
         Command::Groups(g) => return groups::run(g, cli.output),
+        Command::Topics(t) => return topics::run(t, cli.output),
         Command::Dev(a) => {
             let mut flat = parse_overrides(&a.overrides)?;
             flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());
@@ -163,8 +170,6 @@ fn main() -> Result<()> {
             .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("AZURE_"))
             .collect();
     }
-    // One TLS crypto provider for every HTTPS client in the process (object stores).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     runtime.block_on(run(config, cli.output, dev))

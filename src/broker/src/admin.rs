@@ -1,4 +1,5 @@
-//! The admin HTTP endpoint: `/metrics` (Prometheus text) and `/health`.
+//! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`, and `/v1/topics/{name}`
+//! (JSON, for `kora topics describe`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,52 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     }
     let body = b.metrics.render(&b.logs, &b.groups);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+/// `/v1/topics/{name}`: a topic's partitions with their offsets and local and remote sizes
+/// (what `kora topics describe` prints).
+async fn topic(State(b): State<Arc<Broker>>, axum::extract::Path(name): axum::extract::Path<String>) -> impl IntoResponse {
+    let image = b.controller.image();
+    let Some(t) = image.topic(&name) else {
+        return (StatusCode::NOT_FOUND, format!("{{\"error\":\"unknown topic '{name}'\"}}\n"));
+    };
+    let cfg = b.topic_config(&t.configs);
+    let partitions: Vec<serde_json::Value> = (0..t.partitions)
+        .map(|p| {
+            let remote = image.remote_segments(&t.topic_id, p);
+            let (o, local_start) = match b.logs.get(&name, p) {
+                Some(l) => (Some(l.offsets()), l.local_start_offset()),
+                None => (None, -1),
+            };
+            serde_json::json!({
+                "partition": p,
+                "log_start_offset": o.map(|o| o.log_start_offset),
+                "local_start_offset": local_start,
+                "high_watermark": o.map(|o| o.high_watermark),
+                "local_bytes": o.map(|o| o.size_bytes),
+                "local_segments": o.map(|o| o.segments),
+                "remote_bytes": remote.iter().map(|s| s.size_bytes).sum::<u64>(),
+                "remote_segments": remote.iter().map(|s| serde_json::json!({
+                    "base_offset": s.base_offset,
+                    "end_offset": s.end_offset,
+                    "size_bytes": s.size_bytes,
+                    "max_timestamp": s.max_timestamp,
+                    "leader_epoch": s.leader_epoch,
+                    "keys": [s.log_key, s.index_key, s.time_index_key],
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "topic": t.name,
+        "topic_id": t.topic_id.to_string(),
+        "internal": crate::groups::is_internal(&t.name),
+        "remote_storage_enable": cfg.remote_storage_enable,
+        "cleanup_policy": format!("{:?}", cfg.cleanup_policy),
+        "object_store": b.tiering.as_ref().map(|x| x.store.url.clone()),
+        "partitions": partitions,
+    });
+    (StatusCode::OK, format!("{body}\n"))
 }
 
 async fn health(State(b): State<Arc<Broker>>) -> impl IntoResponse {
@@ -45,7 +92,11 @@ pub async fn serve(
     broker: Arc<Broker>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new().route("/metrics", get(metrics)).route("/health", get(health)).with_state(broker);
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/v1/topics/{name}", get(topic))
+        .with_state(broker);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

@@ -17,6 +17,7 @@ pub struct Kora {
     pub data_dir: PathBuf,
     pub port: u16,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     _tmp: tempfile::TempDir,
 }
 
@@ -37,6 +38,7 @@ impl Kora {
             data_dir,
             port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             _tmp: tmp,
         };
         k.spawn();
@@ -52,7 +54,26 @@ impl Kora {
             data_dir: data_dir.to_path_buf(),
             port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             _tmp: tempfile::tempdir().expect("tempdir"),
+        };
+        k.spawn();
+        k
+    }
+
+    /// Like `start`, with extra environment variables (object-store settings).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Kora {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut k = Kora {
+            child: None,
+            bootstrap: String::new(),
+            admin: String::new(),
+            data_dir,
+            port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            _tmp: tmp,
         };
         k.spawn();
         k
@@ -76,6 +97,7 @@ impl Kora {
             .arg("--admin-listen")
             .arg("127.0.0.1:0")
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

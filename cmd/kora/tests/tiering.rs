@@ -1,0 +1,355 @@
+//! Tiered storage with real parts: a real S3-compatible server (s3s-fs, installed by
+//! scripts/setup-test-deps.sh) and the local-directory store, real `kora` processes, librdkafka.
+//!
+//! Sizes: `KORA_TIER_TEST_MB` (default 2048) megabytes are produced in the round-trip test.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Kora};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const BUCKET: &str = "kora-bucket";
+const VALUE_BYTES: usize = 1000;
+
+/// A running s3s-fs serving `root` (one directory per bucket).
+struct S3 {
+    child: Option<Child>,
+    port: u16,
+    root: PathBuf,
+}
+
+impl S3 {
+    fn start(root: &Path, port: u16) -> S3 {
+        std::fs::create_dir_all(root.join(BUCKET)).expect("bucket dir");
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "kora-test", "--secret-key", "kora-test-secret"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs (installed by scripts/setup-test-deps.sh)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        S3 { child: Some(child), port, root: root.to_path_buf() }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT".into(), format!("http://127.0.0.1:{}", self.port)),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "kora-test".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "kora-test-secret".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ]
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The value of record `i`: its index, then bytes that depend on it.
+fn value(i: u64) -> Vec<u8> {
+    let mut v = i.to_be_bytes().to_vec();
+    v.extend((0..VALUE_BYTES - 8).map(|j| (i as usize * 31 + j) as u8));
+    v
+}
+
+async fn create_tiered(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
+    let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+        .set("remote.storage.enable", "true")
+        .set("segment.bytes", "8388608")
+        .set("local.retention.bytes", "1");
+    for r in admin.create_topics([&t], &AdminOptions::new()).await.expect("create") {
+        r.expect("created");
+    }
+}
+
+fn produce(bootstrap: &str, topic: &str, from: u64, n: u64) {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("enable.idempotence", "true")
+        .set("queue.buffering.max.kbytes", "262144")
+        .create()
+        .expect("producer");
+    for i in from..from + n {
+        let key = i.to_string();
+        let v = value(i);
+        let mut rec = BaseRecord::to(topic).key(&key).payload(&v);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(120)).expect("flush");
+}
+
+/// Reads every partition from offset 0 and checks each record against `value`; returns how
+/// many records were read. Each partition must be contiguous from 0 to its end.
+fn verify_all(bootstrap: &str, topic: &str, partitions: i32, expected: u64) -> u64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "tier-verifier")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Offset(0)).expect("tpl");
+        let (lo, hi) = c.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        assert_eq!(lo, 0, "partition {p} starts at 0");
+        ends.insert(p, hi);
+    }
+    assert_eq!(ends.values().sum::<i64>() as u64, expected);
+    c.assign(&tpl).expect("assign");
+    let mut next: BTreeMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    let mut seen = BTreeSet::new();
+    let mut n = 0u64;
+    let mut last_progress = Instant::now();
+    while n < expected {
+        assert!(last_progress.elapsed() < Duration::from_secs(60), "reading stalled at {n} of {expected}: {next:?}");
+        let Some(m) = c.poll(Duration::from_millis(200)) else { continue };
+        let m = m.expect("message");
+        let p = m.partition();
+        assert_eq!(m.offset(), next[&p], "partition {p} is contiguous");
+        next.insert(p, m.offset() + 1);
+        let i: u64 = std::str::from_utf8(m.key().expect("key")).expect("utf8").parse().expect("index");
+        assert_eq!(m.payload().expect("value"), value(i).as_slice(), "record {i} byte-exact");
+        assert!(seen.insert(i), "record {i} twice");
+        n += 1;
+        last_progress = Instant::now();
+    }
+    n
+}
+
+fn topic_json(k: &Kora, topic: &str) -> serde_json::Value {
+    let raw = k.admin_get(&format!("/v1/topics/{topic}"));
+    let body = raw.split("\r\n\r\n").nth(1).expect("http body");
+    serde_json::from_str(body.trim()).expect("topic json")
+}
+
+fn metric(k: &Kora, name: &str) -> f64 {
+    k.admin_get("/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Waits until every partition keeps little locally and all closed segments are uploaded.
+fn wait_uploaded(k: &Kora, topic: &str) {
+    let start = Instant::now();
+    loop {
+        let v = topic_json(k, topic);
+        let done = v["partitions"].as_array().expect("partitions").iter().all(|p| {
+            // Local: the active segment plus at most one closed segment still being trimmed.
+            p["local_bytes"].as_u64().unwrap_or(u64::MAX) <= 2 * 8_388_608 + 1_100_000
+                && p["remote_segments"].as_array().is_some_and(|s| !s.is_empty())
+        });
+        let lag = k.admin_get("/metrics").lines().filter(|l| l.starts_with("kora_remote_upload_lag_bytes{")).all(|l| l.ends_with(" 0"));
+        if done && lag {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "uploads did not finish: {v}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+async fn round_trip(k: &mut Kora) {
+    let mb: u64 = std::env::var("KORA_TIER_TEST_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(2048);
+    let n = mb * 1_000_000 / VALUE_BYTES as u64;
+    create_tiered(&k.bootstrap, "history", 4).await;
+    let bs = k.bootstrap.clone();
+    tokio::task::spawn_blocking(move || produce(&bs, "history", 0, n)).await.expect("produce");
+    wait_uploaded(k, "history");
+    let v = topic_json(k, "history");
+    let (local, remote): (u64, u64) = v["partitions"].as_array().expect("partitions").iter().fold((0, 0), |acc, p| {
+        (acc.0 + p["local_bytes"].as_u64().unwrap_or(0), acc.1 + p["remote_bytes"].as_u64().unwrap_or(0))
+    });
+    assert!(remote > 3 * local, "mostly remote: local {local} remote {remote}");
+    let bs = k.bootstrap.clone();
+    let read = tokio::task::spawn_blocking(move || verify_all(&bs, "history", 4, n)).await.expect("verify");
+    assert_eq!(read, n);
+    assert!(metric(k, "kora_remote_cache_misses") > 0.0, "reads went to the object store");
+    k.stop();
+    k.restart();
+    let bs = k.bootstrap.clone();
+    let read = tokio::task::spawn_blocking(move || verify_all(&bs, "history", 4, n)).await.expect("verify");
+    assert_eq!(read, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_s3() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s3 = S3::start(tmp.path(), free_port());
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let url = format!("s3://{BUCKET}/tier");
+    let mut k = Kora::start_with_env(
+        &["--object-store", &url, "--set", "remote.log.manager.task.interval.ms=200"],
+        &env,
+    );
+    round_trip(&mut k).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_a_local_directory() {
+    // kora dev's default store: <data dir>/objects.
+    let mut k = Kora::start(&["--set", "remote.log.manager.task.interval.ms=200"]);
+    round_trip(&mut k).await;
+    assert!(k.data_dir.join("objects").read_dir().expect("objects dir").count() > 0);
+}
+
+#[test]
+fn a_store_that_cannot_be_used_stops_start_up_with_a_clear_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = free_port(); // nothing listens there
+    let out = Command::new(env!("CARGO_BIN_EXE_kora"))
+        .args(["dev", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--object-store", "s3://nope/x"])
+        .env("AWS_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "a")
+        .env("AWS_SECRET_ACCESS_KEY", "b")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("run kora");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("object store s3://nope/x is not usable"), "{err}");
+}
+
+/// Every object under the topic's prefix in the s3s-fs root, as keys.
+fn objects_on_disk(root: &Path, topic_dir_prefix: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let base = root.join(BUCKET);
+    let mut stack = vec![base.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(&base) {
+                let key = rel.to_string_lossy().into_owned();
+                if key.starts_with(topic_dir_prefix) {
+                    out.insert(key);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_store_outage_delays_uploads_and_loses_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("s3");
+    let port = free_port();
+    let mut s3 = S3::start(&root, port);
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let url = format!("s3://{BUCKET}/tier");
+    let mut k = Kora::start_with_env(
+        &["--object-store", &url, "--set", "remote.log.manager.task.interval.ms=200"],
+        &env,
+    );
+    create_tiered(&k.bootstrap, "events", 2).await;
+
+    // A steady producer for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let produced = Arc::new(AtomicU64::new(0));
+    let (bs, stop2, produced2) = (k.bootstrap.clone(), stop.clone(), produced.clone());
+    let producer = std::thread::spawn(move || {
+        let mut i = 0;
+        while !stop2.load(Ordering::Acquire) {
+            produce(&bs, "events", i, 5_000);
+            i += 5_000;
+            produced2.store(i, Ordering::Release);
+        }
+    });
+    let start = Instant::now();
+    while metric(&k, "kora_remote_bytes_uploaded_total") == 0.0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "nothing uploaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The store goes away mid-stream: produce and fetch of recent data carry on.
+    s3.stop();
+    let before = produced.load(Ordering::Acquire);
+    let start = Instant::now();
+    while produced.load(Ordering::Acquire) < before + 20_000 {
+        assert!(start.elapsed() < Duration::from_secs(60), "produce stalled during the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let start = Instant::now();
+    while metric(&k, "kora_remote_upload_errors_total") == 0.0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no upload attempt failed during the outage");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The store comes back: uploads resume and catch up.
+    let s3b = S3::start(&root, port);
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Release);
+    producer.join().expect("producer");
+    let total = produced.load(Ordering::Acquire);
+    wait_uploaded(&k, "events");
+    let bs = k.bootstrap.clone();
+    let read = tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
+    assert_eq!(read, total);
+
+    // After a restart (whose sweep removes any unreferenced object), the store holds exactly
+    // what the manifest names.
+    k.stop();
+    k.restart();
+    let v = topic_json(&k, "events");
+    let id = v["topic_id"].as_str().expect("id").to_string();
+    let mut manifest = BTreeSet::new();
+    for p in v["partitions"].as_array().expect("partitions") {
+        for s in p["remote_segments"].as_array().expect("segments") {
+            for key in s["keys"].as_array().expect("keys") {
+                manifest.insert(key.as_str().expect("key").to_string());
+            }
+        }
+    }
+    let on_disk = objects_on_disk(&s3b.root, &format!("tier/events-{id}"));
+    assert_eq!(on_disk, manifest, "no orphan stays visible");
+    let bs = k.bootstrap.clone();
+    let read = tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
+    assert_eq!(read, total);
+}
