@@ -31,17 +31,19 @@ pub(crate) fn run(cmd: TopicsCommand, output: Output) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
     let base = if a.admin.starts_with("http") { a.admin.clone() } else { format!("http://{}", a.admin) };
     let url = format!("{}/v1/topics/{}", base.trim_end_matches('/'), a.topic);
-    let (status, body) = rt.block_on(async {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-        let resp = client.get(&url).send().await?;
-        let status = resp.status();
-        Ok::<_, reqwest::Error>((status, resp.text().await?))
-    })
-    .with_context(|| format!("GET {url}"))?;
+    let (status, body) = rt
+        .block_on(async {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+            let resp = client.get(&url).send().await?;
+            let status = resp.status();
+            Ok::<_, reqwest::Error>((status, resp.text().await?))
+        })
+        .with_context(|| format!("GET {url}"))?;
     if !status.is_success() {
         bail!("{url}: {status}: {}", body.trim());
     }
-    let v: serde_json::Value = serde_json::from_str(&body).with_context(|| format!("{url} returned no JSON"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).with_context(|| format!("{url} returned no JSON"))?;
     match output {
         Output::Json => println!("{}", v),
         Output::Text => {

@@ -144,7 +144,10 @@ fn verify_all(bootstrap: &str, topic: &str, partitions: i32, expected: u64) -> u
     let mut n = 0u64;
     let mut last_progress = Instant::now();
     while n < expected {
-        assert!(last_progress.elapsed() < Duration::from_secs(60), "reading stalled at {n} of {expected}: {next:?}");
+        assert!(
+            last_progress.elapsed() < Duration::from_secs(60),
+            "reading stalled at {n} of {expected}: {next:?}"
+        );
         let Some(m) = c.poll(Duration::from_millis(200)) else { continue };
         let m = m.expect("message");
         let p = m.partition();
@@ -157,6 +160,40 @@ fn verify_all(bootstrap: &str, topic: &str, partitions: i32, expected: u64) -> u
         last_progress = Instant::now();
     }
     n
+}
+
+/// ListOffsets by timestamp answered from the object store: the timestamp of record 1000 of
+/// partition 0 maps back to an offset at or before 1000 whose record is not older.
+fn timestamp_lookup_in_remote_data(bootstrap: &str, topic: &str) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "tier-ts")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let record_at = |offset: i64| -> i64 {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Offset(offset)).expect("tpl");
+        c.assign(&tpl).expect("assign");
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < Duration::from_secs(30), "no record at {offset}");
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                assert_eq!(m.offset(), offset);
+                return m.timestamp().to_millis().expect("timestamp");
+            }
+        }
+    };
+    let ts = record_at(1000);
+    let mut want = TopicPartitionList::new();
+    want.add_partition_offset(topic, 0, Offset::Offset(ts)).expect("tpl");
+    let got = c.offsets_for_times(want, Duration::from_secs(10)).expect("offsets_for_times");
+    let Offset::Offset(o) = got.elements()[0].offset() else { panic!("no offset for {ts}: {got:?}") };
+    assert!(o <= 1000, "first record at or after {ts} is at {o}");
+    assert!(record_at(o) >= ts);
+    if o > 0 {
+        assert!(record_at(o - 1) < ts, "{o} is the first such record");
+    }
 }
 
 fn topic_json(k: &Kora, topic: &str) -> serde_json::Value {
@@ -182,7 +219,11 @@ fn wait_uploaded(k: &Kora, topic: &str) {
             p["local_bytes"].as_u64().unwrap_or(u64::MAX) <= 2 * 8_388_608 + 1_100_000
                 && p["remote_segments"].as_array().is_some_and(|s| !s.is_empty())
         });
-        let lag = k.admin_get("/metrics").lines().filter(|l| l.starts_with("kora_remote_upload_lag_bytes{")).all(|l| l.ends_with(" 0"));
+        let lag = k
+            .admin_get("/metrics")
+            .lines()
+            .filter(|l| l.starts_with("kora_remote_upload_lag_bytes{"))
+            .all(|l| l.ends_with(" 0"));
         if done && lag {
             return;
         }
@@ -199,10 +240,17 @@ async fn round_trip(k: &mut Kora) {
     tokio::task::spawn_blocking(move || produce(&bs, "history", 0, n)).await.expect("produce");
     wait_uploaded(k, "history");
     let v = topic_json(k, "history");
-    let (local, remote): (u64, u64) = v["partitions"].as_array().expect("partitions").iter().fold((0, 0), |acc, p| {
-        (acc.0 + p["local_bytes"].as_u64().unwrap_or(0), acc.1 + p["remote_bytes"].as_u64().unwrap_or(0))
-    });
+    let (local, remote): (u64, u64) =
+        v["partitions"].as_array().expect("partitions").iter().fold((0, 0), |acc, p| {
+            (acc.0 + p["local_bytes"].as_u64().unwrap_or(0), acc.1 + p["remote_bytes"].as_u64().unwrap_or(0))
+        });
     assert!(remote > 3 * local, "mostly remote: local {local} remote {remote}");
+    let local_start = v["partitions"][0]["local_start_offset"].as_i64().expect("local start");
+    assert!(local_start > 1000, "offset 1000 is only in the object store (local start {local_start})");
+    let bs = k.bootstrap.clone();
+    tokio::task::spawn_blocking(move || timestamp_lookup_in_remote_data(&bs, "history"))
+        .await
+        .expect("lookup");
     let bs = k.bootstrap.clone();
     let read = tokio::task::spawn_blocking(move || verify_all(&bs, "history", 4, n)).await.expect("verify");
     assert_eq!(read, n);
@@ -330,7 +378,8 @@ async fn an_object_store_outage_delays_uploads_and_loses_nothing() {
     let total = produced.load(Ordering::Acquire);
     wait_uploaded(&k, "events");
     let bs = k.bootstrap.clone();
-    let read = tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
+    let read =
+        tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
     assert_eq!(read, total);
 
     // After a restart (whose sweep removes any unreferenced object), the store holds exactly
@@ -350,6 +399,7 @@ async fn an_object_store_outage_delays_uploads_and_loses_nothing() {
     let on_disk = objects_on_disk(&s3b.root, &format!("tier/events-{id}"));
     assert_eq!(on_disk, manifest, "no orphan stays visible");
     let bs = k.bootstrap.clone();
-    let read = tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
+    let read =
+        tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
     assert_eq!(read, total);
 }

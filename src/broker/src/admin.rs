@@ -25,7 +25,10 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
 
 /// `/v1/topics/{name}`: a topic's partitions with their offsets and local and remote sizes
 /// (what `kora topics describe` prints).
-async fn topic(State(b): State<Arc<Broker>>, axum::extract::Path(name): axum::extract::Path<String>) -> impl IntoResponse {
+async fn topic(
+    State(b): State<Arc<Broker>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> impl IntoResponse {
     let image = b.controller.image();
     let Some(t) = image.topic(&name) else {
         return (StatusCode::NOT_FOUND, format!("{{\"error\":\"unknown topic '{name}'\"}}\n"));

@@ -50,7 +50,15 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
             let ts = p.timestamp;
             let found = match ts {
                 LATEST => Ok(Some((log.high_watermark(), -1))),
-                EARLIEST | EARLIEST_LOCAL => Ok(Some((log.offsets().log_start_offset, -1))),
+                EARLIEST => Ok(Some((log.offsets().log_start_offset, -1))),
+                // KIP-405: the first offset on local disk (differs from EARLIEST when tiered).
+                EARLIEST_LOCAL => Ok(Some((log.local_start_offset(), -1))),
+                t if t >= 0
+                    && b.tiering.is_some()
+                    && t <= remote_max_timestamp(b, &name, p.partition_index) =>
+                {
+                    remote_offset_for_timestamp(b, &name, p.partition_index, t).await
+                }
                 MAX_TIMESTAMP => {
                     let l = log.clone();
                     tokio::task::spawn_blocking(move || l.max_timestamp_offset())
@@ -83,6 +91,51 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
         topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(parts));
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// The newest timestamp in a partition's remote segments (-1: none).
+fn remote_max_timestamp(b: &Broker, topic: &str, partition: i32) -> i64 {
+    let image = b.controller.image();
+    let Some(t) = image.topic(topic) else { return -1 };
+    image.remote_segments(&t.topic_id, partition).iter().map(|s| s.max_timestamp).max().unwrap_or(-1)
+}
+
+/// ListOffsets by timestamp when the answer is in the object store: the first remote segment
+/// whose newest record is at or after `ts`, read until the first such record.
+async fn remote_offset_for_timestamp(
+    b: &Broker,
+    topic: &str,
+    partition: i32,
+    ts: i64,
+) -> Result<Option<(i64, i64)>, kora_log::LogError> {
+    let storage = |e: String| kora_log::LogError::Io {
+        context: "remote read".into(),
+        source: std::io::Error::other(e),
+    };
+    let (Some(t), image) = (b.tiering.as_ref(), b.controller.image()) else { return Ok(None) };
+    let Some(ti) = image.topic(topic) else { return Ok(None) };
+    let segments = image.remote_segments(&ti.topic_id, partition);
+    let Some(seg) = segments.iter().find(|s| s.max_timestamp >= ts) else { return Ok(None) };
+    let mut offset = seg.base_offset;
+    while offset < seg.end_offset {
+        let Some(bytes) =
+            t.reader.read(segments, offset, 1 << 20).await.map_err(|e| storage(e.to_string()))?
+        else {
+            break;
+        };
+        let mut buf = bytes.clone();
+        while !buf.is_empty() {
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+                .map_err(|e| kora_log::LogError::CorruptBatch(e.to_string()))?;
+            for r in set.records {
+                offset = offset.max(r.offset + 1);
+                if r.timestamp >= ts {
+                    return Ok(Some((r.offset, r.timestamp)));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
