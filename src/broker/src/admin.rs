@@ -18,6 +18,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         b.metrics.remote_cache_hits.set(st.hits as i64);
         b.metrics.remote_cache_misses.set(st.misses as i64);
         b.metrics.remote_cache_bytes.set(st.cached_bytes as i64);
+        crate::tiering::refresh_lag(&b);
     }
     let body = b.metrics.render(&b.logs, &b.groups);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)

@@ -239,7 +239,6 @@ pub(crate) async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             });
         }
         while tasks.join_next().await.is_some() {}
-        refresh_lag(&b);
         if last_sweep.elapsed() >= SWEEP_EVERY {
             sweep(&b, &t, ORPHAN_MIN_AGE).await;
             last_sweep = Instant::now();
@@ -247,8 +246,9 @@ pub(crate) async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Upload lag gauges: bytes and age of local data not yet in the object store.
-fn refresh_lag(b: &Broker) {
+/// Upload lag gauges: bytes and age of local data not yet in the object store. Computed when
+/// /metrics is scraped, so they are current even while a long upload backlog drains.
+pub(crate) fn refresh_lag(b: &Broker) {
     let image = b.controller.image();
     b.metrics.remote_upload_lag_bytes.clear();
     b.metrics.remote_upload_lag_seconds.clear();

@@ -25,6 +25,8 @@ use crate::{ChunkCache, Store, TierError};
 const PART_BYTES: usize = 8 << 20;
 /// Parts of one upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
+/// Chunks fetched ahead of a sequential remote reader.
+const READ_AHEAD_CHUNKS: u64 = 4;
 /// Offset indexes kept in memory for remote reads.
 const MAX_CACHED_INDEXES: usize = 4096;
 
@@ -282,9 +284,12 @@ impl RemoteReader {
                 break;
             }
         }
-        // Read-ahead for a catching-up consumer: the next chunk is on its way before it asks.
-        let next = last_chunk + 1;
-        if next * chunk < seg.size_bytes && !self.cache.has(&seg.log_key, next) {
+        // Read-ahead for a catching-up consumer: the next chunks are on their way before it
+        // asks, so object-store latency overlaps with serving.
+        for next in last_chunk + 1..=last_chunk + READ_AHEAD_CHUNKS {
+            if next * chunk >= seg.size_bytes || self.cache.has(&seg.log_key, next) {
+                continue;
+            }
             let (store, cache, key, size) =
                 (self.store.clone(), self.cache.clone(), seg.log_key.clone(), seg.size_bytes);
             tokio::spawn(async move {
