@@ -228,64 +228,79 @@ impl RemoteReader {
         Ok(entries)
     }
 
+    /// Bytes `[start, end)` of a segment object: a slice of one cached chunk when the range
+    /// lies in one (no copy), else assembled from the chunks it spans.
+    async fn range(&self, seg: &RemoteSegment, start: u64, end: u64) -> Result<Bytes, TierError> {
+        debug_assert!(start < end && end <= seg.size_bytes);
+        let chunk = self.cache.chunk_bytes;
+        let (first, last) = (start / chunk, (end - 1) / chunk);
+        if first == last {
+            let c = self.cache.chunk(&self.store, &seg.log_key, first, seg.size_bytes).await?;
+            let (a, b) = ((start - first * chunk) as usize, (end - first * chunk) as usize);
+            if b > c.len() {
+                return Err(TierError::Corrupt { key: seg.log_key.clone(), reason: "short chunk".into() });
+            }
+            return Ok(c.slice(a..b));
+        }
+        let mut out = BytesMut::with_capacity((end - start) as usize);
+        for i in first..=last {
+            let c = self.cache.chunk(&self.store, &seg.log_key, i, seg.size_bytes).await?;
+            let lo = start.max(i * chunk) - i * chunk;
+            let hi = (end.min((i + 1) * chunk) - i * chunk).min(c.len() as u64);
+            if lo >= hi {
+                return Err(TierError::Corrupt { key: seg.log_key.clone(), reason: "short chunk".into() });
+            }
+            out.extend_from_slice(&c[lo as usize..hi as usize]);
+        }
+        Ok(out.freeze())
+    }
+
     /// Whole batches from the first one holding `offset` (or after it), up to `max_bytes` but at
     /// least one batch. `None`: no remote segment holds anything at or after `offset`.
+    ///
+    /// Batch headers are walked in place (through the cache) to find the byte range; the range
+    /// is then returned as one slice of a cached chunk whenever it does not cross a chunk edge.
     pub async fn read(
         &self,
         segments: &[RemoteSegment],
         offset: i64,
         max_bytes: usize,
     ) -> Result<Option<Bytes>, TierError> {
+        const HEADER: u64 = kora_log::batch::HEADER_LEN as u64;
         let Some(seg) = segments.iter().find(|s| s.end_offset > offset) else { return Ok(None) };
+        let corrupt = |reason: String| TierError::Corrupt { key: seg.log_key.clone(), reason };
         let index = self.index(seg).await?;
         let rel = (offset - seg.base_offset).max(0).min(u32::MAX as i64) as u32;
         let at = index.partition_point(|&(r, _)| r <= rel);
         let mut pos = if at == 0 { 0 } else { index[at - 1].1 as u64 };
-        let chunk = self.cache.chunk_bytes;
-        let mut window = BytesMut::new();
-        let mut window_start = pos;
-        let mut out = BytesMut::new();
-        let mut last_chunk = pos / chunk;
-        // Load the first chunk's tail from `pos`.
-        let c = self.cache.chunk(&self.store, &seg.log_key, last_chunk, seg.size_bytes).await?;
-        window.extend_from_slice(&c[(pos - last_chunk * chunk) as usize..]);
-        loop {
-            let buffered_end = window_start + window.len() as u64;
-            match peek_offset_and_len(&window) {
-                Some((_, len)) if len <= window.len() => {
-                    let h = BatchHeader::parse(&window[..len]).map_err(|e| TierError::Corrupt {
-                        key: seg.log_key.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    let batch = window.split_to(len);
-                    window_start += len as u64;
-                    pos = window_start;
-                    if h.next_offset() <= offset {
-                        continue;
-                    }
-                    if !out.is_empty() && out.len() + len > max_bytes {
-                        break;
-                    }
-                    out.extend_from_slice(&batch);
-                    if out.len() >= max_bytes {
-                        break;
-                    }
-                }
-                _ => {
-                    if buffered_end >= seg.size_bytes {
-                        break;
-                    }
-                    last_chunk += 1;
-                    let c = self.cache.chunk(&self.store, &seg.log_key, last_chunk, seg.size_bytes).await?;
-                    window.extend_from_slice(&c);
-                }
+        let mut first: Option<u64> = None;
+        while pos + HEADER <= seg.size_bytes {
+            let head = self.range(seg, pos, pos + HEADER).await?;
+            let (_, len) =
+                peek_offset_and_len(&head).ok_or_else(|| corrupt(format!("bad batch header at {pos}")))?;
+            let h = BatchHeader::parse(&head).map_err(|e| corrupt(e.to_string()))?;
+            let len = len as u64;
+            if len < HEADER || pos + len > seg.size_bytes {
+                return Err(corrupt(format!("batch at {pos} runs past the segment")));
             }
-            if pos >= seg.size_bytes && window.is_empty() {
+            if h.next_offset() <= offset {
+                pos += len;
+                continue;
+            }
+            match first {
+                None => first = Some(pos),
+                Some(f) if pos + len - f > max_bytes as u64 => break,
+                Some(_) => {}
+            }
+            pos += len;
+            if first.is_some_and(|f| pos - f >= max_bytes as u64) {
                 break;
             }
         }
+        let chunk = self.cache.chunk_bytes;
         // Read-ahead for a catching-up consumer: the next chunks are on their way before it
         // asks, so object-store latency overlaps with serving.
+        let last_chunk = pos.saturating_sub(1) / chunk;
         for next in last_chunk + 1..=last_chunk + READ_AHEAD_CHUNKS {
             if next * chunk >= seg.size_bytes || self.cache.has(&seg.log_key, next) {
                 continue;
@@ -296,12 +311,14 @@ impl RemoteReader {
                 let _ = cache.chunk(&store, &key, next, size).await;
             });
         }
-        if out.is_empty() {
-            // Everything in this segment was below `offset`: try the next one.
-            let rest: Vec<RemoteSegment> =
-                segments.iter().filter(|s| s.base_offset >= seg.end_offset).cloned().collect();
-            return Box::pin(self.read(&rest, offset.max(seg.end_offset), max_bytes)).await;
+        match first {
+            Some(f) => Ok(Some(self.range(seg, f, pos).await?)),
+            None => {
+                // Everything in this segment was below `offset`: try the next one.
+                let rest: Vec<RemoteSegment> =
+                    segments.iter().filter(|s| s.base_offset >= seg.end_offset).cloned().collect();
+                Box::pin(self.read(&rest, offset.max(seg.end_offset), max_bytes)).await
+            }
         }
-        Ok(Some(out.freeze()))
     }
 }
