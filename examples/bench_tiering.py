@@ -126,7 +126,8 @@ def main():
 
     def med(xs):
         xs = sorted(xs)
-        return xs[len(xs) // 2]
+        mid = len(xs) // 2
+        return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
     def cell(key, f):
         vals = [f(r) for r in rows]

@@ -403,3 +403,66 @@ async fn an_object_store_outage_delays_uploads_and_loses_nothing() {
         tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
     assert_eq!(read, total);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_bounds_the_log_across_both_tiers() {
+    let k = Kora::start(&["--set", "remote.log.manager.task.interval.ms=200"]);
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &k.bootstrap).create().expect("admin");
+    // Eight 8 MiB segments of 1 KB records; retention keeps about three of them in total.
+    let t = NewTopic::new("bounded", 1, TopicReplication::Fixed(1))
+        .set("remote.storage.enable", "true")
+        .set("segment.bytes", "8388608")
+        .set("local.retention.bytes", "1")
+        .set("retention.bytes", "25165824");
+    for r in admin.create_topics([&t], &AdminOptions::new()).await.expect("create") {
+        r.expect("created");
+    }
+    let n = 70_000;
+    let bs = k.bootstrap.clone();
+    tokio::task::spawn_blocking(move || produce(&bs, "bounded", 0, n)).await.expect("produce");
+    let start = Instant::now();
+    let v = loop {
+        let v = topic_json(&k, "bounded");
+        let p = &v["partitions"][0];
+        let remote = p["remote_bytes"].as_u64().unwrap_or(0);
+        let local = p["local_bytes"].as_u64().unwrap_or(0);
+        if p["log_start_offset"].as_i64().unwrap_or(0) > 0 && remote + local <= 25_165_824 + 8_388_608 {
+            break v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "retention did not apply: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let p = &v["partitions"][0];
+    let log_start = p["log_start_offset"].as_i64().expect("log start");
+    let first_remote = p["remote_segments"][0]["base_offset"].as_i64().expect("a remote segment");
+    assert_eq!(first_remote, log_start, "the log starts where the manifest starts");
+    // Deleted segments' objects are gone: only the manifest's remain on disk.
+    let id = v["topic_id"].as_str().expect("id");
+    let dir = k.data_dir.join("objects").join(format!("bounded-{id}")).join("0");
+    let files = std::fs::read_dir(&dir).expect("partition dir").count();
+    assert_eq!(files, 3 * p["remote_segments"].as_array().map_or(0, Vec::len));
+    // Consumers see the log from its new start, contiguous, every record intact.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &k.bootstrap)
+        .set("group.id", "bounded-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (lo, hi) = c.fetch_watermarks("bounded", 0, Duration::from_secs(10)).expect("watermarks");
+    assert_eq!((lo, hi), (log_start, n as i64));
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("bounded", 0, Offset::Beginning).expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let mut next = lo;
+    let start = Instant::now();
+    while next < hi {
+        assert!(start.elapsed() < Duration::from_secs(60), "stalled at {next}");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            assert_eq!(m.offset(), next);
+            let i: u64 = std::str::from_utf8(m.key().expect("key")).expect("utf8").parse().expect("index");
+            assert_eq!(m.payload().expect("value"), value(i).as_slice());
+            next += 1;
+        }
+    }
+}

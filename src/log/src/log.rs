@@ -623,8 +623,11 @@ impl PartitionLog {
                     segs.push(s);
                 }
             }
-            if let Some(first) = inner.segments.keys().next().copied() {
-                inner.log_start_offset = inner.log_start_offset.max(first);
+            // Local segments of a tiered log may start past the log start: the rest is remote.
+            if !cfg.remote_storage_enable {
+                if let Some(first) = inner.segments.keys().next().copied() {
+                    inner.log_start_offset = inner.log_start_offset.max(first);
+                }
             }
             // Pending closes of deleted segments need no fsync any more.
             inner.pending.retain(|p| !segs.iter().any(|s| Arc::ptr_eq(&s.file, &p.file)));
