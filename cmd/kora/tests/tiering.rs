@@ -244,7 +244,10 @@ async fn round_trip(k: &mut Kora) {
         v["partitions"].as_array().expect("partitions").iter().fold((0, 0), |acc, p| {
             (acc.0 + p["local_bytes"].as_u64().unwrap_or(0), acc.1 + p["remote_bytes"].as_u64().unwrap_or(0))
         });
-    assert!(remote > 3 * local, "mostly remote: local {local} remote {remote}");
+    if mb >= 256 {
+        // Each partition keeps its active segment (up to 8 MiB) locally.
+        assert!(remote > 3 * local, "mostly remote: local {local} remote {remote}");
+    }
     let local_start = v["partitions"][0]["local_start_offset"].as_i64().expect("local start");
     assert!(local_start > 1000, "offset 1000 is only in the object store (local start {local_start})");
     let bs = k.bootstrap.clone();
@@ -384,20 +387,33 @@ async fn an_object_store_outage_delays_uploads_and_loses_nothing() {
 
     // After a restart (whose sweep removes any unreferenced object), the store holds exactly
     // what the manifest names.
+    // (An upload cut short by the stop leaves objects no manifest names; the start-up sweep
+    // removes them, so the check waits for it.)
     k.stop();
     k.restart();
-    let v = topic_json(&k, "events");
-    let id = v["topic_id"].as_str().expect("id").to_string();
-    let mut manifest = BTreeSet::new();
-    for p in v["partitions"].as_array().expect("partitions") {
-        for s in p["remote_segments"].as_array().expect("segments") {
-            for key in s["keys"].as_array().expect("keys") {
-                manifest.insert(key.as_str().expect("key").to_string());
+    let start = Instant::now();
+    loop {
+        let v = topic_json(&k, "events");
+        let id = v["topic_id"].as_str().expect("id").to_string();
+        let mut manifest = BTreeSet::new();
+        for p in v["partitions"].as_array().expect("partitions") {
+            for s in p["remote_segments"].as_array().expect("segments") {
+                for key in s["keys"].as_array().expect("keys") {
+                    manifest.insert(key.as_str().expect("key").to_string());
+                }
             }
         }
+        let on_disk = objects_on_disk(&s3b.root, &format!("tier/events-{id}"));
+        if on_disk == manifest {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "orphans stay visible: {:?}",
+            on_disk.difference(&manifest).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
-    let on_disk = objects_on_disk(&s3b.root, &format!("tier/events-{id}"));
-    assert_eq!(on_disk, manifest, "no orphan stays visible");
     let bs = k.bootstrap.clone();
     let read =
         tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
@@ -421,27 +437,53 @@ async fn retention_bounds_the_log_across_both_tiers() {
     let n = 70_000;
     let bs = k.bootstrap.clone();
     tokio::task::spawn_blocking(move || produce(&bs, "bounded", 0, n)).await.expect("produce");
+    // Steady state: uploads done, retention applied, and (deleted segments' objects gone) only
+    // the manifest's objects on disk.
     let start = Instant::now();
     let v = loop {
         let v = topic_json(&k, "bounded");
         let p = &v["partitions"][0];
         let remote = p["remote_bytes"].as_u64().unwrap_or(0);
         let local = p["local_bytes"].as_u64().unwrap_or(0);
-        if p["log_start_offset"].as_i64().unwrap_or(0) > 0 && remote + local <= 25_165_824 + 8_388_608 {
+        let id = v["topic_id"].as_str().expect("id");
+        let dir = k.data_dir.join("objects").join(format!("bounded-{id}")).join("0");
+        let files = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        let keys: usize = p["remote_segments"]
+            .as_array()
+            .expect("segments")
+            .iter()
+            .map(|s| s["keys"].as_array().map_or(0, Vec::len))
+            .sum();
+        let lag_done = k
+            .admin_get("/metrics")
+            .lines()
+            .filter(|l| l.starts_with("kora_remote_upload_lag_bytes{") && l.contains("bounded"))
+            .all(|l| l.ends_with(" 0"));
+        if p["log_start_offset"].as_i64().unwrap_or(0) > 0
+            && remote + local <= 25_165_824 + 8_388_608
+            && lag_done
+            && files == keys
+        {
             break v;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "retention did not apply: {v}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no steady state: {files} files, {keys} keys: {v}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let p = &v["partitions"][0];
     let log_start = p["log_start_offset"].as_i64().expect("log start");
     let first_remote = p["remote_segments"][0]["base_offset"].as_i64().expect("a remote segment");
     assert_eq!(first_remote, log_start, "the log starts where the manifest starts");
-    // Deleted segments' objects are gone: only the manifest's remain on disk.
-    let id = v["topic_id"].as_str().expect("id");
-    let dir = k.data_dir.join("objects").join(format!("bounded-{id}")).join("0");
-    let files = std::fs::read_dir(&dir).expect("partition dir").count();
-    assert_eq!(files, 3 * p["remote_segments"].as_array().map_or(0, Vec::len));
+    assert!(
+        p["remote_segments"]
+            .as_array()
+            .expect("segments")
+            .iter()
+            .any(|s| s["keys"].as_array().map_or(0, Vec::len) == 4),
+        "segments carry their producer snapshot"
+    );
     // Consumers see the log from its new start, contiguous, every record intact.
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &k.bootstrap)

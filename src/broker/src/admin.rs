@@ -56,7 +56,7 @@ async fn topic(
                     "size_bytes": s.size_bytes,
                     "max_timestamp": s.max_timestamp,
                     "leader_epoch": s.leader_epoch,
-                    "keys": [s.log_key, s.index_key, s.time_index_key],
+                    "keys": s.keys(),
                 })).collect::<Vec<_>>(),
             })
         })

@@ -166,8 +166,8 @@ async fn remote_retention(
             .map_err(|e| e.to_string())?;
     }
     for s in doomed {
-        for key in [&s.log_key, &s.index_key, &s.time_index_key] {
-            match t.store.inner.delete(&Path::from(key.as_str())).await {
+        for key in s.keys() {
+            match t.store.inner.delete(&Path::from(key)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 // The manifest no longer refers to it: the sweep retries.
                 Err(e) => tracing::warn!(%key, error = %e, "deleting a remote object failed"),

@@ -81,6 +81,9 @@ pub struct ClosedSegment {
     pub log_path: PathBuf,
     pub index_path: PathBuf,
     pub time_index_path: PathBuf,
+    /// The idempotent-producer snapshot as of the segment's end, when it is still on disk
+    /// (the two newest are kept; a recent roll has one).
+    pub producer_snapshot_path: Option<PathBuf>,
 }
 
 /// Work left by a roll: the closed segment's fsync, its index files, a producer snapshot.
@@ -668,6 +671,8 @@ impl PartitionLog {
                 log_path: segment::file_name(&self.dir, base, "log"),
                 index_path: segment::file_name(&self.dir, base, "index"),
                 time_index_path: segment::file_name(&self.dir, base, "timeindex"),
+                producer_snapshot_path: Some(crate::producer::snapshot_path(&self.dir, s.next_offset))
+                    .filter(|p| p.exists()),
             });
         }
         out

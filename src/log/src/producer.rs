@@ -182,7 +182,7 @@ impl ProducerState {
     }
 }
 
-fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+pub(crate) fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
     dir.join(format!("{offset:020}.snapshot"))
 }
 

@@ -67,4 +67,16 @@ pub struct RemoteSegment {
     pub log_key: String,
     pub index_key: String,
     pub time_index_key: String,
+    /// Idempotent-producer state as of `end_offset`, when the broker still had it.
+    #[serde(default)]
+    pub producer_snapshot_key: Option<String>,
+}
+
+impl RemoteSegment {
+    /// Every object key of the segment.
+    pub fn keys(&self) -> Vec<&str> {
+        let mut k = vec![self.log_key.as_str(), self.index_key.as_str(), self.time_index_key.as_str()];
+        k.extend(self.producer_snapshot_key.as_deref());
+        k
+    }
 }
