@@ -391,6 +391,10 @@ async fn an_object_store_outage_delays_uploads_and_loses_nothing() {
     // removes them, so the check waits for it.)
     k.stop();
     k.restart();
+    let bs = k.bootstrap.clone();
+    let read =
+        tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
+    assert_eq!(read, total);
     let start = Instant::now();
     loop {
         let v = topic_json(&k, "events");
@@ -408,16 +412,12 @@ async fn an_object_store_outage_delays_uploads_and_loses_nothing() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < Duration::from_secs(60),
             "orphans stay visible: {:?}",
             on_disk.difference(&manifest).collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let bs = k.bootstrap.clone();
-    let read =
-        tokio::task::spawn_blocking(move || verify_all(&bs, "events", 2, total)).await.expect("verify");
-    assert_eq!(read, total);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
