@@ -519,3 +519,46 @@ fn the_offsets_log_is_checkpointed_and_replays_to_the_latest_commit() {
     let resp: OffsetFetchResponse = request(&mut c, ApiKey::OffsetFetch, 8, &req).expect("offset fetch");
     assert_eq!(resp.groups[0].topics[0].partitions[0].committed_offset, 12_345);
 }
+
+#[test]
+fn the_offsets_log_is_compacted() {
+    let mut k =
+        Kora::start(&["--set", "offsets.topic.segment.bytes=65536", "--set", "log.cleaner.backoff.ms=200"]);
+    let mut c = connect(&k);
+    create_topic(&mut c, "events", 1);
+    for i in 0..3_000 {
+        assert_eq!(
+            {
+                let req = OffsetCommitRequest::default()
+                    .with_group_id(GroupId(s("tidy")))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("events")))
+                        .with_partitions(vec![OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(i)])]);
+                let resp: OffsetCommitResponse =
+                    request(&mut c, ApiKey::OffsetCommit, 8, &req).expect("commit");
+                resp.topics[0].partitions[0].error_code
+            },
+            0
+        );
+    }
+    let start = std::time::Instant::now();
+    while !k
+        .admin_get("/metrics")
+        .contains("kora_cleaner_records_removed_total{topic=\"__consumer_offsets\"}")
+    {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the offsets log was not compacted");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(c);
+    k.kill9();
+    k.restart();
+    let mut c = connect(&k);
+    let req = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(s("tidy")))
+        .with_topics(None)]);
+    let resp: OffsetFetchResponse = request(&mut c, ApiKey::OffsetFetch, 8, &req).expect("offset fetch");
+    assert_eq!(resp.groups[0].topics[0].partitions[0].committed_offset, 2_999);
+}

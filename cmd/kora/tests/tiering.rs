@@ -58,6 +58,17 @@ impl S3 {
         }
     }
 
+    /// A `kora dev` whose object store is this server.
+    fn kora(&self) -> Kora {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let url = format!("s3://{BUCKET}/tier");
+        Kora::start_with_env(
+            &["--object-store", &url, "--set", "remote.log.manager.task.interval.ms=200"],
+            &env,
+        )
+    }
+
     fn env(&self) -> Vec<(String, String)> {
         vec![
             ("AWS_ENDPOINT".into(), format!("http://127.0.0.1:{}", self.port)),
@@ -269,13 +280,7 @@ async fn round_trip(k: &mut Kora) {
 async fn round_trip_through_s3() {
     let tmp = tempfile::tempdir().expect("tmp");
     let s3 = S3::start(tmp.path(), free_port());
-    let env = s3.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let url = format!("s3://{BUCKET}/tier");
-    let mut k = Kora::start_with_env(
-        &["--object-store", &url, "--set", "remote.log.manager.task.interval.ms=200"],
-        &env,
-    );
+    let mut k = s3.kora();
     round_trip(&mut k).await;
 }
 
@@ -334,13 +339,7 @@ async fn an_object_store_outage_delays_uploads_and_loses_nothing() {
     let root = tmp.path().join("s3");
     let port = free_port();
     let mut s3 = S3::start(&root, port);
-    let env = s3.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let url = format!("s3://{BUCKET}/tier");
-    let mut k = Kora::start_with_env(
-        &["--object-store", &url, "--set", "remote.log.manager.task.interval.ms=200"],
-        &env,
-    );
+    let mut k = s3.kora();
     create_tiered(&k.bootstrap, "events", 2).await;
 
     // A steady producer for the whole test.

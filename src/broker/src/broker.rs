@@ -183,7 +183,11 @@ impl Broker {
             },
         )?);
         let logs = Arc::new(LogManager::open(&config.data_dir.join("logs"), clock.clone())?);
-        crate::groups::ensure_offsets_topic(&controller, config.groups.offsets_topic_partitions)?;
+        crate::groups::ensure_offsets_topic(
+            &controller,
+            config.groups.offsets_topic_partitions,
+            config.offsets_topic_segment_bytes,
+        )?;
         let image = controller.image();
         let mut specs = Vec::with_capacity(image.partition_count());
         let mut known = HashMap::new();

@@ -82,6 +82,8 @@ pub struct BrokerConfig {
     pub groups: kora_group::GroupConfig,
     /// offsets.retention.check.interval.ms
     pub offsets_retention_check_interval_ms: u64,
+    /// offsets.topic.segment.bytes
+    pub offsets_topic_segment_bytes: u32,
     /// log.cleaner.enable
     pub log_cleaner_enable: bool,
     /// log.cleaner.backoff.ms: pause between cleaner passes over the compacted partitions.
@@ -114,6 +116,7 @@ impl Default for BrokerConfig {
             max_partitions_per_topic: 10_000,
             groups: kora_group::GroupConfig::default(),
             offsets_retention_check_interval_ms: 600_000,
+            offsets_topic_segment_bytes: 104_857_600,
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 134_217_728,
@@ -157,6 +160,7 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("offsets.retention.minutes", "How long offsets of an empty group are kept."),
     ("offsets.retention.check.interval.ms", "How often expired offsets are removed."),
     ("offsets.topic.num.partitions", "Partitions of __consumer_offsets (fixed once created)."),
+    ("offsets.topic.segment.bytes", "Segment size of __consumer_offsets (compacted)."),
     ("log.cleaner.enable", "Run the log cleaner for compacted topics."),
     ("log.cleaner.backoff.ms", "Pause between cleaner passes."),
     ("log.cleaner.dedupe.buffer.size", "Memory for the cleaner's key map per pass."),
@@ -414,6 +418,9 @@ impl BrokerConfig {
                 }
                 "remote.log.reader.cache.bytes" => tier.cache_bytes = parse_num(k, v, 1 << 20, 1 << 40)?,
                 "remote.log.reader.chunk.bytes" => tier.chunk_bytes = parse_num(k, v, 64 << 10, 256 << 20)?,
+                "offsets.topic.segment.bytes" => {
+                    c.offsets_topic_segment_bytes = parse_num(k, v, 1024, i32::MAX as u32)?
+                }
                 "offsets.topic.num.partitions" => {
                     c.groups.offsets_topic_partitions = parse_num(k, v, 1, 1000)?
                 }

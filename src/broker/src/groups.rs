@@ -113,21 +113,28 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<Bytes, G
     Ok(buf.freeze())
 }
 
-/// Creates `__consumer_offsets` if it does not exist. Its records are never deleted by time or
-/// size; checkpoints bound it instead.
-pub(crate) fn ensure_offsets_topic(c: &Controller, partitions: i32) -> Result<(), MetaError> {
-    if c.image().topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
+/// Creates `__consumer_offsets` if it does not exist, compacted as in Kafka (the cleaner keeps
+/// the latest record per group, offset and member key), and brings an existing one's configs
+/// to that shape. Coordinator checkpoints bound it as well, also before any segment rolls.
+pub(crate) fn ensure_offsets_topic(
+    c: &Controller,
+    partitions: i32,
+    segment_bytes: u32,
+) -> Result<(), MetaError> {
     let configs: BTreeMap<String, String> = [
-        ("retention.ms", "-1"),
-        ("retention.bytes", "-1"),
-        ("segment.bytes", "104857600"),
-        ("max.message.bytes", "10485760"),
+        ("cleanup.policy", "compact".to_string()),
+        ("segment.bytes", segment_bytes.to_string()),
+        ("max.message.bytes", "10485760".to_string()),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if let Some(t) = c.image().topic(OFFSETS_TOPIC) {
+        if t.configs != configs {
+            c.set_topic_configs(OFFSETS_TOPIC, configs, false)?;
+        }
+        return Ok(());
+    }
     c.create_topic(
         &TopicRequest { name: OFFSETS_TOPIC.into(), partitions, replication_factor: -1, configs },
         false,

@@ -28,43 +28,9 @@ pub fn free_port() -> u16 {
 }
 
 impl Kora {
-    pub fn start(extra: &[&str]) -> Kora {
+    fn launch(data_dir: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Kora {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = tmp.path().join("data");
-        let mut k = Kora {
-            child: None,
-            bootstrap: String::new(),
-            admin: String::new(),
-            data_dir,
-            port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            env: Vec::new(),
-            _tmp: tmp,
-        };
-        k.spawn();
-        k
-    }
-
-    /// Like `start`, with the data directory at `data_dir` (e.g. on a special filesystem).
-    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Kora {
-        let mut k = Kora {
-            child: None,
-            bootstrap: String::new(),
-            admin: String::new(),
-            data_dir: data_dir.to_path_buf(),
-            port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            env: Vec::new(),
-            _tmp: tempfile::tempdir().expect("tempdir"),
-        };
-        k.spawn();
-        k
-    }
-
-    /// Like `start`, with extra environment variables (object-store settings).
-    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Kora {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = tmp.path().join("data");
+        let data_dir = data_dir.map(Path::to_path_buf).unwrap_or_else(|| tmp.path().join("data"));
         let mut k = Kora {
             child: None,
             bootstrap: String::new(),
@@ -77,6 +43,20 @@ impl Kora {
         };
         k.spawn();
         k
+    }
+
+    pub fn start(extra: &[&str]) -> Kora {
+        Self::launch(None, extra, &[])
+    }
+
+    /// Like `start`, with the data directory at `data_dir` (e.g. on a special filesystem).
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Kora {
+        Self::launch(Some(data_dir), extra, &[])
+    }
+
+    /// Like `start`, with extra environment variables (object-store settings).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Kora {
+        Self::launch(None, extra, env)
     }
 
     pub fn log_path(&self) -> PathBuf {
