@@ -500,3 +500,87 @@ async fn retention_bounds_the_log_across_both_tiers() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_store_does_not_hold_up_local_partitions() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut s3 = S3::start(tmp.path(), free_port());
+    let k = s3.kora();
+    create_tiered(&k.bootstrap, "mixed", 2).await;
+    // Partition 0 gets enough to tier; partition 1 stays local.
+    let bs = k.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &bs)
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        for i in 0..20_000u64 {
+            let v = value(i);
+            let key = i.to_string();
+            let mut rec = BaseRecord::to("mixed").partition(0).key(&key).payload(&v);
+            while let Err((_, r)) = p.send(rec) {
+                rec = r;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        p.flush(Duration::from_secs(60)).expect("flush");
+    })
+    .await
+    .expect("produce");
+    let start = Instant::now();
+    while topic_json(&k, "mixed")["partitions"][0]["local_start_offset"].as_i64().unwrap_or(0) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "partition 0 never tiered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The store now hangs: its port accepts connections and never answers.
+    s3.stop();
+    let black_hole = std::net::TcpListener::bind(("127.0.0.1", s3.port)).expect("bind the store's port");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in black_hole.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let bs = k.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let p: ThreadedProducer<DefaultProducerContext> =
+            ClientConfig::new().set("bootstrap.servers", &bs).create().expect("producer");
+        for i in 0..100u64 {
+            let v = value(i);
+            p.send(BaseRecord::<str, [u8]>::to("mixed").partition(1).payload(&v)).expect("send");
+        }
+        p.flush(Duration::from_secs(30)).expect("flush");
+    })
+    .await
+    .expect("produce hot");
+    // One consumer on both: partition 0 from offset 0 (only in the unreachable store),
+    // partition 1 from offset 0 (local). Partition 1's records must still arrive.
+    let bs = k.bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bs)
+            .set("group.id", "mixed-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("mixed", 0, Offset::Offset(0)).expect("tpl");
+        tpl.add_partition_offset("mixed", 1, Offset::Offset(0)).expect("tpl");
+        c.assign(&tpl).expect("assign");
+        let start = Instant::now();
+        let mut hot = 0;
+        while hot < 100 && start.elapsed() < Duration::from_secs(15) {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                if m.partition() == 1 {
+                    hot += 1;
+                }
+            }
+        }
+        hot
+    })
+    .await
+    .expect("consume");
+    assert_eq!(got, 100, "local partition starved by the unreachable store");
+    assert!(metric(&k, "kora_remote_read_timeouts_total") > 0.0);
+}

@@ -173,6 +173,7 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("remote.log.manager.copy.max.bytes.per.second", "Upload bandwidth limit (0: none)."),
     ("remote.log.reader.cache.bytes", "Memory for chunks read from the object store."),
     ("remote.log.reader.chunk.bytes", "Size of the chunks read from the object store."),
+    ("remote.fetch.max.wait.ms", "Longest a fetch waits for an object-store read."),
 ];
 
 fn flatten(
@@ -307,6 +308,7 @@ impl BrokerConfig {
             upload_bytes_per_second: 0,
             cache_bytes: 256 << 20,
             chunk_bytes: 4 << 20,
+            fetch_max_wait_ms: 500,
         };
         for (k, v) in flat {
             match k.as_str() {
@@ -417,6 +419,7 @@ impl BrokerConfig {
                     tier.upload_bytes_per_second = parse_num(k, v, 0, u64::MAX)?
                 }
                 "remote.log.reader.cache.bytes" => tier.cache_bytes = parse_num(k, v, 1 << 20, 1 << 40)?,
+                "remote.fetch.max.wait.ms" => tier.fetch_max_wait_ms = parse_num(k, v, 1, 60_000)?,
                 "remote.log.reader.chunk.bytes" => tier.chunk_bytes = parse_num(k, v, 64 << 10, 256 << 20)?,
                 "offsets.topic.segment.bytes" => {
                     c.offsets_topic_segment_bytes = parse_num(k, v, 1024, i32::MAX as u32)?

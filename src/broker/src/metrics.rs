@@ -66,6 +66,7 @@ pub struct Metrics {
     pub remote_upload_errors: Counter,
     pub remote_upload_seconds: Histogram,
     pub remote_read_seconds: Histogram,
+    pub remote_read_timeouts: Counter,
     pub remote_upload_lag_bytes: Family<PartitionLabels, Gauge>,
     pub remote_upload_lag_seconds: Family<PartitionLabels, Gauge>,
     pub remote_bytes: Family<PartitionLabels, Gauge>,
@@ -156,6 +157,12 @@ impl Metrics {
             "Time of one fetch read from the object store",
             remote_read_seconds.clone(),
         );
+        let remote_read_timeouts = Counter::default();
+        registry.register(
+            "remote_read_timeouts",
+            "Fetches answered empty for a partition because its object-store read took longer than remote.fetch.max.wait.ms",
+            remote_read_timeouts.clone(),
+        );
         let remote_upload_lag_bytes = Family::<PartitionLabels, Gauge>::default();
         registry.register(
             "remote_upload_lag_bytes",
@@ -212,6 +219,7 @@ impl Metrics {
             remote_upload_errors,
             remote_upload_seconds,
             remote_read_seconds,
+            remote_read_timeouts,
             remote_upload_lag_bytes,
             remote_upload_lag_seconds,
             remote_bytes,

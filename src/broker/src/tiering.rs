@@ -46,6 +46,8 @@ pub struct TieringConfig {
     pub cache_bytes: u64,
     /// remote.log.reader.chunk.bytes (Kora)
     pub chunk_bytes: u64,
+    /// remote.fetch.max.wait.ms: longest a fetch waits for an object-store read.
+    pub fetch_max_wait_ms: u64,
 }
 
 #[derive(Debug)]
@@ -58,6 +60,10 @@ pub struct Tiering {
 }
 
 impl Tiering {
+    pub fn fetch_max_wait_ms(&self) -> u64 {
+        self.config.fetch_max_wait_ms
+    }
+
     /// Opens the store and checks it can write, read and delete.
     pub async fn open(config: TieringConfig) -> Result<Self, kora_tier::TierError> {
         let store = kora_tier::open_store(&config.url, &config.options)?;

@@ -58,9 +58,31 @@ async fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_l
     let Some(topic) = image.topic(&p.topic) else {
         return fail(ResponseError::UnknownTopicOrPartition.code());
     };
-    let segments = image.remote_segments(&topic.topic_id, p.partition);
+    let segments = image.remote_segments(&topic.topic_id, p.partition).to_vec();
     let started = std::time::Instant::now();
-    match t.reader.read(segments, p.fetch_offset, want.max(1)).await {
+    // The read runs as its own task: if the object store is slow (or down, while object_store
+    // retries), this partition answers empty after remote.fetch.max.wait.ms and the others in
+    // the request go out with their data; the read carries on and warms the cache for the
+    // client's next fetch (Kafka's delayed remote fetch does the same).
+    let (reader, offset) = (t.clone(), p.fetch_offset);
+    let mut task = tokio::spawn(async move { reader.reader.read(&segments, offset, want.max(1)).await });
+    let wait = std::time::Duration::from_millis(t.fetch_max_wait_ms());
+    let result = match tokio::time::timeout(wait, &mut task).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            Err(kora_tier::TierError::Corrupt { key: p.topic.clone(), reason: format!("read task: {e}") })
+        }
+        Err(_) => {
+            b.metrics.remote_read_timeouts.inc();
+            return Outcome {
+                error: 0,
+                high_watermark: o.high_watermark,
+                log_start_offset: o.log_start_offset,
+                records: Some(Bytes::new()),
+            };
+        }
+    };
+    match result {
         Ok(records) => {
             b.metrics.remote_read_seconds.observe(started.elapsed().as_secs_f64());
             Outcome {
