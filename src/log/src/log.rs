@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -131,6 +131,9 @@ pub struct PartitionLog {
     pub(crate) clean_lock: Mutex<()>,
     flush_lock: Mutex<()>,
     flushed_offset: AtomicI64,
+    /// cleanup.policy includes compact (appends then check keys); kept outside the lock so the
+    /// append path does not take it twice.
+    compacted: AtomicBool,
     end_tx: watch::Sender<i64>,
 }
 
@@ -236,6 +239,7 @@ impl PartitionLog {
         let recovery_point =
             if clean { log_end } else { segments.values().next_back().map(|s| s.base_offset).unwrap_or(0) };
         let (end_tx, _) = watch::channel(log_end);
+        let compacts = config.cleanup_policy.compacts();
         let log = PartitionLog {
             dir: dir.to_path_buf(),
             clock,
@@ -254,6 +258,7 @@ impl PartitionLog {
             flush_lock: Mutex::new(()),
             clean_lock: Mutex::new(()),
             flushed_offset: AtomicI64::new(if clean { log_end } else { 0 }),
+            compacted: AtomicBool::new(compacts),
             end_tx,
         };
         // Rewrite the state file only when it changed: start-up with many partitions should
@@ -269,6 +274,7 @@ impl PartitionLog {
     }
 
     pub fn set_config(&self, config: TopicConfig) {
+        self.compacted.store(config.cleanup_policy.compacts(), Ordering::Release);
         self.inner.lock().config = config;
     }
 
@@ -294,7 +300,7 @@ impl PartitionLog {
         if header.is_transactional() {
             return Err(LogError::InvalidRecord("transactional batches are not supported yet".into()));
         }
-        if self.config().cleanup_policy.compacts() {
+        if self.compacted.load(Ordering::Acquire) {
             // The cleaner keeps the latest record per key: a record without one has no meaning
             // in a compacted topic (Kafka refuses it the same way).
             let records = crate::cleaner::decode_records(batch)?;
