@@ -179,6 +179,7 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
     let data_dir = config.data_dir.clone();
     let handle = Broker::start(config, Arc::new(SystemClock)).await.context("broker failed to start")?;
     let cluster_id = handle.broker.controller.image().cluster_id.clone();
+    let object_store = handle.broker.tiering.as_ref().map(|t| t.store.url.clone());
     let bootstrap =
         format!("{}:{}", handle.broker.config.advertised.host, handle.broker.config.advertised.port);
     match output {
@@ -191,6 +192,7 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
                 "cluster_id": cluster_id,
                 "node_id": handle.broker.config.node_id,
                 "data_dir": data_dir.display().to_string(),
+                "object_store": object_store,
             })
         ),
         Output::Text => {
@@ -203,6 +205,9 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
             println!("  bootstrap servers: {bootstrap}");
             println!("  admin:             http://{}  (/metrics, /health)", handle.admin_addr);
             println!("  cluster id:        {cluster_id}");
+            if let Some(url) = &object_store {
+                println!("  object store:      {url}  (topics with remote.storage.enable=true tier there)");
+            }
             println!("Try: kcat -b {bootstrap} -L    Stop with Ctrl-C.");
         }
     }
