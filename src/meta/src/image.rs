@@ -46,6 +46,11 @@ impl MetadataImage {
         self.remote.get(&(*topic_id, partition)).map(|v| v.as_slice()).unwrap_or(&[])
     }
 
+    /// The remote manifest, shared (no copy) for readers that outlive this image borrow.
+    pub fn remote_manifest(&self, topic_id: &Uuid, partition: i32) -> Arc<Vec<RemoteSegment>> {
+        self.remote.get(&(*topic_id, partition)).cloned().unwrap_or_default()
+    }
+
     pub fn partition_count(&self) -> usize {
         self.topics.values().map(|t| t.partitions.max(0) as usize).sum()
     }

@@ -279,8 +279,27 @@ impl RemoteReader {
         let at = index.partition_point(|&(r, _)| r <= rel);
         let mut pos = if at == 0 { 0 } else { index[at - 1].1 as u64 };
         let mut first: Option<u64> = None;
+        let chunk = self.cache.chunk_bytes;
+        // The chunk the walk is in, held so headers inside it cost no cache lookup.
+        let mut held: Option<(u64, Bytes)> = None;
         while pos + HEADER <= seg.size_bytes {
-            let head = self.range(seg, pos, pos + HEADER).await?;
+            let (ci, off) = (pos / chunk, (pos % chunk) as usize);
+            let head = match &held {
+                Some((i, c)) if *i == ci && off + HEADER as usize <= c.len() => {
+                    c.slice(off..off + HEADER as usize)
+                }
+                _ if off + HEADER as usize <= chunk as usize => {
+                    let c = self.cache.chunk(&self.store, &seg.log_key, ci, seg.size_bytes).await?;
+                    if off + HEADER as usize > c.len() {
+                        return Err(corrupt(format!("short chunk at {pos}")));
+                    }
+                    let h = c.slice(off..off + HEADER as usize);
+                    held = Some((ci, c));
+                    h
+                }
+                // A header across a chunk edge.
+                _ => self.range(seg, pos, pos + HEADER).await?,
+            };
             let (_, len) =
                 peek_offset_and_len(&head).ok_or_else(|| corrupt(format!("bad batch header at {pos}")))?;
             let h = BatchHeader::parse(&head).map_err(|e| corrupt(e.to_string()))?;
@@ -302,7 +321,6 @@ impl RemoteReader {
                 break;
             }
         }
-        let chunk = self.cache.chunk_bytes;
         // Read-ahead for a catching-up consumer: the next chunks are on their way before it
         // asks, so object-store latency overlaps with serving.
         let last_chunk = pos.saturating_sub(1) / chunk;

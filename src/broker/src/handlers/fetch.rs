@@ -58,7 +58,8 @@ async fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_l
     let Some(topic) = image.topic(&p.topic) else {
         return fail(ResponseError::UnknownTopicOrPartition.code());
     };
-    let segments = image.remote_segments(&topic.topic_id, p.partition).to_vec();
+    // The manifest is shared with the image: no copy per remote read.
+    let segments = image.remote_manifest(&topic.topic_id, p.partition);
     let started = std::time::Instant::now();
     // The read runs as its own task: if the object store is slow (or down, while object_store
     // retries), this partition answers empty after remote.fetch.max.wait.ms and the others in
