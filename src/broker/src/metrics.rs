@@ -67,6 +67,7 @@ pub struct Metrics {
     pub remote_upload_seconds: Histogram,
     pub remote_read_seconds: Histogram,
     pub remote_read_timeouts: Counter,
+    pub remote_read_deferred: Counter,
     pub remote_upload_lag_bytes: Family<PartitionLabels, Gauge>,
     pub remote_upload_lag_seconds: Family<PartitionLabels, Gauge>,
     pub remote_bytes: Family<PartitionLabels, Gauge>,
@@ -163,6 +164,12 @@ impl Metrics {
             "Fetches answered empty for a partition because its object-store read took longer than remote.fetch.max.wait.ms",
             remote_read_timeouts.clone(),
         );
+        let remote_read_deferred = Counter::default();
+        registry.register(
+            "remote_read_deferred",
+            "Fetches answered without a partition's unfinished object-store read because other partitions had data ready (the read carries on into the cache)",
+            remote_read_deferred.clone(),
+        );
         let remote_upload_lag_bytes = Family::<PartitionLabels, Gauge>::default();
         registry.register(
             "remote_upload_lag_bytes",
@@ -220,6 +227,7 @@ impl Metrics {
             remote_upload_seconds,
             remote_read_seconds,
             remote_read_timeouts,
+            remote_read_deferred,
             remote_upload_lag_bytes,
             remote_upload_lag_seconds,
             remote_bytes,

@@ -42,14 +42,60 @@ struct Outcome {
     records: Option<Bytes>,
 }
 
+/// A remote read still in flight: it runs as its own task, so it carries on (and warms the
+/// chunk cache for the client's next fetch) even when the response goes out without it.
+struct PendingRemote {
+    task: tokio::task::JoinHandle<Result<Option<Bytes>, kora_tier::TierError>>,
+    started: std::time::Instant,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+/// What reading one partition gave: an answer now, or a remote read under way.
+enum Read {
+    Done(Outcome),
+    Remote(PendingRemote),
+}
+
+fn remote_outcome(
+    b: &Broker,
+    p: &SessionPartition,
+    result: Result<Option<Bytes>, kora_tier::TierError>,
+    started: std::time::Instant,
+    (high_watermark, log_start_offset): (i64, i64),
+) -> Outcome {
+    match result {
+        Ok(records) => {
+            b.metrics.remote_read_seconds.observe(started.elapsed().as_secs_f64());
+            Outcome { error: 0, high_watermark, log_start_offset, records: Some(records.unwrap_or_default()) }
+        }
+        Err(e) => {
+            tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "remote read failed");
+            Outcome {
+                error: ResponseError::KafkaStorageError.code(),
+                high_watermark,
+                log_start_offset,
+                records: None,
+            }
+        }
+    }
+}
+
 /// Reads below the local log start from the object store (remote.storage.enable topics).
-async fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_log::PartitionLog) -> Outcome {
+///
+/// A read the chunk cache can answer completes here, without a task. Anything else becomes a
+/// task that the fetch waits for only as long as it has to (see `fetch`): hot partitions in the
+/// same request never wait behind the object store.
+fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_log::PartitionLog) -> Read {
+    use futures::FutureExt;
     let o = log.offsets();
-    let fail = |code: i16| Outcome {
-        error: code,
-        high_watermark: o.high_watermark,
-        log_start_offset: o.log_start_offset,
-        records: None,
+    let fail = |code: i16| {
+        Read::Done(Outcome {
+            error: code,
+            high_watermark: o.high_watermark,
+            log_start_offset: o.log_start_offset,
+            records: None,
+        })
     };
     let Some(t) = &b.tiering else {
         return fail(ResponseError::OffsetOutOfRange.code());
@@ -61,84 +107,107 @@ async fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_l
     // The manifest is shared with the image: no copy per remote read.
     let segments = image.remote_manifest(&topic.topic_id, p.partition);
     let started = std::time::Instant::now();
-    // The read runs as its own task: if the object store is slow (or down, while object_store
-    // retries), this partition answers empty after remote.fetch.max.wait.ms and the others in
-    // the request go out with their data; the read carries on and warms the cache for the
-    // client's next fetch (Kafka's delayed remote fetch does the same).
+    let offsets = (o.high_watermark, o.log_start_offset);
+    // Everything in the cache: the read finishes on its first poll.
+    if let Some(result) = t.reader.read(&segments, p.fetch_offset, want.max(1)).now_or_never() {
+        return Read::Done(remote_outcome(b, p, result, started, offsets));
+    }
     let (reader, offset) = (t.clone(), p.fetch_offset);
-    let mut task = tokio::spawn(async move { reader.reader.read(&segments, offset, want.max(1)).await });
-    let wait = std::time::Duration::from_millis(t.fetch_max_wait_ms());
-    let result = match tokio::time::timeout(wait, &mut task).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            Err(kora_tier::TierError::Corrupt { key: p.topic.clone(), reason: format!("read task: {e}") })
-        }
-        Err(_) => {
-            b.metrics.remote_read_timeouts.inc();
-            return Outcome {
-                error: 0,
-                high_watermark: o.high_watermark,
-                log_start_offset: o.log_start_offset,
-                records: Some(Bytes::new()),
-            };
-        }
-    };
-    match result {
-        Ok(records) => {
-            b.metrics.remote_read_seconds.observe(started.elapsed().as_secs_f64());
-            Outcome {
-                error: 0,
-                high_watermark: o.high_watermark,
-                log_start_offset: o.log_start_offset,
-                records: Some(records.unwrap_or_default()),
+    let task = tokio::spawn(async move { reader.reader.read(&segments, offset, want.max(1)).await });
+    Read::Remote(PendingRemote {
+        task,
+        started,
+        high_watermark: o.high_watermark,
+        log_start_offset: o.log_start_offset,
+    })
+}
+
+/// Waits for the remote reads of one pass, at most `wait`; a read not done by then answers
+/// empty (its task carries on). Reads run concurrently, so a catch-up consumer of several
+/// partitions waits for the slowest, not for their sum.
+async fn finish_remote(
+    b: &Broker,
+    partitions: &[SessionPartition],
+    outs: &mut [Option<Outcome>],
+    pending: Vec<(usize, PendingRemote)>,
+    wait: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    for (i, mut r) in pending {
+        let offsets = (r.high_watermark, r.log_start_offset);
+        let o = match tokio::time::timeout_at(deadline, &mut r.task).await {
+            Ok(Ok(result)) => remote_outcome(b, &partitions[i], result, r.started, offsets),
+            Ok(Err(e)) => {
+                tracing::warn!(topic = %partitions[i].topic, error = %e, "remote read task failed");
+                Outcome {
+                    error: ResponseError::KafkaStorageError.code(),
+                    high_watermark: r.high_watermark,
+                    log_start_offset: r.log_start_offset,
+                    records: None,
+                }
             }
-        }
-        Err(e) => {
-            tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "remote read failed");
-            fail(ResponseError::KafkaStorageError.code())
-        }
+            Err(_) => {
+                if wait.is_zero() {
+                    b.metrics.remote_read_deferred.inc();
+                } else {
+                    b.metrics.remote_read_timeouts.inc();
+                }
+                Outcome {
+                    error: 0,
+                    high_watermark: r.high_watermark,
+                    log_start_offset: r.log_start_offset,
+                    records: Some(Bytes::new()),
+                }
+            }
+        };
+        outs[i] = Some(o);
     }
 }
 
-async fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Outcome {
+fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Read {
     let unknown = if version >= 13 && p.topic.is_empty() {
         ResponseError::UnknownTopicId.code()
     } else {
         ResponseError::UnknownTopicOrPartition.code()
     };
     let Some(log) = b.logs.get(&p.topic, p.partition) else {
-        return Outcome { error: unknown, high_watermark: -1, log_start_offset: -1, records: None };
+        return Read::Done(Outcome {
+            error: unknown,
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: None,
+        });
     };
     // Leader epoch is 0 on a single node: a newer epoch is unknown to us, an older one fenced.
     if p.current_leader_epoch > 0 {
-        return Outcome {
+        return Read::Done(Outcome {
             error: ResponseError::UnknownLeaderEpoch.code(),
             high_watermark: -1,
             log_start_offset: -1,
             records: None,
-        };
+        });
     }
     if budget == 0 {
         // Past the response budget a partition reports offsets only (KIP-74): no read.
         let o = log.offsets();
         if p.fetch_offset >= o.log_start_offset && p.fetch_offset <= o.high_watermark {
-            return Outcome {
+            return Read::Done(Outcome {
                 error: 0,
                 high_watermark: o.high_watermark,
                 log_start_offset: o.log_start_offset,
                 records: Some(Bytes::new()),
-            };
+            });
         }
     }
     let want = budget.min(p.max_bytes.max(0) as usize);
-    match log.read(p.fetch_offset, want.max(1)) {
+    Read::Done(match log.read(p.fetch_offset, want.max(1)) {
         Ok(r) => Outcome {
             error: 0,
             high_watermark: r.high_watermark,
             log_start_offset: r.log_start_offset,
             records: Some(r.records),
         },
-        Err(LogError::NotLocal { .. }) => read_remote(b, p, want, &log).await,
+        Err(LogError::NotLocal { .. }) => return read_remote(b, p, want, &log),
         Err(e @ LogError::OffsetOutOfRange { .. }) => {
             let o = log.offsets();
             Outcome {
@@ -152,7 +221,7 @@ async fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16)
             tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "fetch read failed");
             Outcome { error: log_error_code(&e), high_watermark: -1, log_start_offset: -1, records: None }
         }
-    }
+    })
 }
 
 pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchResponse {
@@ -239,17 +308,56 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         let mut budget = max_bytes;
         let mut total = 0usize;
         let mut errors = false;
-        let mut outs = Vec::with_capacity(partitions.len());
-        for p in &partitions {
-            let o = read_one(b, p, budget, version).await;
-            let n = o.records.as_ref().map_or(0, |r| r.len());
-            budget = budget.saturating_sub(n);
-            total += n;
-            errors |= o.error != 0;
-            outs.push(o);
+        let mut outs: Vec<Option<Outcome>> = Vec::with_capacity(partitions.len());
+        let mut pending = Vec::new();
+        for (i, p) in partitions.iter().enumerate() {
+            match read_one(b, p, budget, version) {
+                Read::Done(o) => {
+                    let n = o.records.as_ref().map_or(0, |r| r.len());
+                    budget = budget.saturating_sub(n);
+                    total += n;
+                    errors |= o.error != 0;
+                    outs.push(Some(o));
+                }
+                Read::Remote(r) => {
+                    // The read may fill what this partition may take: reserve it, so the
+                    // response stays within max_bytes whatever the remote reads bring.
+                    budget = budget.saturating_sub((p.max_bytes.max(0) as usize).min(budget));
+                    pending.push((i, r));
+                    outs.push(None);
+                }
+            }
         }
+        let remote_pending = !pending.is_empty();
+        if remote_pending {
+            // Data already in hand (or an error to report) goes out now; the remote reads
+            // carry on and warm the cache for the next fetch. Only a fetch with nothing else
+            // to return waits for them, at most remote.fetch.max.wait.ms.
+            let ready = total >= min_bytes.max(1) || errors;
+            let wait = match &b.tiering {
+                Some(t) if !ready => Duration::from_millis(t.fetch_max_wait_ms()),
+                _ => Duration::ZERO,
+            };
+            finish_remote(b, &partitions, &mut outs, pending, wait).await;
+            total = outs.iter().flatten().map(|o| o.records.as_ref().map_or(0, |r| r.len())).sum();
+            errors |= outs.iter().flatten().any(|o| o.error != 0);
+        }
+        let outs: Vec<Outcome> = outs
+            .into_iter()
+            .map(|o| {
+                debug_assert!(o.is_some(), "every remote read is finished or answered empty");
+                o.unwrap_or(Outcome {
+                    error: ResponseError::KafkaStorageError.code(),
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    records: None,
+                })
+            })
+            .collect();
+        // A pending remote read ends the pass too: the client's next fetch finds its chunks.
         if total >= min_bytes.max(1)
             || errors
+            || remote_pending
             || tokio::time::Instant::now() >= deadline
             || receivers.is_empty()
         {
