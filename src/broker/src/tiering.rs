@@ -143,8 +143,14 @@ async fn remote_retention(
     let Some(topic_image) = image.topic(topic) else { return Ok(()) };
     let topic_id = topic_image.topic_id;
     let manifest: Vec<RemoteSegment> = image.remote_segments(&topic_id, partition).to_vec();
-    if manifest.is_empty() {
-        return Ok(());
+    let Some(first) = manifest.first() else { return Ok(()) };
+    // A log start that an earlier pass failed to move past removed segments moves now.
+    if first.base_offset > log.offsets().log_start_offset {
+        let (log2, to) = (log.clone(), first.base_offset);
+        tokio::task::spawn_blocking(move || log2.delete_records_before(to))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
     }
     let cfg = log.config();
     let now = b.clock.now_ms();
@@ -166,10 +172,14 @@ async fn remote_retention(
     b.meta(move |c| c.remove_remote_segments(topic_id, partition, bases)).await.map_err(|e| e.to_string())?;
     let log2 = log.clone();
     if new_start > log.offsets().log_start_offset {
-        tokio::task::spawn_blocking(move || log2.delete_records_before(new_start))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        // The manifest no longer names the objects, so no reader can reach them whatever
+        // happens here: a failure to move the log start is reported and retried on the next
+        // pass, and the objects go now rather than waiting for the orphan sweep.
+        match tokio::task::spawn_blocking(move || log2.delete_records_before(new_start)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(%topic, partition, error = %e, "moving the log start failed"),
+            Err(e) => tracing::warn!(%topic, partition, error = %e, "moving the log start failed"),
+        }
     }
     for s in doomed {
         for key in s.keys() {
@@ -190,9 +200,10 @@ async fn sweep(b: &Arc<Broker>, t: &Tiering, min_age: Duration) {
     let referenced: HashSet<String> = image
         .remote
         .values()
-        .flat_map(|segs| {
-            segs.iter().flat_map(|s| [s.log_key.clone(), s.index_key.clone(), s.time_index_key.clone()])
-        })
+        // Every key a segment names (RemoteSegment::keys), snapshots included: an earlier
+        // version listed three of the four here and the start-up sweep deleted every
+        // producer snapshot as an orphan.
+        .flat_map(|segs| segs.iter().flat_map(|s| s.keys().into_iter().map(str::to_string).collect::<Vec<_>>()))
         .collect();
     match kora_tier::sweep_orphans(&t.store, &referenced, min_age).await {
         Ok((0, _)) => {}

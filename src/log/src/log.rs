@@ -130,6 +130,9 @@ pub struct PartitionLog {
     /// One compaction pass at a time.
     pub(crate) clean_lock: Mutex<()>,
     flush_lock: Mutex<()>,
+    /// One writer of partition.state at a time: writers share its temporary file, and the
+    /// state is read under this lock so the last file written holds the newest state.
+    state_lock: Mutex<()>,
     flushed_offset: AtomicI64,
     /// cleanup.policy includes compact (appends then check keys); kept outside the lock so the
     /// append path does not take it twice.
@@ -256,6 +259,7 @@ impl PartitionLog {
                 closed: false,
             }),
             flush_lock: Mutex::new(()),
+            state_lock: Mutex::new(()),
             clean_lock: Mutex::new(()),
             flushed_offset: AtomicI64::new(if clean { log_end } else { 0 }),
             compacted: AtomicBool::new(compacts),
@@ -762,6 +766,7 @@ impl PartitionLog {
     }
 
     pub(crate) fn persist_state(&self) -> Result<(), LogError> {
+        let _one_writer = self.state_lock.lock();
         let state = {
             let inner = self.inner.lock();
             PersistedState {
