@@ -470,16 +470,32 @@ async fn retention_bounds_the_log_across_both_tiers() {
         {
             break v;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no steady state: {files} files, {keys} keys: {v}"
-        );
+        if start.elapsed() > Duration::from_secs(120) {
+            let names: Vec<String> = std::fs::read_dir(&dir)
+                .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            let warnings: Vec<String> = std::fs::read_to_string(k.log_path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .map(str::to_string)
+                .collect();
+            panic!("no steady state: {files} files {names:?}, {keys} keys: {v}\nwarnings: {warnings:#?}");
+        }
         std::thread::sleep(Duration::from_millis(200));
     };
     let p = &v["partitions"][0];
     let log_start = p["log_start_offset"].as_i64().expect("log start");
     let first_remote = p["remote_segments"][0]["base_offset"].as_i64().expect("a remote segment");
     assert_eq!(first_remote, log_start, "the log starts where the manifest starts");
+    assert!(
+        p["remote_segments"]
+            .as_array()
+            .expect("segments")
+            .iter()
+            .any(|s| s["keys"].as_array().map_or(0, Vec::len) == 4),
+        "segments carry their producer snapshot"
+    );
     // Consumers see the log from its new start, contiguous, every record intact.
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &k.bootstrap)

@@ -136,10 +136,16 @@ pub async fn upload_segment(
     let time_index = tokio::fs::read(&seg.time_index_path).await.map_err(|e| io(&seg.time_index_path, e))?;
     put_small(store, &index_key, Bytes::from(index)).await?;
     put_small(store, &time_index_key, Bytes::from(time_index)).await?;
-    // Producer snapshots are not uploaded yet: with s3s-fs, snapshot objects that had been
-    // put successfully were later missing while the manifest named them (seen only under load,
-    // cause not found), so the manifest records none until that is understood.
-    let producer_snapshot_key = None;
+    // The producer state as of the segment's end (idempotence after a restore from the store).
+    let mut producer_snapshot_key = None;
+    if let Some(path) = &seg.producer_snapshot_path {
+        // Retention may have removed it since it was listed: then there is none to keep.
+        if let Ok(snapshot) = tokio::fs::read(path).await {
+            let key = dir.clone().join(format!("{stem}.snapshot"));
+            put_small(store, &key, Bytes::from(snapshot)).await?;
+            producer_snapshot_key = Some(key.to_string());
+        }
+    }
     Ok(RemoteSegment {
         base_offset: seg.base_offset,
         end_offset: seg.next_offset,
