@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suites use on a fresh machine: kcat (Debian), the Python clients and
 # pytest (PyPI, pinned in tests/python/requirements.txt), and s3s-fs, an S3-compatible server
-# (crates.io) for the tiered-storage tests. Idempotent and quick when done.
+# (crates.io), and Azurite, Azure's storage emulator (npm), for the tiered-storage tests.
+# Idempotent and quick when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -15,3 +16,4 @@ command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
 # 0.15+ needs a newer Rust than the project's minimum; 0.14.1 passed object_store's
 # put/get/range/multipart/list/conditional-put calls here.
 command -v s3s-fs >/dev/null 2>&1 || cargo install s3s-fs --version 0.14.1 --features binary --locked
+command -v azurite-blob >/dev/null 2>&1 || $SUDO npm install -g --no-audit --no-fund --loglevel=error azurite@3.37.0

@@ -1,7 +1,9 @@
-//! Tiered storage with real parts: a real S3-compatible server (s3s-fs, installed by
-//! scripts/setup-test-deps.sh) and the local-directory store, real `kora` processes, librdkafka.
+//! Tiered storage with real parts: a real S3-compatible server (s3s-fs), Azure's storage
+//! emulator (Azurite), both installed by scripts/setup-test-deps.sh, and the local-directory
+//! store; real `kora` processes, librdkafka.
 //!
-//! Sizes: `KORA_TIER_TEST_MB` (default 2048) megabytes are produced in the round-trip test.
+//! Sizes: `KORA_TIER_TEST_MB` (default 2048) megabytes are produced in the S3 and local
+//! round-trip tests, `KORA_TIER_AZURE_MB` (default 512) in the Azure one.
 
 mod common;
 
@@ -87,6 +89,81 @@ impl S3 {
 impl Drop for S3 {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Azurite's blob service on `port`, data under `root`, with one container.
+struct Azurite {
+    child: Child,
+    port: u16,
+}
+
+/// Azurite's well-known development account (public, in Azure's documentation).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl Azurite {
+    fn start(root: &Path, container: &str) -> Azurite {
+        let port = free_port();
+        let child = Command::new("azurite-blob")
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--silent"])
+            .args(["--skipApiVersionCheck", "--location"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("azurite-blob (installed by scripts/setup-test-deps.sh)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "azurite did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let a = Azurite { child, port };
+        a.create_container(container);
+        a
+    }
+
+    /// Create Container, signed with Shared Key (object_store, like Kafka's tiered storage,
+    /// expects the container to exist).
+    fn create_container(&self, container: &str) {
+        use base64::Engine;
+        use std::io::{Read, Write};
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let version = "2021-08-06";
+        let to_sign = format!(
+            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{a}/{a}/{container}\nrestype:container",
+            a = AZURITE_ACCOUNT
+        );
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &b64.decode(AZURITE_KEY).expect("key"));
+        let sig = b64.encode(ring::hmac::sign(&key, to_sign.as_bytes()).as_ref());
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).expect("connect azurite");
+        write!(
+            conn,
+            "PUT /{a}/{container}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {a}:{sig}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            a = AZURITE_ACCOUNT,
+            p = self.port
+        )
+        .expect("send");
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).expect("reply");
+        assert!(reply.starts_with("HTTP/1.1 201"), "create container: {reply}");
+    }
+
+    fn kora(&self, container: &str) -> Kora {
+        let url = format!("az://{container}/tier");
+        let blob_url = format!("http://127.0.0.1:{}", self.port);
+        Kora::start_with_env(
+            &["--object-store", &url, "--set", "remote.log.manager.task.interval.ms=200"],
+            &[("AZURE_STORAGE_USE_EMULATOR", "true"), ("AZURITE_BLOB_STORAGE_URL", &blob_url)],
+        )
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -249,6 +326,10 @@ fn wait_uploaded(k: &Kora, topic: &str) {
 
 async fn round_trip(k: &mut Kora) {
     let mb: u64 = std::env::var("KORA_TIER_TEST_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(2048);
+    round_trip_mb(k, mb).await
+}
+
+async fn round_trip_mb(k: &mut Kora, mb: u64) {
     let n = mb * 1_000_000 / VALUE_BYTES as u64;
     create_tiered(&k.bootstrap, "history", 4).await;
     let bs = k.bootstrap.clone();
@@ -286,6 +367,15 @@ async fn round_trip_through_s3() {
     let s3 = S3::start(tmp.path(), free_port());
     let mut k = s3.kora();
     round_trip(&mut k).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_through_azure_blob_storage() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let az = Azurite::start(tmp.path(), "kora");
+    let mut k = az.kora("kora");
+    let mb: u64 = std::env::var("KORA_TIER_AZURE_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    round_trip_mb(&mut k, mb).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
