@@ -100,7 +100,8 @@ struct Azurite {
 
 /// Azurite's well-known development account (public, in Azure's documentation).
 const AZURITE_ACCOUNT: &str = "devstoreaccount1";
-const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 impl Azurite {
     fn start(root: &Path, container: &str) -> Azurite {
@@ -359,6 +360,15 @@ async fn round_trip_mb(k: &mut Kora, mb: u64) {
     let bs = k.bootstrap.clone();
     let read = tokio::task::spawn_blocking(move || verify_all(&bs, "history", 4, n)).await.expect("verify");
     assert_eq!(read, n);
+    // The read cache's disk level (remote.log.reader.cache.bytes, 1 GiB) outlives the restart:
+    // a log that fits is read back from local disk without touching the store.
+    let (disk_hits, misses) =
+        (metric(k, "kora_remote_cache_disk_hits"), metric(k, "kora_remote_cache_misses"));
+    if mb < 900 {
+        assert!(disk_hits > 0.0 && misses == 0.0, "disk hits {disk_hits}, store reads {misses}");
+    } else {
+        assert!(misses > 0.0, "a log larger than the cache is read from the store again");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

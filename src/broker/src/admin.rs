@@ -18,6 +18,8 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         b.metrics.remote_cache_hits.set(st.hits as i64);
         b.metrics.remote_cache_misses.set(st.misses as i64);
         b.metrics.remote_cache_bytes.set(st.cached_bytes as i64);
+        b.metrics.remote_cache_disk_hits.set(st.disk_hits as i64);
+        b.metrics.remote_cache_disk_bytes.set(st.disk_bytes as i64);
         crate::tiering::refresh_lag(&b);
     }
     let body = b.metrics.render(&b.logs, &b.groups);

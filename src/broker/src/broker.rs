@@ -169,7 +169,9 @@ impl Broker {
         let dir_lock = lock_data_dir(&config.data_dir)?;
         // The object store first: a broker that cannot use its store says so before anything.
         let tiering = match &config.tiering {
-            Some(t) => Some(Arc::new(crate::tiering::Tiering::open(t.clone()).await?)),
+            Some(t) => Some(Arc::new(
+                crate::tiering::Tiering::open(t.clone(), &config.data_dir.join("remote-cache")).await?,
+            )),
             None => None,
         };
         let controller = Arc::new(Controller::open(

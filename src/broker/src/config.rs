@@ -171,7 +171,8 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("remote.log.manager.task.interval.ms", "How often segments are uploaded and remote retention runs."),
     ("remote.log.manager.copier.thread.pool.size", "Segment uploads in flight at once."),
     ("remote.log.manager.copy.max.bytes.per.second", "Upload bandwidth limit (0: none)."),
-    ("remote.log.reader.cache.bytes", "Memory for chunks read from the object store."),
+    ("remote.log.reader.cache.bytes", "Local disk for chunks read from the object store (0: none)."),
+    ("remote.log.reader.memory.bytes", "Memory for chunks read from the object store."),
     ("remote.log.reader.chunk.bytes", "Size of the chunks read from the object store."),
     ("remote.fetch.max.wait.ms", "Longest a fetch waits for an object-store read."),
 ];
@@ -306,7 +307,8 @@ impl BrokerConfig {
             task_interval_ms: 5_000,
             upload_concurrency: 4,
             upload_bytes_per_second: 0,
-            cache_bytes: 256 << 20,
+            cache_bytes: 1 << 30,
+            memory_bytes: 128 << 20,
             chunk_bytes: 4 << 20,
             fetch_max_wait_ms: 500,
         };
@@ -418,7 +420,8 @@ impl BrokerConfig {
                 "remote.log.manager.copy.max.bytes.per.second" => {
                     tier.upload_bytes_per_second = parse_num(k, v, 0, u64::MAX)?
                 }
-                "remote.log.reader.cache.bytes" => tier.cache_bytes = parse_num(k, v, 1 << 20, 1 << 40)?,
+                "remote.log.reader.cache.bytes" => tier.cache_bytes = parse_num(k, v, 0, 1 << 44)?,
+                "remote.log.reader.memory.bytes" => tier.memory_bytes = parse_num(k, v, 1 << 20, 1 << 40)?,
                 "remote.fetch.max.wait.ms" => tier.fetch_max_wait_ms = parse_num(k, v, 1, 60_000)?,
                 "remote.log.reader.chunk.bytes" => tier.chunk_bytes = parse_num(k, v, 64 << 10, 256 << 20)?,
                 "offsets.topic.segment.bytes" => {

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub remote_cache_hits: Gauge,
     pub remote_cache_misses: Gauge,
     pub remote_cache_bytes: Gauge,
+    pub remote_cache_disk_hits: Gauge,
+    pub remote_cache_disk_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -191,7 +193,7 @@ impl Metrics {
         let remote_cache_hits = Gauge::default();
         registry.register(
             "remote_cache_hits",
-            "Remote-read chunks served from the cache",
+            "Remote-read chunks served from the cache's memory",
             remote_cache_hits.clone(),
         );
         let remote_cache_misses = Gauge::default();
@@ -203,8 +205,20 @@ impl Metrics {
         let remote_cache_bytes = Gauge::default();
         registry.register(
             "remote_cache_bytes",
-            "Bytes held by the remote-read chunk cache",
+            "Bytes held in memory by the remote-read chunk cache",
             remote_cache_bytes.clone(),
+        );
+        let remote_cache_disk_hits = Gauge::default();
+        registry.register(
+            "remote_cache_disk_hits",
+            "Remote-read chunks served from the cache's local-disk level",
+            remote_cache_disk_hits.clone(),
+        );
+        let remote_cache_disk_bytes = Gauge::default();
+        registry.register(
+            "remote_cache_disk_bytes",
+            "Bytes held on local disk by the remote-read chunk cache",
+            remote_cache_disk_bytes.clone(),
         );
         Metrics {
             registry,
@@ -234,6 +248,8 @@ impl Metrics {
             remote_cache_hits,
             remote_cache_misses,
             remote_cache_bytes,
+            remote_cache_disk_hits,
+            remote_cache_disk_bytes,
         }
     }
 

@@ -42,8 +42,10 @@ pub struct TieringConfig {
     pub upload_concurrency: usize,
     /// remote.log.manager.copy.max.bytes.per.second (0: unlimited)
     pub upload_bytes_per_second: u64,
-    /// remote.log.reader.cache.bytes (Kora): the chunk cache for remote reads.
+    /// remote.log.reader.cache.bytes (Kora): local disk for chunks read from the store (0: none).
     pub cache_bytes: u64,
+    /// remote.log.reader.memory.bytes (Kora): memory for chunks read from the store.
+    pub memory_bytes: u64,
     /// remote.log.reader.chunk.bytes (Kora)
     pub chunk_bytes: u64,
     /// remote.fetch.max.wait.ms: longest a fetch waits for an object-store read.
@@ -64,11 +66,20 @@ impl Tiering {
         self.config.fetch_max_wait_ms
     }
 
-    /// Opens the store and checks it can write, read and delete.
-    pub async fn open(config: TieringConfig) -> Result<Self, kora_tier::TierError> {
+    /// Opens the store and checks it can write, read and delete; the read cache's disk level
+    /// lives in `cache_dir`.
+    pub async fn open(
+        config: TieringConfig,
+        cache_dir: &std::path::Path,
+    ) -> Result<Self, kora_tier::TierError> {
         let store = kora_tier::open_store(&config.url, &config.options)?;
         kora_tier::probe(&store).await?;
-        let cache = Arc::new(ChunkCache::new(config.chunk_bytes, config.cache_bytes));
+        let cache = Arc::new(ChunkCache::with_disk(
+            config.chunk_bytes,
+            config.memory_bytes,
+            cache_dir,
+            config.cache_bytes,
+        )?);
         Ok(Tiering {
             reader: RemoteReader::new(store.clone(), cache),
             store,
@@ -203,7 +214,9 @@ async fn sweep(b: &Arc<Broker>, t: &Tiering, min_age: Duration) {
         // Every key a segment names (RemoteSegment::keys), snapshots included: an earlier
         // version listed three of the four here and the start-up sweep deleted every
         // producer snapshot as an orphan.
-        .flat_map(|segs| segs.iter().flat_map(|s| s.keys().into_iter().map(str::to_string).collect::<Vec<_>>()))
+        .flat_map(|segs| {
+            segs.iter().flat_map(|s| s.keys().into_iter().map(str::to_string).collect::<Vec<_>>())
+        })
         .collect();
     match kora_tier::sweep_orphans(&t.store, &referenced, min_age).await {
         Ok((0, _)) => {}
