@@ -1,8 +1,11 @@
-//! The controller: validates metadata requests against the current image and commits records.
+//! The controller: validates metadata requests against the current image and commits records
+//! through a [`RecordLog`].
 //!
-//! In `kora dev` this is a single voter: a record is committed by applying it to a copy of the
-//! image and persisting it in one LMDB transaction, under one lock. Brokers read the image and
-//! watch it for changes; they never write metadata except through these calls.
+//! The log is the cell's Raft quorum (kora-quorum: `kora dev` runs a single voter in process)
+//! or, for tools and tests, [`LocalLog`], which commits by applying a record and persisting it
+//! in one LMDB transaction. Validation and commit happen under one lock, so two requests never
+//! both pass validation against the same image. Brokers read the image and watch it for
+//! changes; they never write metadata except through these calls.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,10 +48,54 @@ pub struct TopicRequest {
     pub configs: BTreeMap<String, String>,
 }
 
+/// Where committed records go: applied, in order and durably, to the image readers see.
+pub trait RecordLog: Send + Sync + std::fmt::Debug {
+    /// Commits `record`; returns once it is durable and applied here, with the image after it.
+    /// Blocking: call it from a blocking thread.
+    fn commit(&self, record: MetadataRecord) -> Result<Arc<MetadataImage>, MetaError>;
+    /// The applied image, as it changes.
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>>;
+}
+
+/// A single writer without Raft: applies a record to a copy of the image and persists it in
+/// one LMDB transaction.
 #[derive(Debug)]
-pub struct Controller {
+pub struct LocalLog {
     store: Mutex<MetaStore>,
     image_tx: watch::Sender<Arc<MetadataImage>>,
+}
+
+impl LocalLog {
+    pub fn open(dir: &Path) -> Result<Self, MetaError> {
+        let (store, image) = MetaStore::open(dir)?;
+        let (image_tx, _) = watch::channel(Arc::new(image));
+        Ok(Self { store: Mutex::new(store), image_tx })
+    }
+}
+
+impl RecordLog for LocalLog {
+    fn commit(&self, record: MetadataRecord) -> Result<Arc<MetadataImage>, MetaError> {
+        let store = self.store.lock();
+        let mut next = (*self.image_tx.borrow().clone()).clone();
+        let index = next.applied_index + 1;
+        next.apply(index, &record);
+        store.commit(&record, &next)?;
+        let next = Arc::new(next);
+        self.image_tx.send_replace(next.clone());
+        Ok(next)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image_tx.subscribe()
+    }
+}
+
+#[derive(Debug)]
+pub struct Controller {
+    log: Arc<dyn RecordLog>,
+    image_rx: watch::Receiver<Arc<MetadataImage>>,
+    /// Held from validation to commit.
+    write_lock: Mutex<()>,
     config: ControllerConfig,
 }
 
@@ -72,39 +119,44 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetaError> {
 }
 
 impl Controller {
+    /// A controller over a [`LocalLog`] in `dir`, with a cluster id.
     pub fn open(dir: &Path, config: ControllerConfig) -> Result<Self, MetaError> {
-        let (store, image) = MetaStore::open(dir)?;
-        let (image_tx, _) = watch::channel(Arc::new(image));
-        let c = Controller { store: Mutex::new(store), image_tx, config };
-        if c.image().cluster_id.is_empty() {
-            let cluster_id = Uuid::new_v4().simple().to_string();
-            c.commit(&c.store.lock(), MetadataRecord::InitCluster { cluster_id })?;
-        }
+        let c = Self::with_log(Arc::new(LocalLog::open(dir)?), config);
+        c.ensure_cluster_id()?;
         Ok(c)
     }
 
+    pub fn with_log(log: Arc<dyn RecordLog>, config: ControllerConfig) -> Self {
+        let image_rx = log.subscribe();
+        Controller { log, image_rx, write_lock: Mutex::new(()), config }
+    }
+
+    /// Commits the cell's cluster id if it has none yet (the first record of a cell).
+    pub fn ensure_cluster_id(&self) -> Result<(), MetaError> {
+        let _w = self.write_lock.lock();
+        if self.image().cluster_id.is_empty() {
+            let cluster_id = Uuid::new_v4().simple().to_string();
+            self.commit(MetadataRecord::InitCluster { cluster_id })?;
+        }
+        Ok(())
+    }
+
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image_tx.borrow().clone()
+        self.image_rx.borrow().clone()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.image_tx.subscribe()
+        self.log.subscribe()
     }
 
     pub fn config(&self) -> &ControllerConfig {
         &self.config
     }
 
-    /// Applies `record` to a copy of the image, persists it, then publishes the new image.
-    fn commit(&self, store: &MetaStore, record: MetadataRecord) -> Result<Arc<MetadataImage>, MetaError> {
-        let mut next = (*self.image()).clone();
-        let index = next.applied_index + 1;
-        next.apply(index, &record);
-        store.commit(&record, &next)?;
-        let next = Arc::new(next);
-        self.image_tx.send_replace(next.clone());
-        tracing::debug!(index, ?record, "metadata record committed");
-        Ok(next)
+    /// Commits through the log; the caller holds `write_lock`.
+    fn commit(&self, record: MetadataRecord) -> Result<Arc<MetadataImage>, MetaError> {
+        tracing::debug!(?record, "committing metadata record");
+        self.log.commit(record)
     }
 
     /// Resolves the effective config for a topic's overrides.
@@ -149,7 +201,7 @@ impl Controller {
             )));
         }
         self.topic_config(&req.configs)?;
-        let store = self.store.lock();
+        let _w = self.write_lock.lock();
         Self::check_name_free(&self.image(), &req.name)?;
         let topic = TopicImage {
             name: req.name.clone(),
@@ -159,33 +211,30 @@ impl Controller {
             configs: req.configs.clone(),
         };
         if !validate_only {
-            self.commit(
-                &store,
-                MetadataRecord::CreateTopic {
-                    name: topic.name.clone(),
-                    topic_id: topic.topic_id,
-                    partitions,
-                    replication_factor: rf,
-                    configs: topic.configs.clone(),
-                },
-            )?;
+            self.commit(MetadataRecord::CreateTopic {
+                name: topic.name.clone(),
+                topic_id: topic.topic_id,
+                partitions,
+                replication_factor: rf,
+                configs: topic.configs.clone(),
+            })?;
         }
         Ok(topic)
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<Uuid, MetaError> {
-        let store = self.store.lock();
+        let _w = self.write_lock.lock();
         let id = self
             .image()
             .topic(name)
             .map(|t| t.topic_id)
             .ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
-        self.commit(&store, MetadataRecord::DeleteTopic { name: name.to_string() })?;
+        self.commit(MetadataRecord::DeleteTopic { name: name.to_string() })?;
         Ok(id)
     }
 
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), MetaError> {
-        let store = self.store.lock();
+        let _w = self.write_lock.lock();
         let image = self.image();
         let t = image.topic(name).ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
         if count <= t.partitions {
@@ -201,7 +250,7 @@ impl Controller {
             )));
         }
         if !validate_only {
-            self.commit(&store, MetadataRecord::CreatePartitions { name: name.to_string(), count })?;
+            self.commit(MetadataRecord::CreatePartitions { name: name.to_string(), count })?;
         }
         Ok(())
     }
@@ -214,12 +263,12 @@ impl Controller {
         validate_only: bool,
     ) -> Result<(), MetaError> {
         self.topic_config(&configs)?;
-        let store = self.store.lock();
+        let _w = self.write_lock.lock();
         if self.image().topic(name).is_none() {
             return Err(MetaError::UnknownTopic(name.to_string()));
         }
         if !validate_only {
-            self.commit(&store, MetadataRecord::SetTopicConfigs { name: name.to_string(), configs })?;
+            self.commit(MetadataRecord::SetTopicConfigs { name: name.to_string(), configs })?;
         }
         Ok(())
     }
@@ -231,11 +280,11 @@ impl Controller {
         partition: i32,
         segment: crate::record::RemoteSegment,
     ) -> Result<(), MetaError> {
-        let store = self.store.lock();
+        let _w = self.write_lock.lock();
         if self.image().topic_by_id(&topic_id).is_none() {
             return Err(MetaError::UnknownTopic(topic_id.to_string()));
         }
-        self.commit(&store, MetadataRecord::AddRemoteSegment { topic_id, partition, segment }).map(|_| ())
+        self.commit(MetadataRecord::AddRemoteSegment { topic_id, partition, segment }).map(|_| ())
     }
 
     /// Removes remote segments (by base offset) from a partition's manifest.
@@ -248,8 +297,8 @@ impl Controller {
         if bases.is_empty() {
             return Ok(());
         }
-        let store = self.store.lock();
-        self.commit(&store, MetadataRecord::RemoveRemoteSegments { topic_id, partition, bases }).map(|_| ())
+        let _w = self.write_lock.lock();
+        self.commit(MetadataRecord::RemoveRemoteSegments { topic_id, partition, bases }).map(|_| ())
     }
 
     /// Reserves `count` producer ids and returns the first.
@@ -257,9 +306,9 @@ impl Controller {
         if count < 1 {
             return Err(MetaError::InvalidRequest(format!("cannot allocate {count} producer ids")));
         }
-        let store = self.store.lock();
+        let _w = self.write_lock.lock();
         let start = self.image().next_producer_id;
-        self.commit(&store, MetadataRecord::AllocateProducerIds { start, count })?;
+        self.commit(MetadataRecord::AllocateProducerIds { start, count })?;
         Ok(start)
     }
 }

@@ -123,6 +123,49 @@ impl MetadataImage {
     }
 }
 
+/// The image in a serializable form (Raft snapshots). Maps with tuple keys become lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSnapshot {
+    pub applied_index: u64,
+    pub cluster_id: String,
+    pub next_producer_id: i64,
+    pub topics: Vec<TopicImage>,
+    pub remote: Vec<(Uuid, i32, Vec<RemoteSegment>)>,
+}
+
+impl MetadataImage {
+    pub fn to_snapshot(&self) -> ImageSnapshot {
+        let mut remote: Vec<_> = self.remote.iter().map(|((id, p), s)| (*id, *p, s.to_vec())).collect();
+        remote.sort_by_key(|(id, p, _)| (*id, *p));
+        ImageSnapshot {
+            applied_index: self.applied_index,
+            cluster_id: self.cluster_id.clone(),
+            next_producer_id: self.next_producer_id,
+            topics: self.topics.values().map(|t| (**t).clone()).collect(),
+            remote,
+        }
+    }
+
+    pub fn from_snapshot(s: ImageSnapshot) -> Self {
+        let mut image = MetadataImage {
+            applied_index: s.applied_index,
+            cluster_id: s.cluster_id,
+            next_producer_id: s.next_producer_id,
+            ..Default::default()
+        };
+        for t in s.topics {
+            image.topic_ids.insert(t.topic_id, t.name.clone());
+            image.topics.insert(t.name.clone(), Arc::new(t));
+        }
+        for (id, p, segs) in s.remote {
+            if image.topic_ids.contains_key(&id) {
+                image.remote.insert((id, p), Arc::new(segs));
+            }
+        }
+        image
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

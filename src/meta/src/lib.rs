@@ -12,17 +12,17 @@
 //!   two concurrent requests cannot both pass validation and conflict;
 //! - readers get an immutable `Arc<MetadataImage>`; they never block the writer.
 //!
-//! Deliberately not here (yet): Raft. `kora dev` runs a single voter that commits a record by
-//! applying it in one LMDB transaction. The openraft quorum of a cell will carry the same
-//! records to the same state machine.
+//! Deliberately not here: Raft and networking. The controller commits through a
+//! [`RecordLog`]; kora-quorum implements it over openraft (a cell's voters, or the single
+//! in-process voter of `kora dev`) with this crate's image and store as the state machine.
 
 pub mod controller;
 pub mod image;
 pub mod record;
 pub mod store;
 
-pub use controller::{Controller, TopicRequest};
-pub use image::{MetadataImage, TopicImage};
+pub use controller::{Controller, LocalLog, RecordLog, TopicRequest};
+pub use image::{ImageSnapshot, MetadataImage, TopicImage};
 pub use record::{MetadataRecord, RemoteSegment};
 
 /// Errors of metadata operations, each with a Kafka error code in the broker's mapping.
@@ -45,4 +45,8 @@ pub enum MetaError {
     InvalidRequest(String),
     #[error("metadata store error: {0}")]
     Store(String),
+    /// This voter is not the active controller (the Raft leader); the leader's address when
+    /// known.
+    #[error("not the active controller (leader: {})", .0.as_deref().unwrap_or("unknown"))]
+    NotController(Option<String>),
 }

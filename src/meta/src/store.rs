@@ -82,15 +82,45 @@ impl MetaStore {
 
     /// Persists the effect of `record` (already applied to `image`) at `image.applied_index`.
     pub fn commit(&self, record: &MetadataRecord, image: &MetadataImage) -> Result<(), MetaError> {
+        self.commit_batch(&[record], image, &[])
+    }
+
+    /// Persists the effect of `records` (all already applied to `image`, in order) and the
+    /// `extras` (keys of the `meta` database, e.g. Raft's applied log id) in one transaction.
+    /// Every touched key is written with its value in `image`, the state after the last record.
+    pub fn commit_batch(
+        &self,
+        records: &[&MetadataRecord],
+        image: &MetadataImage,
+        extras: &[(&str, serde_json::Value)],
+    ) -> Result<(), MetaError> {
         let mut wtxn = self.env.write_txn().map_err(store_err)?;
+        for record in records {
+            self.write_record(&mut wtxn, record, image)?;
+        }
+        for (k, v) in extras {
+            self.meta.put(&mut wtxn, k, v).map_err(store_err)?;
+        }
+        self.meta
+            .put(&mut wtxn, "applied_index", &serde_json::Value::from(image.applied_index))
+            .map_err(store_err)?;
+        wtxn.commit().map_err(store_err)
+    }
+
+    fn write_record(
+        &self,
+        wtxn: &mut heed::RwTxn<'_>,
+        record: &MetadataRecord,
+        image: &MetadataImage,
+    ) -> Result<(), MetaError> {
         match record {
             MetadataRecord::InitCluster { .. } => {
                 self.meta
-                    .put(&mut wtxn, "cluster_id", &serde_json::Value::from(image.cluster_id.clone()))
+                    .put(wtxn, "cluster_id", &serde_json::Value::from(image.cluster_id.clone()))
                     .map_err(store_err)?;
             }
             MetadataRecord::DeleteTopic { name } => {
-                self.topics.delete(&mut wtxn, name).map_err(store_err)?;
+                self.topics.delete(wtxn, name).map_err(store_err)?;
                 // Manifests of topics that no longer exist are dropped at load; removing them
                 // here needs the topic id, which the image no longer has.
             }
@@ -98,25 +128,54 @@ impl MetaStore {
             | MetadataRecord::RemoveRemoteSegments { topic_id, partition, .. } => {
                 let key = remote_key(topic_id, *partition);
                 let segments = image.remote_segments(topic_id, *partition);
-                self.remote.put(&mut wtxn, &key, &segments.to_vec()).map_err(store_err)?;
+                self.remote.put(wtxn, &key, &segments.to_vec()).map_err(store_err)?;
             }
             MetadataRecord::CreateTopic { name, .. }
             | MetadataRecord::CreatePartitions { name, .. }
             | MetadataRecord::SetTopicConfigs { name, .. } => match image.topic(name) {
-                Some(t) => self.topics.put(&mut wtxn, name, t).map_err(store_err)?,
+                Some(t) => self.topics.put(wtxn, name, t).map_err(store_err)?,
                 None => {
-                    self.topics.delete(&mut wtxn, name).map_err(store_err)?;
+                    self.topics.delete(wtxn, name).map_err(store_err)?;
                 }
             },
             MetadataRecord::AllocateProducerIds { .. } => {
                 self.meta
-                    .put(&mut wtxn, "next_producer_id", &serde_json::Value::from(image.next_producer_id))
+                    .put(wtxn, "next_producer_id", &serde_json::Value::from(image.next_producer_id))
                     .map_err(store_err)?;
             }
         }
-        self.meta
-            .put(&mut wtxn, "applied_index", &serde_json::Value::from(image.applied_index))
-            .map_err(store_err)?;
+        Ok(())
+    }
+
+    /// Replaces the whole stored state with `image` and `extras` (a Raft snapshot install).
+    pub fn replace_all(
+        &self,
+        image: &MetadataImage,
+        extras: &[(&str, serde_json::Value)],
+    ) -> Result<(), MetaError> {
+        let mut wtxn = self.env.write_txn().map_err(store_err)?;
+        self.topics.clear(&mut wtxn).map_err(store_err)?;
+        self.remote.clear(&mut wtxn).map_err(store_err)?;
+        self.meta.clear(&mut wtxn).map_err(store_err)?;
+        for (name, t) in &image.topics {
+            self.topics.put(&mut wtxn, name, t).map_err(store_err)?;
+        }
+        for ((id, p), segments) in &image.remote {
+            self.remote.put(&mut wtxn, &remote_key(id, *p), segments.as_ref()).map_err(store_err)?;
+        }
+        let put = |wtxn: &mut heed::RwTxn<'_>, k: &str, v: serde_json::Value| self.meta.put(wtxn, k, &v);
+        put(&mut wtxn, "cluster_id", image.cluster_id.clone().into()).map_err(store_err)?;
+        put(&mut wtxn, "next_producer_id", image.next_producer_id.into()).map_err(store_err)?;
+        put(&mut wtxn, "applied_index", image.applied_index.into()).map_err(store_err)?;
+        for (k, v) in extras {
+            self.meta.put(&mut wtxn, k, v).map_err(store_err)?;
+        }
         wtxn.commit().map_err(store_err)
+    }
+
+    /// A key of the `meta` database written through `extras`.
+    pub fn extra(&self, key: &str) -> Result<Option<serde_json::Value>, MetaError> {
+        let rtxn = self.env.read_txn().map_err(store_err)?;
+        self.meta.get(&rtxn, key).map_err(store_err)
     }
 }
