@@ -13,6 +13,7 @@ use kora_common::SystemClock;
 
 mod bench;
 mod groups;
+mod meta;
 mod topics;
 
 /// mimalloc keeps freed pages for reuse: the fetch path allocates megabyte buffers per request,
@@ -60,6 +61,9 @@ enum Command {
     /// Topics: describe one with its local and remote (object store) sizes.
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
+    /// Run a metadata voter of a cell (`kora meta --node-id 1 --voters ...`), or manage the
+    /// quorum (`kora meta status|add-voter|remove-voter|create-topic --voter ADDR`).
+    Meta(meta::MetaArgs),
 }
 
 #[derive(Args, Debug)]
@@ -100,7 +104,7 @@ struct BrokerArgs {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -132,6 +136,7 @@ fn main() -> Result<()> {
         Command::Bench(b) => return bench::run(b, cli.output),
         Command::Groups(g) => return groups::run(g, cli.output),
         Command::Topics(t) => return topics::run(t, cli.output),
+        Command::Meta(m) => return meta::run(m, cli.output),
         Command::Dev(a) => {
             let mut flat = parse_overrides(&a.overrides)?;
             flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());
@@ -218,7 +223,7 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

@@ -28,8 +28,10 @@ pub struct QuorumConfig {
     pub node_id: NodeId,
     /// host:port where the other voters reach this one (HTTP).
     pub advertised_addr: String,
-    /// The voter's own directory: `raft-log/` and `state/`.
-    pub data_dir: PathBuf,
+    /// The Raft log's LMDB directory.
+    pub log_dir: PathBuf,
+    /// The state machine's LMDB directory (kora-meta's store).
+    pub state_dir: PathBuf,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -40,11 +42,13 @@ pub struct QuorumConfig {
 }
 
 impl QuorumConfig {
+    /// A voter keeping `raft-log/` and `state/` under `data_dir`.
     pub fn new(node_id: NodeId, advertised_addr: String, data_dir: PathBuf) -> Self {
         Self {
             node_id,
             advertised_addr,
-            data_dir,
+            log_dir: data_dir.join("raft-log"),
+            state_dir: data_dir.join("state"),
             heartbeat_interval_ms: 100,
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1000,
@@ -103,8 +107,8 @@ impl Quorum {
     /// Opens the voter's stores and starts its Raft node.
     pub async fn open(config: QuorumConfig, http: reqwest::Client) -> Result<Arc<Self>, QuorumError> {
         let raft_config = Arc::new(config.raft_config()?);
-        let log = LogStore::open(&config.data_dir.join("raft-log"))?;
-        let sm = StateMachine::open(&config.data_dir.join("state"))?;
+        let log = LogStore::open(&config.log_dir)?;
+        let sm = StateMachine::open(&config.state_dir)?;
         let raft = Raft::new(config.node_id, raft_config, HttpNetwork::new(http), log, sm.clone())
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
