@@ -37,6 +37,8 @@ pub enum StartError {
     ObjectStore(#[from] kora_tier::TierError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("metadata quorum: {0}")]
+    Quorum(#[from] kora_quorum::QuorumError),
 }
 
 /// What `apply_image` last applied for a topic.
@@ -46,6 +48,8 @@ type AppliedTopic = (uuid::Uuid, std::collections::BTreeMap<String, String>);
 pub struct Broker {
     pub config: BrokerConfig,
     pub controller: Arc<Controller>,
+    /// The metadata quorum the controller commits through (one in-process voter here).
+    pub quorum: Arc<kora_quorum::Quorum>,
     pub logs: Arc<LogManager>,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
@@ -174,8 +178,16 @@ impl Broker {
             )),
             None => None,
         };
-        let controller = Arc::new(Controller::open(
+        // Metadata: a single-voter Raft quorum in this process, the same state machine and log
+        // store a cell's `kora meta` voters run. The state keeps its pre-Raft place (`meta/`).
+        let quorum = kora_quorum::Quorum::open_single(
+            config.node_id.max(0) as u64,
+            &config.data_dir.join("meta-raft"),
             &config.data_dir.join("meta"),
+        )
+        .await?;
+        let controller = Arc::new(Controller::with_log(
+            Arc::new(kora_quorum::RaftLog::new(quorum.clone(), tokio::runtime::Handle::current())),
             ControllerConfig {
                 default_partitions: config.num_partitions,
                 default_replication_factor: config.default_replication_factor,
@@ -183,13 +195,22 @@ impl Broker {
                 topic_defaults: config.topic_defaults.clone(),
                 max_partitions_per_topic: config.max_partitions_per_topic,
             },
-        )?);
+        ));
         let logs = Arc::new(LogManager::open(&config.data_dir.join("logs"), clock.clone())?);
-        crate::groups::ensure_offsets_topic(
-            &controller,
-            config.groups.offsets_topic_partitions,
-            config.offsets_topic_segment_bytes,
-        )?;
+        {
+            // Commits block on the quorum: off the async workers.
+            let (c, parts, seg) = (
+                controller.clone(),
+                config.groups.offsets_topic_partitions,
+                config.offsets_topic_segment_bytes,
+            );
+            tokio::task::spawn_blocking(move || {
+                c.ensure_cluster_id()?;
+                crate::groups::ensure_offsets_topic(&c, parts, seg)
+            })
+            .await
+            .map_err(|e| MetaError::Store(format!("metadata task failed: {e}")))??;
+        }
         let image = controller.image();
         let mut specs = Vec::with_capacity(image.partition_count());
         let mut known = HashMap::new();
@@ -258,6 +279,7 @@ impl Broker {
             sessions: Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots)),
             config,
             controller,
+            quorum,
             logs,
             metrics: Metrics::new(),
             clock,
@@ -314,9 +336,11 @@ impl BrokerHandle {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         let logs = self.broker.logs.clone();
-        tokio::task::spawn_blocking(move || logs.shutdown())
+        let result = tokio::task::spawn_blocking(move || logs.shutdown())
             .await
-            .map_err(|e| kora_log::LogError::Corrupt(format!("shutdown task failed: {e}")))?
+            .map_err(|e| kora_log::LogError::Corrupt(format!("shutdown task failed: {e}")))?;
+        self.broker.quorum.shutdown().await;
+        result
     }
 }
 

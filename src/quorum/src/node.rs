@@ -115,6 +115,29 @@ impl Quorum {
         Ok(Arc::new(Self { raft, sm, config }))
     }
 
+    /// A quorum of one voter in this process (`kora dev`): no peers, so it leads as soon as it
+    /// starts. Returns once it leads.
+    pub async fn open_single(
+        node_id: NodeId,
+        log_dir: &std::path::Path,
+        state_dir: &std::path::Path,
+    ) -> Result<Arc<Self>, QuorumError> {
+        let mut config = QuorumConfig::new(node_id, "in-process".into(), PathBuf::new());
+        config.log_dir = log_dir.to_path_buf();
+        config.state_dir = state_dir.to_path_buf();
+        // Never contacted: a quorum of one sends no RPCs.
+        let http = reqwest::Client::builder().build().map_err(|e| QuorumError::Config(e.to_string()))?;
+        let q = Self::open(config, http).await?;
+        let me = BTreeMap::from([(node_id, Node { addr: "in-process".into() })]);
+        q.bootstrap(me).await?;
+        // A restarted single voter would otherwise wait out an election timeout first.
+        if !q.is_leader() {
+            q.raft.trigger().elect().await.map_err(|e| QuorumError::Raft(e.to_string()))?;
+        }
+        q.wait_for_leader(Duration::from_secs(30)).await?;
+        Ok(q)
+    }
+
     pub fn node_id(&self) -> NodeId {
         self.config.node_id
     }
