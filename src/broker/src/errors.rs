@@ -29,7 +29,8 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
         MetaError::InvalidTopicName(_) => ResponseError::InvalidTopicException,
         MetaError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         MetaError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
-        MetaError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        MetaError::InvalidConfig(_) | MetaError::Config(_) => ResponseError::InvalidConfig,
+        MetaError::NotController(_) => ResponseError::NotController,
         MetaError::InvalidRequest(_) => ResponseError::InvalidRequest,
         _ => ResponseError::UnknownServerError,
     };

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use kora_common::TopicConfig;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -31,7 +32,8 @@ pub struct ControllerConfig {
     pub default_partitions: i32,
     /// default.replication.factor
     pub default_replication_factor: i16,
-    /// Brokers that can hold replicas (1 in `kora dev`).
+    /// Brokers that can hold replicas (1 in `kora dev`); 0: the cell's registered, unfenced
+    /// brokers.
     pub broker_count: usize,
     /// Topic config defaults set at broker level, by topic config name.
     pub topic_defaults: BTreeMap<String, String>,
@@ -40,7 +42,7 @@ pub struct ControllerConfig {
 }
 
 /// A CreateTopics entry. -1 means "broker default" for partitions and replication factor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicRequest {
     pub name: String,
     pub partitions: i32,
@@ -90,13 +92,120 @@ impl RecordLog for LocalLog {
     }
 }
 
+/// A request to the active controller; brokers that are not it forward these (JSON over HTTP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op")]
+pub enum ControllerRequest {
+    CreateTopic { request: TopicRequest, validate_only: bool },
+    DeleteTopic { name: String },
+    CreatePartitions { name: String, count: i32, validate_only: bool },
+    SetTopicConfigs { name: String, configs: BTreeMap<String, String>, validate_only: bool },
+    AddRemoteSegment { topic_id: Uuid, partition: i32, segment: crate::record::RemoteSegment },
+    RemoveRemoteSegments { topic_id: Uuid, partition: i32, bases: Vec<i64> },
+    AllocateProducerIds { count: i64 },
+    RegisterBroker { registration: crate::record::BrokerRegistration },
+    BrokerHeartbeat { broker_id: i32, incarnation: Uuid },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ControllerResponse {
+    Topic(TopicImage),
+    TopicId(Uuid),
+    ProducerIdStart(i64),
+    /// A heartbeat's answer: whether the broker is fenced (it must register again if its
+    /// incarnation is unknown).
+    Heartbeat {
+        fenced: bool,
+        known: bool,
+    },
+    Done,
+}
+
+/// An error as it crosses the wire: the variant's name and its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    pub kind: String,
+    pub message: String,
+}
+
+impl From<&MetaError> for WireError {
+    fn from(e: &MetaError) -> Self {
+        let (kind, message) = match e {
+            MetaError::TopicExists(m) => ("topic_exists", m.clone()),
+            MetaError::UnknownTopic(m) => ("unknown_topic", m.clone()),
+            MetaError::InvalidTopicName(m) => ("invalid_topic_name", m.clone()),
+            MetaError::InvalidPartitions(m) => ("invalid_partitions", m.clone()),
+            MetaError::InvalidReplicationFactor(m) => ("invalid_replication_factor", m.clone()),
+            MetaError::InvalidConfig(c) => ("invalid_config", c.to_string()),
+            MetaError::Config(m) => ("invalid_config", m.clone()),
+            MetaError::InvalidRequest(m) => ("invalid_request", m.clone()),
+            MetaError::NotController(m) => ("not_controller", m.clone().unwrap_or_default()),
+            e => ("store", e.to_string()),
+        };
+        WireError { kind: kind.into(), message }
+    }
+}
+
+impl From<WireError> for MetaError {
+    fn from(w: WireError) -> Self {
+        match w.kind.as_str() {
+            "topic_exists" => MetaError::TopicExists(w.message),
+            "unknown_topic" => MetaError::UnknownTopic(w.message),
+            "invalid_topic_name" => MetaError::InvalidTopicName(w.message),
+            "invalid_partitions" => MetaError::InvalidPartitions(w.message),
+            "invalid_replication_factor" => MetaError::InvalidReplicationFactor(w.message),
+            "invalid_config" => MetaError::Config(w.message),
+            "invalid_request" => MetaError::InvalidRequest(w.message),
+            "not_controller" => MetaError::NotController((!w.message.is_empty()).then_some(w.message)),
+            _ => MetaError::Store(w.message),
+        }
+    }
+}
+
+/// The active controller's answer to a forwarded request: the result, and the record index
+/// the asker's image must reach before it answers its own client (read your writes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardedReply {
+    pub result: Result<ControllerResponse, WireError>,
+    pub record_index: u64,
+}
+
+/// Carries requests to the active controller (kora-quorum: HTTP to the Raft leader).
+pub trait Forwarder: Send + Sync + std::fmt::Debug {
+    /// Blocking.
+    fn forward(&self, request: &ControllerRequest) -> Result<ForwardedReply, MetaError>;
+}
+
 #[derive(Debug)]
+enum Mode {
+    /// This process is (or holds) the active controller: validate and commit here.
+    Active(Arc<dyn RecordLog>),
+    /// Requests go to the active controller elsewhere; the image follows the quorum locally.
+    Forward(Arc<dyn Forwarder>),
+}
+
+/// Longest a forwarded write waits for this process's image to show it.
+const READ_YOUR_WRITES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub struct Controller {
-    log: Arc<dyn RecordLog>,
+    mode: Mode,
+    /// Broker leases, on the active controller only (not replicated): broker id ->
+    /// (incarnation, last heartbeat in clock ms).
+    leases: Mutex<std::collections::HashMap<i32, (Uuid, u64)>>,
+    clock: Arc<dyn kora_common::Clock>,
     image_rx: watch::Receiver<Arc<MetadataImage>>,
     /// Held from validation to commit.
     write_lock: Mutex<()>,
     config: ControllerConfig,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("mode", &self.mode)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Kafka's topic name rules: 1..=249 of `[a-zA-Z0-9._-]`, not "." or "..".
@@ -128,7 +237,232 @@ impl Controller {
 
     pub fn with_log(log: Arc<dyn RecordLog>, config: ControllerConfig) -> Self {
         let image_rx = log.subscribe();
-        Controller { log, image_rx, write_lock: Mutex::new(()), config }
+        Controller {
+            mode: Mode::Active(log),
+            leases: Mutex::default(),
+            clock: Arc::new(kora_common::SystemClock),
+            image_rx,
+            write_lock: Mutex::new(()),
+            config,
+        }
+    }
+
+    /// A controller that forwards every write to the active controller, reading the image
+    /// from `image_rx` (this process's copy of the quorum's state).
+    pub fn forwarding(
+        forwarder: Arc<dyn Forwarder>,
+        image_rx: watch::Receiver<Arc<MetadataImage>>,
+        config: ControllerConfig,
+    ) -> Self {
+        Controller {
+            mode: Mode::Forward(forwarder),
+            leases: Mutex::default(),
+            clock: Arc::new(kora_common::SystemClock),
+            image_rx,
+            write_lock: Mutex::new(()),
+            config,
+        }
+    }
+
+    /// Replaces the clock broker leases are measured with (tests drive a manual clock).
+    pub fn with_clock(mut self, clock: Arc<dyn kora_common::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Runs a request: here when this is the active controller, else at the active controller,
+    /// returning once this process's image shows its effect.
+    pub fn execute(&self, request: ControllerRequest) -> Result<ControllerResponse, MetaError> {
+        match &self.mode {
+            Mode::Active(_) => self.handle(request),
+            Mode::Forward(f) => {
+                let reply = f.forward(&request)?;
+                let deadline = std::time::Instant::now() + READ_YOUR_WRITES_TIMEOUT;
+                while self.image().applied_index < reply.record_index {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(MetaError::Store(format!(
+                            "record {} committed but not yet in this broker's metadata",
+                            reply.record_index
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                reply.result.map_err(MetaError::from)
+            }
+        }
+    }
+
+    /// Runs a request forwarded by another process (on the active controller).
+    pub fn execute_forwarded(&self, request: ControllerRequest) -> ForwardedReply {
+        let result = self.execute(request).map_err(|e| WireError::from(&e));
+        ForwardedReply { result, record_index: self.image().applied_index }
+    }
+
+    fn handle(&self, request: ControllerRequest) -> Result<ControllerResponse, MetaError> {
+        use ControllerRequest as R;
+        use ControllerResponse as A;
+        match request {
+            R::CreateTopic { request, validate_only } => {
+                self.do_create_topic(&request, validate_only).map(A::Topic)
+            }
+            R::DeleteTopic { name } => self.do_delete_topic(&name).map(A::TopicId),
+            R::CreatePartitions { name, count, validate_only } => {
+                self.do_create_partitions(&name, count, validate_only).map(|()| A::Done)
+            }
+            R::SetTopicConfigs { name, configs, validate_only } => {
+                self.do_set_topic_configs(&name, configs, validate_only).map(|()| A::Done)
+            }
+            R::AddRemoteSegment { topic_id, partition, segment } => {
+                self.do_add_remote_segment(topic_id, partition, segment).map(|()| A::Done)
+            }
+            R::RemoveRemoteSegments { topic_id, partition, bases } => {
+                self.do_remove_remote_segments(topic_id, partition, bases).map(|()| A::Done)
+            }
+            R::AllocateProducerIds { count } => self.do_allocate_producer_ids(count).map(A::ProducerIdStart),
+            R::RegisterBroker { registration } => self.do_register_broker(registration).map(|()| A::Done),
+            R::BrokerHeartbeat { broker_id, incarnation } => self.do_heartbeat(broker_id, incarnation),
+        }
+    }
+
+    fn unexpected(r: ControllerResponse) -> MetaError {
+        MetaError::Store(format!("unexpected controller response {r:?}"))
+    }
+
+    pub fn create_topic(&self, req: &TopicRequest, validate_only: bool) -> Result<TopicImage, MetaError> {
+        match self.execute(ControllerRequest::CreateTopic { request: req.clone(), validate_only })? {
+            ControllerResponse::Topic(t) => Ok(t),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid, MetaError> {
+        match self.execute(ControllerRequest::DeleteTopic { name: name.to_string() })? {
+            ControllerResponse::TopicId(id) => Ok(id),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), MetaError> {
+        self.execute(ControllerRequest::CreatePartitions { name: name.to_string(), count, validate_only })
+            .map(|_| ())
+    }
+
+    /// Replaces a topic's overrides (AlterConfigs) after validating the resulting config.
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), MetaError> {
+        self.execute(ControllerRequest::SetTopicConfigs { name: name.to_string(), configs, validate_only })
+            .map(|_| ())
+    }
+
+    /// Adds an uploaded segment to a partition's remote manifest.
+    pub fn add_remote_segment(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        segment: crate::record::RemoteSegment,
+    ) -> Result<(), MetaError> {
+        self.execute(ControllerRequest::AddRemoteSegment { topic_id, partition, segment }).map(|_| ())
+    }
+
+    /// Removes remote segments (by base offset) from a partition's manifest.
+    pub fn remove_remote_segments(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        bases: Vec<i64>,
+    ) -> Result<(), MetaError> {
+        if bases.is_empty() {
+            return Ok(());
+        }
+        self.execute(ControllerRequest::RemoveRemoteSegments { topic_id, partition, bases }).map(|_| ())
+    }
+
+    /// A broker joins the cell (at every start, with a new incarnation).
+    pub fn register_broker(&self, registration: crate::record::BrokerRegistration) -> Result<(), MetaError> {
+        self.execute(ControllerRequest::RegisterBroker { registration }).map(|_| ())
+    }
+
+    /// A broker's heartbeat; `(fenced, known)`. An unknown incarnation must register again.
+    pub fn broker_heartbeat(&self, broker_id: i32, incarnation: Uuid) -> Result<(bool, bool), MetaError> {
+        match self.execute(ControllerRequest::BrokerHeartbeat { broker_id, incarnation })? {
+            ControllerResponse::Heartbeat { fenced, known } => Ok((fenced, known)),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// On the active controller: fences every unfenced broker whose last heartbeat is older
+    /// than `session_timeout_ms`. A broker never heard from since this controller became
+    /// active gets a full session from now (leases are not replicated). Returns those fenced.
+    pub fn fence_expired(&self, session_timeout_ms: u64) -> Result<Vec<i32>, MetaError> {
+        let now = self.clock.now_ms().max(0) as u64;
+        let image = self.image();
+        let mut doomed = Vec::new();
+        {
+            let mut leases = self.leases.lock();
+            for (id, b) in &image.brokers {
+                let inc = b.registration.incarnation;
+                let entry = leases.entry(*id).or_insert((inc, now));
+                if entry.0 != inc {
+                    *entry = (inc, now);
+                }
+                if !b.fenced && now.saturating_sub(entry.1) > session_timeout_ms {
+                    doomed.push((*id, inc));
+                }
+            }
+        }
+        let mut fenced = Vec::new();
+        for (broker_id, incarnation) in doomed {
+            let _w = self.write_lock.lock();
+            self.commit(MetadataRecord::FenceBroker { broker_id, incarnation })?;
+            tracing::warn!(broker_id, "broker fenced: no heartbeat within the session timeout");
+            fenced.push(broker_id);
+        }
+        Ok(fenced)
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms().max(0) as u64
+    }
+
+    fn do_register_broker(&self, registration: crate::record::BrokerRegistration) -> Result<(), MetaError> {
+        if registration.broker_id < 0 {
+            return Err(MetaError::InvalidRequest(format!(
+                "broker id {} is negative",
+                registration.broker_id
+            )));
+        }
+        let _w = self.write_lock.lock();
+        self.leases.lock().insert(registration.broker_id, (registration.incarnation, self.now()));
+        tracing::info!(broker_id = registration.broker_id, rack = ?registration.rack, "broker registered");
+        self.commit(MetadataRecord::RegisterBroker { broker: registration })?;
+        Ok(())
+    }
+
+    fn do_heartbeat(&self, broker_id: i32, incarnation: Uuid) -> Result<ControllerResponse, MetaError> {
+        let image = self.image();
+        let Some(b) = image.brokers.get(&broker_id).filter(|b| b.registration.incarnation == incarnation)
+        else {
+            return Ok(ControllerResponse::Heartbeat { fenced: true, known: false });
+        };
+        self.leases.lock().insert(broker_id, (incarnation, self.now()));
+        if b.fenced {
+            let _w = self.write_lock.lock();
+            self.commit(MetadataRecord::UnfenceBroker { broker_id, incarnation })?;
+            tracing::info!(broker_id, "broker unfenced");
+        }
+        Ok(ControllerResponse::Heartbeat { fenced: false, known: true })
+    }
+
+    /// Reserves `count` producer ids and returns the first.
+    pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetaError> {
+        match self.execute(ControllerRequest::AllocateProducerIds { count })? {
+            ControllerResponse::ProducerIdStart(s) => Ok(s),
+            r => Err(Self::unexpected(r)),
+        }
     }
 
     /// Commits the cell's cluster id if it has none yet (the first record of a cell).
@@ -146,7 +480,7 @@ impl Controller {
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.log.subscribe()
+        self.image_rx.clone()
     }
 
     pub fn config(&self) -> &ControllerConfig {
@@ -156,7 +490,19 @@ impl Controller {
     /// Commits through the log; the caller holds `write_lock`.
     fn commit(&self, record: MetadataRecord) -> Result<Arc<MetadataImage>, MetaError> {
         tracing::debug!(?record, "committing metadata record");
-        self.log.commit(record)
+        match &self.mode {
+            Mode::Active(log) => log.commit(record),
+            Mode::Forward(_) => Err(MetaError::NotController(None)),
+        }
+    }
+
+    /// Brokers replicas can go to: the configured count, or (0 configured: a cell) the
+    /// registered, unfenced brokers.
+    fn available_brokers(&self) -> usize {
+        if self.config.broker_count > 0 {
+            return self.config.broker_count;
+        }
+        self.image().brokers.values().filter(|b| !b.fenced).count()
     }
 
     /// Resolves the effective config for a topic's overrides.
@@ -180,7 +526,7 @@ impl Controller {
 
     /// CreateTopics for one topic. With `validate_only` nothing is committed; the would-be
     /// topic is returned either way.
-    pub fn create_topic(&self, req: &TopicRequest, validate_only: bool) -> Result<TopicImage, MetaError> {
+    fn do_create_topic(&self, req: &TopicRequest, validate_only: bool) -> Result<TopicImage, MetaError> {
         validate_topic_name(&req.name)?;
         let partitions = if req.partitions == -1 { self.config.default_partitions } else { req.partitions };
         if partitions < 1 || partitions > self.config.max_partitions_per_topic {
@@ -194,10 +540,10 @@ impl Controller {
         } else {
             req.replication_factor
         };
-        if rf < 1 || rf as usize > self.config.broker_count {
+        let available = self.available_brokers();
+        if rf < 1 || rf as usize > available {
             return Err(MetaError::InvalidReplicationFactor(format!(
-                "replication factor {rf} with {} available broker(s)",
-                self.config.broker_count
+                "replication factor {rf} with {available} available broker(s)"
             )));
         }
         self.topic_config(&req.configs)?;
@@ -222,7 +568,7 @@ impl Controller {
         Ok(topic)
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<Uuid, MetaError> {
+    fn do_delete_topic(&self, name: &str) -> Result<Uuid, MetaError> {
         let _w = self.write_lock.lock();
         let id = self
             .image()
@@ -233,7 +579,7 @@ impl Controller {
         Ok(id)
     }
 
-    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), MetaError> {
+    fn do_create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), MetaError> {
         let _w = self.write_lock.lock();
         let image = self.image();
         let t = image.topic(name).ok_or_else(|| MetaError::UnknownTopic(name.to_string()))?;
@@ -255,8 +601,7 @@ impl Controller {
         Ok(())
     }
 
-    /// Replaces a topic's overrides (AlterConfigs) after validating the resulting config.
-    pub fn set_topic_configs(
+    fn do_set_topic_configs(
         &self,
         name: &str,
         configs: BTreeMap<String, String>,
@@ -273,8 +618,7 @@ impl Controller {
         Ok(())
     }
 
-    /// Adds an uploaded segment to a partition's remote manifest.
-    pub fn add_remote_segment(
+    fn do_add_remote_segment(
         &self,
         topic_id: uuid::Uuid,
         partition: i32,
@@ -287,8 +631,7 @@ impl Controller {
         self.commit(MetadataRecord::AddRemoteSegment { topic_id, partition, segment }).map(|_| ())
     }
 
-    /// Removes remote segments (by base offset) from a partition's manifest.
-    pub fn remove_remote_segments(
+    fn do_remove_remote_segments(
         &self,
         topic_id: uuid::Uuid,
         partition: i32,
@@ -301,8 +644,7 @@ impl Controller {
         self.commit(MetadataRecord::RemoveRemoteSegments { topic_id, partition, bases }).map(|_| ())
     }
 
-    /// Reserves `count` producer ids and returns the first.
-    pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, MetaError> {
+    fn do_allocate_producer_ids(&self, count: i64) -> Result<i64, MetaError> {
         if count < 1 {
             return Err(MetaError::InvalidRequest(format!("cannot allocate {count} producer ids")));
         }
@@ -379,5 +721,42 @@ mod tests {
         assert!(c.image().topic("v").is_none(), "validate_only commits nothing");
         assert!(matches!(c.create_partitions("a.b", 1, false), Err(MetaError::InvalidPartitions(_))));
         assert!(matches!(c.delete_topic("nope"), Err(MetaError::UnknownTopic(_))));
+    }
+
+    #[test]
+    fn brokers_register_heartbeat_and_are_fenced_when_their_lease_lapses() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let clock = Arc::new(kora_common::ManualClock::new(1_000_000));
+        let mut config = cfg();
+        config.broker_count = 0;
+        let c = Controller::open(dir.path(), config).expect("open").with_clock(clock.clone());
+        // No broker yet: no replica can be placed.
+        assert!(matches!(c.create_topic(&req("t", 1), false), Err(MetaError::InvalidReplicationFactor(_))));
+        let reg = |id: i32| crate::record::BrokerRegistration {
+            broker_id: id,
+            incarnation: Uuid::from_u128(id as u128),
+            rack: Some(format!("zone-{id}")),
+            host: "127.0.0.1".into(),
+            port: 9000 + id as u16,
+            admin: String::new(),
+        };
+        c.register_broker(reg(1)).expect("register 1");
+        c.register_broker(reg(2)).expect("register 2");
+        c.create_topic(&TopicRequest { replication_factor: 2, ..req("t", 1) }, false).expect("rf 2 fits");
+        clock.advance_ms(5_000);
+        assert_eq!(c.broker_heartbeat(1, Uuid::from_u128(1)).expect("hb"), (false, true));
+        clock.advance_ms(5_000);
+        // Broker 2 has been silent for 10 s: fenced; broker 1 heartbeat 5 s ago: not.
+        assert_eq!(c.fence_expired(6_000).expect("fence"), vec![2]);
+        assert!(c.image().brokers[&2].fenced && !c.image().brokers[&1].fenced);
+        assert!(matches!(
+            c.create_topic(&TopicRequest { replication_factor: 2, ..req("u", 1) }, false),
+            Err(MetaError::InvalidReplicationFactor(_))
+        ));
+        // It comes back: unfenced. An unknown incarnation must register again.
+        assert_eq!(c.broker_heartbeat(2, Uuid::from_u128(2)).expect("hb"), (false, true));
+        assert!(!c.image().brokers[&2].fenced);
+        assert_eq!(c.broker_heartbeat(2, Uuid::from_u128(99)).expect("hb"), (true, false));
+        assert_eq!(c.fence_expired(6_000).expect("fence"), Vec::<i32>::new());
     }
 }

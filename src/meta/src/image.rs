@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::record::{MetadataRecord, RemoteSegment};
+use crate::record::{BrokerRegistration, MetadataRecord, RemoteSegment};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
@@ -30,6 +30,15 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// Remote manifests: per (topic id, partition), segments in offset order.
     pub remote: HashMap<(Uuid, i32), Arc<Vec<RemoteSegment>>>,
+    /// Brokers registered with the cell (empty for `kora dev`'s single node).
+    pub brokers: BTreeMap<i32, BrokerImage>,
+}
+
+/// A registered broker and whether it is fenced (its lease lapsed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    pub registration: BrokerRegistration,
+    pub fenced: bool,
 }
 
 impl MetadataImage {
@@ -119,6 +128,24 @@ impl MetadataImage {
             MetadataRecord::AllocateProducerIds { start, count } => {
                 self.next_producer_id = self.next_producer_id.max(start + count);
             }
+            MetadataRecord::RegisterBroker { broker } => {
+                self.brokers
+                    .insert(broker.broker_id, BrokerImage { registration: broker.clone(), fenced: false });
+            }
+            MetadataRecord::FenceBroker { broker_id, incarnation } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    if b.registration.incarnation == *incarnation {
+                        b.fenced = true;
+                    }
+                }
+            }
+            MetadataRecord::UnfenceBroker { broker_id, incarnation } => {
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    if b.registration.incarnation == *incarnation {
+                        b.fenced = false;
+                    }
+                }
+            }
         }
     }
 }
@@ -131,6 +158,8 @@ pub struct ImageSnapshot {
     pub next_producer_id: i64,
     pub topics: Vec<TopicImage>,
     pub remote: Vec<(Uuid, i32, Vec<RemoteSegment>)>,
+    #[serde(default)]
+    pub brokers: Vec<BrokerImage>,
 }
 
 impl MetadataImage {
@@ -143,6 +172,7 @@ impl MetadataImage {
             next_producer_id: self.next_producer_id,
             topics: self.topics.values().map(|t| (**t).clone()).collect(),
             remote,
+            brokers: self.brokers.values().cloned().collect(),
         }
     }
 
@@ -156,6 +186,9 @@ impl MetadataImage {
         for t in s.topics {
             image.topic_ids.insert(t.topic_id, t.name.clone());
             image.topics.insert(t.name.clone(), Arc::new(t));
+        }
+        for b in s.brokers {
+            image.brokers.insert(b.registration.broker_id, b);
         }
         for (id, p, segs) in s.remote {
             if image.topic_ids.contains_key(&id) {

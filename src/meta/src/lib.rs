@@ -21,9 +21,12 @@ pub mod image;
 pub mod record;
 pub mod store;
 
-pub use controller::{Controller, LocalLog, RecordLog, TopicRequest};
-pub use image::{ImageSnapshot, MetadataImage, TopicImage};
-pub use record::{MetadataRecord, RemoteSegment};
+pub use controller::{
+    Controller, ControllerRequest, ControllerResponse, ForwardedReply, Forwarder, LocalLog, RecordLog,
+    TopicRequest, WireError,
+};
+pub use image::{BrokerImage, ImageSnapshot, MetadataImage, TopicImage};
+pub use record::{BrokerRegistration, MetadataRecord, RemoteSegment};
 
 /// Errors of metadata operations, each with a Kafka error code in the broker's mapping.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,9 @@ pub enum MetaError {
     InvalidReplicationFactor(String),
     #[error(transparent)]
     InvalidConfig(#[from] kora_common::ConfigError),
+    /// An invalid config reported by another process (the active controller).
+    #[error("{0}")]
+    Config(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("metadata store error: {0}")]

@@ -44,6 +44,20 @@ pub enum MetadataRecord {
         partition: i32,
         segment: RemoteSegment,
     },
+    /// A broker joined the cell (or restarted: a new incarnation). It is unfenced.
+    RegisterBroker {
+        broker: BrokerRegistration,
+    },
+    /// A broker's lease lapsed (or it shut down): it leads nothing until it heartbeats again.
+    FenceBroker {
+        broker_id: i32,
+        incarnation: Uuid,
+    },
+    /// A fenced broker heartbeats again with the same incarnation.
+    UnfenceBroker {
+        broker_id: i32,
+        incarnation: Uuid,
+    },
     /// Remote segments leave the manifest (retention); their objects may then be deleted.
     RemoveRemoteSegments {
         topic_id: Uuid,
@@ -79,4 +93,19 @@ impl RemoteSegment {
         k.extend(self.producer_snapshot_key.as_deref());
         k
     }
+}
+
+/// A broker as it registers with the cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub broker_id: i32,
+    /// New at every start: a restarted broker is told apart from its earlier run.
+    pub incarnation: Uuid,
+    /// broker.rack (the zone); replicas of a partition are spread over racks.
+    pub rack: Option<String>,
+    /// Advertised Kafka listener.
+    pub host: String,
+    pub port: u16,
+    /// Admin HTTP listener (metrics, health), for `kora cell status`.
+    pub admin: String,
 }

@@ -62,6 +62,10 @@ impl MetaStore {
         image.applied_index = get("applied_index")?.and_then(|v| v.as_u64()).unwrap_or(0);
         image.cluster_id = get("cluster_id")?.and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         image.next_producer_id = get("next_producer_id")?.and_then(|v| v.as_i64()).unwrap_or(0);
+        if let Some(v) = get("brokers")? {
+            let brokers: Vec<crate::image::BrokerImage> = serde_json::from_value(v).map_err(store_err)?;
+            image.brokers = brokers.into_iter().map(|b| (b.registration.broker_id, b)).collect();
+        }
         for item in self.topics.iter(&rtxn).map_err(store_err)? {
             let (name, t) = item.map_err(store_err)?;
             image.topic_ids.insert(t.topic_id, name.to_string());
@@ -143,8 +147,17 @@ impl MetaStore {
                     .put(wtxn, "next_producer_id", &serde_json::Value::from(image.next_producer_id))
                     .map_err(store_err)?;
             }
+            MetadataRecord::RegisterBroker { .. }
+            | MetadataRecord::FenceBroker { .. }
+            | MetadataRecord::UnfenceBroker { .. } => self.put_brokers(wtxn, image)?,
         }
         Ok(())
+    }
+
+    fn put_brokers(&self, wtxn: &mut heed::RwTxn<'_>, image: &MetadataImage) -> Result<(), MetaError> {
+        let brokers: Vec<&crate::image::BrokerImage> = image.brokers.values().collect();
+        let v = serde_json::to_value(brokers).map_err(store_err)?;
+        self.meta.put(wtxn, "brokers", &v).map_err(store_err)
     }
 
     /// Replaces the whole stored state with `image` and `extras` (a Raft snapshot install).
@@ -167,6 +180,7 @@ impl MetaStore {
         put(&mut wtxn, "cluster_id", image.cluster_id.clone().into()).map_err(store_err)?;
         put(&mut wtxn, "next_producer_id", image.next_producer_id.into()).map_err(store_err)?;
         put(&mut wtxn, "applied_index", image.applied_index.into()).map_err(store_err)?;
+        self.put_brokers(&mut wtxn, image)?;
         for (k, v) in extras {
             self.meta.put(&mut wtxn, k, v).map_err(store_err)?;
         }

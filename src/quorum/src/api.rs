@@ -10,6 +10,8 @@
 //! | `POST /raft/append`, `/raft/vote`, `/raft/snapshot` | Raft RPCs (JSON) |
 //! | `GET /v1/quorum` | this voter's view: state, term, leader, voters, log indexes |
 //! | `POST /v1/quorum/voters` `{"id":4,"address":"host:port"}` | add a voter |
+//! | `POST /v1/quorum/learners` `{"id":101,"address":"host:port"}` | add a learner (a broker following the log) |
+//! | `POST /v1/controller` (a `ControllerRequest`) | run a controller request on the leader (brokers) |
 //! | `DELETE /v1/quorum/voters/{id}` | remove a voter |
 //! | `GET /v1/topics` | topics in the applied image |
 //! | `POST /v1/topics` `{"name":..,"partitions":..,"replication_factor":..,"configs":{..}}` | create a topic |
@@ -23,12 +25,15 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use kora_meta::{Controller, MetaError, TopicRequest};
+use kora_meta::{Controller, ControllerRequest, ForwardedReply, MetaError, TopicRequest, WireError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::network::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
 use crate::{NodeId, Quorum, QuorumError, TypeConfig};
+
+/// Where brokers (and voters that are not the leader) send controller requests.
+pub const CONTROLLER_PATH: &str = "/v1/controller";
 
 /// Longest a forwarded admin request may take at the leader.
 const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -82,31 +87,60 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(ApiError { error: msg.into() })).into_response()
 }
 
-pub fn router(state: ApiState) -> Router {
+/// The Raft RPC routes alone: what a broker (a learner of the quorum) serves on its admin
+/// listener so the leader can replicate the metadata log to it.
+pub fn raft_routes(quorum: Arc<Quorum>) -> Router {
     Router::new()
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
         .route(SNAPSHOT_PATH, post(snapshot))
+        .with_state(quorum)
+}
+
+/// A voter's routes: Raft RPCs and the admin API.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
         .route("/v1/quorum", get(status))
+        .route("/v1/quorum/learners", post(add_learner))
         .route("/v1/quorum/voters", post(add_voter))
         .route("/v1/quorum/voters/{id}", delete(remove_voter))
         .route("/v1/topics", get(list_topics).post(create_topic))
-        .with_state(state)
+        .route(CONTROLLER_PATH, post(controller_request))
+        .with_state(state.clone())
+        .merge(raft_routes(state.quorum))
 }
 
-async fn append(State(s): State<ApiState>, Json(req): Json<AppendEntriesRequest<TypeConfig>>) -> Response {
-    Json(s.quorum.raft.append_entries(req).await).into_response()
+async fn append(State(q): State<Arc<Quorum>>, Json(req): Json<AppendEntriesRequest<TypeConfig>>) -> Response {
+    Json(q.raft.append_entries(req).await).into_response()
 }
 
-async fn vote(State(s): State<ApiState>, Json(req): Json<VoteRequest<NodeId>>) -> Response {
-    Json(s.quorum.raft.vote(req).await).into_response()
+async fn vote(State(q): State<Arc<Quorum>>, Json(req): Json<VoteRequest<NodeId>>) -> Response {
+    Json(q.raft.vote(req).await).into_response()
 }
 
 async fn snapshot(
-    State(s): State<ApiState>,
+    State(q): State<Arc<Quorum>>,
     Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
 ) -> Response {
-    Json(s.quorum.raft.install_snapshot(req).await).into_response()
+    Json(q.raft.install_snapshot(req).await).into_response()
+}
+
+/// A broker asks to follow the metadata log: it becomes a learner (never votes).
+async fn add_learner(State(s): State<ApiState>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    let req: AddVoter = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
+    };
+    match s.quorum.add_learner(req.id, req.address).await {
+        Ok(()) => Json(s.quorum.status()).into_response(),
+        Err(QuorumError::NotLeader { leader }) if !headers.contains_key("x-kora-forwarded") => {
+            forward(&s, leader.map(|l| l.1), Method::POST, "/v1/quorum/learners", body).await
+        }
+        Err(QuorumError::NotLeader { .. }) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "leadership moved; retry")
+        }
+        Err(e) => quorum_error(e),
+    }
 }
 
 async fn status(State(s): State<ApiState>) -> Response {
@@ -241,5 +275,34 @@ async fn create_topic(State(s): State<ApiState>, headers: axum::http::HeaderMap,
         )) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("task: {e}")),
+    }
+}
+
+/// A controller request from a broker: run by the leader's controller once the leader's image
+/// is linearizable (everything committed before is applied), so validation never sees a
+/// stale image after a leadership change.
+async fn controller_request(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req: ControllerRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
+    };
+    if !s.quorum.is_leader() || s.quorum.raft.ensure_linearizable().await.is_err() {
+        if headers.contains_key("x-kora-forwarded") {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "leadership moved; retry");
+        }
+        return forward(&s, s.quorum.leader().map(|l| l.1), Method::POST, CONTROLLER_PATH, body).await;
+    }
+    let controller = s.controller.clone();
+    match tokio::task::spawn_blocking(move || controller.execute_forwarded(req)).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e) => Json(ForwardedReply {
+            result: Err(WireError { kind: "store".into(), message: format!("controller task: {e}") }),
+            record_index: 0,
+        })
+        .into_response(),
     }
 }

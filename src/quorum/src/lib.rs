@@ -18,11 +18,13 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+pub mod forward;
 pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod state_machine;
 
+pub use forward::{join_as_learner, HttpForwarder};
 pub use node::{Quorum, QuorumConfig, QuorumStatus, RaftLog};
 
 pub type NodeId = u64;

@@ -224,6 +224,24 @@ impl Quorum {
         Ok(())
     }
 
+    /// Adds (or re-addresses) a learner: a broker that follows the log without voting. Returns
+    /// at once; the leader replicates to it in the background.
+    pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<(), QuorumError> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if membership.voter_ids().any(|v| v == id) {
+            return Err(QuorumError::Config(format!("node id {id} is a voter; brokers need their own ids")));
+        }
+        if membership.get_node(&id).is_some_and(|n| n.addr == addr) {
+            return Ok(());
+        }
+        match self.raft.add_learner(id, Node { addr }, false).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(self.not_leader(Some(f))),
+            Err(e) => Err(QuorumError::Raft(e.to_string())),
+        }
+    }
+
     /// Removes a voter (it stops receiving the log; its process can then be stopped).
     pub async fn remove_voter(&self, id: NodeId) -> Result<(), QuorumError> {
         let mut voters: BTreeSet<NodeId> =
