@@ -12,6 +12,7 @@ use kora_broker::{Broker, BrokerConfig};
 use kora_common::SystemClock;
 
 mod bench;
+mod cell;
 mod groups;
 mod meta;
 mod topics;
@@ -64,6 +65,10 @@ enum Command {
     /// Run a metadata voter of a cell (`kora meta --node-id 1 --voters ...`), or manage the
     /// quorum (`kora meta status|add-voter|remove-voter|create-topic --voter ADDR`).
     Meta(meta::MetaArgs),
+    /// A cell on this machine: `kora cell up` starts voters and brokers as processes;
+    /// `kora cell status` shows brokers, leaders, ISR and under-replicated partitions.
+    #[command(subcommand)]
+    Cell(cell::CellCommand),
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +142,7 @@ fn main() -> Result<()> {
         Command::Groups(g) => return groups::run(g, cli.output),
         Command::Topics(t) => return topics::run(t, cli.output),
         Command::Meta(m) => return meta::run(m, cli.output),
+        Command::Cell(c) => return cell::run(c, cli.output),
         Command::Dev(a) => {
             let mut flat = parse_overrides(&a.overrides)?;
             flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());
@@ -201,12 +207,21 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
             })
         ),
         Output::Text => {
-            println!(
-                "{} is up ({} node, data in {})",
-                if dev { "Kora dev cluster" } else { "Kora broker" },
-                handle.broker.config.node_id,
-                data_dir.display()
-            );
+            match &handle.broker.config.cell {
+                Some(cell) => println!(
+                    "Kora broker {} is up in cell {} (rack {}, data in {})",
+                    handle.broker.config.node_id,
+                    cell.name,
+                    cell.rack.as_deref().unwrap_or("-"),
+                    data_dir.display()
+                ),
+                None => println!(
+                    "{} is up (node {}, data in {})",
+                    if dev { "Kora dev cluster" } else { "Kora broker" },
+                    handle.broker.config.node_id,
+                    data_dir.display()
+                ),
+            }
             println!("  bootstrap servers: {bootstrap}");
             println!("  admin:             http://{}  (/metrics, /health)", handle.admin_addr);
             println!("  cluster id:        {cluster_id}");

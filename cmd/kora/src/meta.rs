@@ -91,6 +91,9 @@ struct RunArgs {
     /// Raft election timeout (a random value between this and twice it).
     #[arg(long, default_value_t = 500)]
     election_timeout_ms: u64,
+    /// A broker whose heartbeats stop for this long is fenced (broker.session.timeout.ms).
+    #[arg(long, default_value_t = 9_000)]
+    broker_session_timeout_ms: u64,
     /// Entries between snapshots; the log before a snapshot is purged, but for the last
     /// min(this, 1000) entries.
     #[arg(long, default_value_t = 10_000)]
@@ -155,9 +158,8 @@ async fn run_voter(a: RunArgs, output: Output) -> Result<()> {
         ControllerConfig {
             default_partitions: 1,
             default_replication_factor: 1,
-            // Brokers do not register with the quorum yet: replica placement is not checked
-            // here (brokers check it against their own cell size when they create topics).
-            broker_count: usize::MAX,
+            // Replicas go to the registered, unfenced brokers.
+            broker_count: 0,
             topic_defaults: BTreeMap::new(),
             max_partitions_per_topic: 100_000,
         },
@@ -183,6 +185,23 @@ async fn run_voter(a: RunArgs, output: Output) -> Result<()> {
             }
             if rx.changed().await.is_err() {
                 return;
+            }
+        }
+    });
+    // The leader fences brokers whose heartbeats stopped.
+    let (q, c, timeout_ms) = (quorum.clone(), controller.clone(), a.broker_session_timeout_ms);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            if !q.is_leader() {
+                continue;
+            }
+            let c = c.clone();
+            match tokio::task::spawn_blocking(move || c.fence_expired(timeout_ms)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "fencing brokers failed"),
+                Err(e) => tracing::warn!(error = %e, "fencing task"),
             }
         }
     });

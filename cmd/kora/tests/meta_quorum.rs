@@ -26,6 +26,8 @@ impl Voter {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kora"));
         cmd.args(["meta", "--node-id", &self.id.to_string(), "--listen", &self.addr(), "--data-dir"])
             .arg(&self.dir)
+            // The broker these tests register never heartbeats: keep it unfenced.
+            .args(["--broker-session-timeout-ms", "600000"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -134,6 +136,35 @@ fn create_topic_retrying(voters: &str, name: &str, within: Duration) {
     }
 }
 
+/// Registers a broker record through a voter's controller API (what `kora broker` does at
+/// start), so topics have somewhere to place replicas. Retries while there is no leader.
+fn register_broker(voters: &str, id: i32) {
+    use std::io::{Read, Write};
+    let body = format!(
+        r#"{{"op":"RegisterBroker","registration":{{"broker_id":{id},"incarnation":"00000000-0000-0000-0000-00000000000{id}","rack":null,"host":"127.0.0.1","port":9092,"admin":""}}}}"#
+    );
+    let start = Instant::now();
+    loop {
+        for v in voters.split(',') {
+            let Ok(mut c) = std::net::TcpStream::connect(v) else { continue };
+            let req = format!(
+                "POST /v1/controller HTTP/1.1\r\nHost: {v}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut reply = String::new();
+            if c.write_all(req.as_bytes()).is_ok()
+                && c.read_to_string(&mut reply).is_ok()
+                && reply.starts_with("HTTP/1.1 200")
+                && reply.contains(r#""Ok""#)
+            {
+                return;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "could not register broker {id}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn topics(addr: &str) -> Option<u64> {
     status(addr).and_then(|s| s["topics"].as_u64())
 }
@@ -156,6 +187,7 @@ fn three_voters_elect_replicate_and_survive_losing_the_leader() {
     let all = cell.all_addrs();
     let first = cell.voters[0].addr();
     let leader = wait_leader(&first, None, Duration::from_secs(20));
+    register_broker(&all, 1);
     create_topic_retrying(&all, "orders", Duration::from_secs(20));
     for v in &cell.voters {
         wait_topics(&v.addr(), 1, Duration::from_secs(10));
@@ -198,6 +230,7 @@ fn snapshots_purge_the_log_and_bring_a_new_voter_up_to_date() {
     let mut cell = Cell::start(3, &["--snapshot-entries", "20"]);
     let all = cell.all_addrs();
     wait_leader(&cell.voters[0].addr(), None, Duration::from_secs(20));
+    register_broker(&all, 1);
     for i in 0..60 {
         create_topic_retrying(&all, &format!("t{i}"), Duration::from_secs(20));
     }

@@ -48,8 +48,11 @@ type AppliedTopic = (uuid::Uuid, std::collections::BTreeMap<String, String>);
 pub struct Broker {
     pub config: BrokerConfig,
     pub controller: Arc<Controller>,
-    /// The metadata quorum the controller commits through (one in-process voter here).
+    /// The metadata quorum: a single in-process voter, or this broker's learner of its cell's
+    /// quorum.
     pub quorum: Arc<kora_quorum::Quorum>,
+    /// This run of the broker (new at every start), as registered with the cell.
+    pub incarnation: uuid::Uuid,
     pub logs: Arc<LogManager>,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
@@ -62,6 +65,8 @@ pub struct Broker {
     /// Topic id and config overrides of every topic the logs reflect; guards `apply_image`.
     sync_lock: Mutex<HashMap<String, AppliedTopic>>,
     shutting_down: AtomicBool,
+    /// A creation of `__consumer_offsets` is under way (cells create it on demand).
+    creating_offsets_topic: Arc<AtomicBool>,
     _dir_lock: File,
 }
 
@@ -129,6 +134,10 @@ impl Broker {
             let cfg_changed = known.get(name).is_none_or(|(_, c)| *c != t.configs);
             let config = self.topic_config(&t.configs);
             for p in 0..t.partitions {
+                // In a cell a broker keeps only the partitions it holds a replica of.
+                if !t.hosts(p, self.config.node_id) {
+                    continue;
+                }
                 match self.logs.get(name, p) {
                     Some(log) if cfg_changed => log.set_config(config.clone()),
                     Some(_) => {}
@@ -145,6 +154,61 @@ impl Broker {
             known.insert(name.clone(), (t.topic_id, t.configs.clone()));
         }
         Ok(())
+    }
+
+    /// Why this broker cannot serve `partition` of `topic` to clients (a Kafka error code), or
+    /// None when it leads it.
+    pub(crate) fn leadership_error(&self, topic: &str, partition: i32) -> Option<i16> {
+        use kafka_protocol::error::ResponseError;
+        let image = self.controller.image();
+        match image.topic(topic) {
+            Some(t) if partition >= 0 && partition < t.partitions => {
+                (!t.leads(partition, self.config.node_id)).then(|| ResponseError::NotLeaderOrFollower.code())
+            }
+            _ => Some(ResponseError::UnknownTopicOrPartition.code()),
+        }
+    }
+
+    /// In a cell: creates `__consumer_offsets` (once brokers are registered), without waiting.
+    pub(crate) fn create_offsets_topic_in_background(&self) {
+        if self.creating_offsets_topic.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (c, parts, seg) = (
+            self.controller.clone(),
+            self.config.groups.offsets_topic_partitions,
+            self.config.offsets_topic_segment_bytes,
+        );
+        let flag = self.creating_offsets_topic.clone();
+        tokio::task::spawn_blocking(move || {
+            match crate::groups::ensure_offsets_topic(&c, parts, seg) {
+                Ok(()) => tracing::info!("created __consumer_offsets"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "creating __consumer_offsets failed; the next FindCoordinator retries")
+                }
+            }
+            flag.store(false, Ordering::Release);
+        });
+    }
+
+    /// The partition's leader epoch (0 on a single node).
+    pub(crate) fn leader_epoch(&self, topic: &str, partition: i32) -> i32 {
+        let image = self.controller.image();
+        image.topic(topic).and_then(|t| t.partition(partition)).map_or(0, |s| s.leader_epoch)
+    }
+
+    /// The error for a client's `current_leader_epoch` (-1: none given) against this leader's.
+    pub(crate) fn epoch_error(&self, topic: &str, partition: i32, epoch: i32) -> Option<i16> {
+        use kafka_protocol::error::ResponseError;
+        if epoch < 0 {
+            return None;
+        }
+        let ours = self.leader_epoch(topic, partition);
+        match epoch.cmp(&ours) {
+            std::cmp::Ordering::Greater => Some(ResponseError::UnknownLeaderEpoch.code()),
+            std::cmp::Ordering::Less => Some(ResponseError::FencedLeaderEpoch.code()),
+            std::cmp::Ordering::Equal => None,
+        }
     }
 
     /// `apply_image` for request handlers: it creates directories and fsyncs, so it runs with
@@ -171,6 +235,7 @@ impl Broker {
     /// Opens metadata and logs, binds the listeners and starts every task.
     pub async fn start(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<BrokerHandle, StartError> {
         let dir_lock = lock_data_dir(&config.data_dir)?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         // The object store first: a broker that cannot use its store says so before anything.
         let tiering = match &config.tiering {
             Some(t) => Some(Arc::new(
@@ -178,24 +243,37 @@ impl Broker {
             )),
             None => None,
         };
-        // Metadata: a single-voter Raft quorum in this process, the same state machine and log
-        // store a cell's `kora meta` voters run. The state keeps its pre-Raft place (`meta/`).
-        let quorum = kora_quorum::Quorum::open_single(
-            config.node_id.max(0) as u64,
-            &config.data_dir.join("meta-raft"),
-            &config.data_dir.join("meta"),
-        )
-        .await?;
-        let controller = Arc::new(Controller::with_log(
-            Arc::new(kora_quorum::RaftLog::new(quorum.clone(), tokio::runtime::Handle::current())),
-            ControllerConfig {
-                default_partitions: config.num_partitions,
-                default_replication_factor: config.default_replication_factor,
-                broker_count: 1,
-                topic_defaults: config.topic_defaults.clone(),
-                max_partitions_per_topic: config.max_partitions_per_topic,
-            },
-        ));
+        let controller_config = ControllerConfig {
+            default_partitions: config.num_partitions,
+            default_replication_factor: config.default_replication_factor,
+            // In a cell, replicas go to the registered, unfenced brokers.
+            broker_count: if config.cell.is_some() { 0 } else { 1 },
+            topic_defaults: config.topic_defaults.clone(),
+            max_partitions_per_topic: config.max_partitions_per_topic,
+        };
+        let (quorum, controller, metadata_server) = match &config.cell {
+            // A single node: a single-voter Raft quorum in this process, the same state machine
+            // and log store a cell's `kora meta` voters run. The state keeps its pre-Raft place
+            // (`meta/`).
+            None => {
+                let quorum = kora_quorum::Quorum::open_single(
+                    config.node_id.max(0) as u64,
+                    &config.data_dir.join("meta-raft"),
+                    &config.data_dir.join("meta"),
+                )
+                .await?;
+                let controller = Arc::new(Controller::with_log(
+                    Arc::new(kora_quorum::RaftLog::new(quorum.clone(), tokio::runtime::Handle::current())),
+                    controller_config,
+                ));
+                (quorum, controller, None)
+            }
+            Some(cell) => {
+                let (quorum, controller, server) =
+                    crate::cell::join(&config, cell, controller_config, shutdown_rx.clone()).await?;
+                (quorum, controller, Some(server))
+            }
+        };
         let logs = Arc::new(LogManager::open(&config.data_dir.join("logs"), clock.clone())?);
         {
             // Commits block on the quorum: off the async workers.
@@ -204,8 +282,14 @@ impl Broker {
                 config.groups.offsets_topic_partitions,
                 config.offsets_topic_segment_bytes,
             );
+            let in_cell = config.cell.is_some();
             tokio::task::spawn_blocking(move || {
                 c.ensure_cluster_id()?;
+                // In a cell, replicas need registered brokers: the topic is created on the
+                // first FindCoordinator instead (as Kafka does).
+                if in_cell {
+                    return Ok(());
+                }
                 crate::groups::ensure_offsets_topic(&c, parts, seg)
             })
             .await
@@ -216,7 +300,7 @@ impl Broker {
         let mut known = HashMap::new();
         for (name, t) in &image.topics {
             let cfg = controller.topic_config(&t.configs).unwrap_or_default();
-            for p in 0..t.partitions {
+            for p in (0..t.partitions).filter(|p| t.hosts(*p, config.node_id)) {
                 specs.push(PartitionSpec {
                     topic: name.clone(),
                     topic_id: t.topic_id.to_string(),
@@ -280,6 +364,7 @@ impl Broker {
             config,
             controller,
             quorum,
+            incarnation: uuid::Uuid::new_v4(),
             logs,
             metrics: Metrics::new(),
             clock,
@@ -288,10 +373,23 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             sync_lock: Mutex::new(known),
             shutting_down: AtomicBool::new(false),
+            creating_offsets_topic: Arc::new(AtomicBool::new(false)),
             _dir_lock: dir_lock,
         });
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        if let Some(server) = metadata_server {
+            tasks.push(server);
+        }
+        if let Some(cell) = broker.config.cell.clone() {
+            // Registered once the listeners are bound: the registration carries their addresses.
+            crate::cell::register(&broker, &cell, admin_addr).await?;
+            tasks.push(tokio::spawn(crate::cell::heartbeat_loop(
+                broker.clone(),
+                cell,
+                admin_addr,
+                shutdown_rx.clone(),
+            )));
+        }
         let max_connections = broker.config.max_connections;
         tasks.push(tokio::spawn(crate::server::serve(
             listener,

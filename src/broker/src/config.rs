@@ -92,6 +92,25 @@ pub struct BrokerConfig {
     pub log_cleaner_dedupe_buffer_size: u64,
     /// object_store.url and the remote.log.* settings; None: no object store, no tiering.
     pub tiering: Option<crate::tiering::TieringConfig>,
+    /// controller.quorum.voters and the broker's place in a cell; None: a single node with its
+    /// own in-process voter (`kora dev`).
+    pub cell: Option<CellConfig>,
+}
+
+/// A broker in a cell: the cell's voters, and how this broker follows and reports to them.
+#[derive(Debug, Clone)]
+pub struct CellConfig {
+    /// cell.name (Kora)
+    pub name: String,
+    /// controller.quorum.voters: `id@host:port` of each voter's HTTP listener.
+    pub voters: Vec<(u64, String)>,
+    /// broker.rack: the zone; replicas of a partition spread over racks.
+    pub rack: Option<String>,
+    /// metadata.listener (Kora): where the quorum's leader replicates the metadata log to
+    /// this broker (HTTP). Port 0 picks one.
+    pub metadata_listener: SocketAddr,
+    /// broker.heartbeat.interval.ms
+    pub heartbeat_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -121,6 +140,7 @@ impl Default for BrokerConfig {
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 134_217_728,
             tiering: None,
+            cell: None,
         }
     }
 }
@@ -168,6 +188,14 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
         "object_store.url",
         "Object store for tiered storage: file:///dir, s3://bucket/prefix, gs://..., az://...",
     ),
+    ("cell.name", "Name of the cell this broker belongs to (with controller.quorum.voters)."),
+    (
+        "controller.quorum.voters",
+        "The cell's metadata voters, id@host:port (their HTTP listeners), comma-separated.",
+    ),
+    ("broker.rack", "This broker's zone; replicas are spread over racks."),
+    ("metadata.listener", "HTTP address where the quorum replicates the metadata log to this broker."),
+    ("broker.heartbeat.interval.ms", "How often this broker heartbeats to the active controller."),
     ("remote.log.manager.task.interval.ms", "How often segments are uploaded and remote retention runs."),
     ("remote.log.manager.copier.thread.pool.size", "Segment uploads in flight at once."),
     ("remote.log.manager.copy.max.bytes.per.second", "Upload bandwidth limit (0: none)."),
@@ -312,9 +340,22 @@ impl BrokerConfig {
             chunk_bytes: 4 << 20,
             fetch_max_wait_ms: 500,
         };
+        let mut cell_name = String::from("local");
+        let mut voters: Option<String> = None;
+        let mut rack: Option<String> = None;
+        let mut metadata_listener: Option<SocketAddr> = None;
+        let mut heartbeat_interval_ms: u64 = 2_000;
         for (k, v) in flat {
             match k.as_str() {
                 "node.id" => c.node_id = parse_num(k, v, 0, i32::MAX)?,
+                "cell.name" => cell_name = v.trim().to_string(),
+                "controller.quorum.voters" => voters = Some(v.clone()),
+                "broker.rack" => rack = Some(v.trim().to_string()).filter(|r| !r.is_empty()),
+                "metadata.listener" => {
+                    let (h, p) = parse_listener(k, v)?;
+                    metadata_listener = Some(resolve_addr(k, &h, p)?);
+                }
+                "broker.heartbeat.interval.ms" => heartbeat_interval_ms = parse_num(k, v, 10, 60_000)?,
                 "data.dir" => c.data_dir = PathBuf::from(v),
                 "listeners" => {
                     let (h, p) = parse_listener(k, v)?;
@@ -460,6 +501,42 @@ impl BrokerConfig {
                 ));
             }
             c.tiering = Some(tier);
+        }
+        if let Some(v) = voters {
+            let mut list = Vec::new();
+            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let parsed = part.split_once('@').and_then(|(id, addr)| {
+                    let id: u64 = id.parse().ok()?;
+                    addr.contains(':').then(|| (id, addr.to_string()))
+                });
+                match parsed {
+                    Some((id, _)) if id == c.node_id as u64 => {
+                        return Err(invalid(
+                            "controller.quorum.voters",
+                            format!(
+                            "voter id {id} is this broker's node.id; brokers and voters need distinct ids"
+                        ),
+                        ))
+                    }
+                    Some(x) => list.push(x),
+                    None => {
+                        return Err(invalid(
+                            "controller.quorum.voters",
+                            format!("'{part}': expected id@host:port"),
+                        ))
+                    }
+                }
+            }
+            if list.is_empty() {
+                return Err(invalid("controller.quorum.voters", "names no voter"));
+            }
+            c.cell = Some(CellConfig {
+                name: cell_name,
+                voters: list,
+                rack,
+                metadata_listener: metadata_listener.unwrap_or_else(|| SocketAddr::new(c.listener.ip(), 0)),
+                heartbeat_interval_ms,
+            });
         }
         if c.groups.min_session_timeout_ms > c.groups.max_session_timeout_ms {
             return Err(invalid(

@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cell;
 pub mod config;
 pub mod errors;
 pub mod fetch_session;

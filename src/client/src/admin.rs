@@ -68,6 +68,43 @@ fn kafka_error(code: i16) -> String {
         .unwrap_or_else(|| format!("error {code}"))
 }
 
+/// A broker as Metadata lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerInfo {
+    pub id: i32,
+    pub address: String,
+    pub rack: Option<String>,
+}
+
+/// A partition's leadership as Metadata reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionInfo {
+    pub topic: String,
+    pub partition: i32,
+    /// -1: no leader (offline).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub error_code: i16,
+}
+
+impl PartitionInfo {
+    /// Fewer in-sync replicas than replicas.
+    pub fn under_replicated(&self) -> bool {
+        self.isr.len() < self.replicas.len()
+    }
+}
+
+/// Brokers, controller and every partition's leadership.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterDescription {
+    pub cluster_id: Option<String>,
+    pub controller: i32,
+    pub brokers: Vec<BrokerInfo>,
+    pub partitions: Vec<PartitionInfo>,
+}
+
 /// A view of a cluster through one bootstrap connection, with connections to other brokers
 /// opened on demand.
 pub struct Admin {
@@ -117,6 +154,42 @@ impl Admin {
             message: format!("broker {node} is not in the metadata"),
         })?;
         Connection::connect(&addr, CLIENT_ID, self.timeout).await
+    }
+
+    /// Brokers (with racks) and every partition's leader, replicas and ISR, from Metadata.
+    pub async fn describe_cluster(&mut self) -> Result<ClusterDescription, ClientError> {
+        let (_, m) = self.bootstrap.send(&MetadataRequest::default().with_topics(None), 12).await?;
+        let brokers = m
+            .brokers
+            .iter()
+            .map(|b| BrokerInfo {
+                id: b.node_id.0,
+                address: format!("{}:{}", b.host, b.port),
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+            })
+            .collect();
+        let mut partitions = Vec::new();
+        for t in &m.topics {
+            let Some(name) = &t.name else { continue };
+            for p in &t.partitions {
+                partitions.push(PartitionInfo {
+                    topic: name.to_string(),
+                    partition: p.partition_index,
+                    leader: p.leader_id.0,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replica_nodes.iter().map(|r| r.0).collect(),
+                    isr: p.isr_nodes.iter().map(|r| r.0).collect(),
+                    error_code: p.error_code,
+                });
+            }
+        }
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(ClusterDescription {
+            cluster_id: m.cluster_id.as_ref().map(|c| c.to_string()),
+            controller: m.controller_id.0,
+            brokers,
+            partitions,
+        })
     }
 
     /// Every group on every broker.

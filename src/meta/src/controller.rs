@@ -496,6 +496,48 @@ impl Controller {
         }
     }
 
+    /// Replica lists for partitions `first..first + count` (empty on a single node).
+    ///
+    /// Kafka's rack-aware round robin: unfenced brokers are interleaved by rack (one from each
+    /// rack in turn), partition `p` starts at position `p + shift` of that list and takes the
+    /// next `rf` brokers, so the replicas of a partition land in different racks whenever
+    /// there are enough racks, and leaders (the first replica) spread evenly. `shift` comes
+    /// from the topic id so topics do not all start on the same broker.
+    fn place(
+        &self,
+        image: &MetadataImage,
+        topic_id: &Uuid,
+        first: i32,
+        count: i32,
+        rf: i16,
+    ) -> Vec<Vec<i32>> {
+        if self.config.broker_count > 0 {
+            return Vec::new();
+        }
+        let mut by_rack: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (id, b) in image.brokers.iter().filter(|(_, b)| !b.fenced) {
+            by_rack.entry(b.registration.rack.clone().unwrap_or_default()).or_default().push(*id);
+        }
+        let mut order = Vec::new();
+        let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+        for i in 0..deepest {
+            for ids in by_rack.values() {
+                if let Some(id) = ids.get(i) {
+                    order.push(*id);
+                }
+            }
+        }
+        let n = order.len();
+        assert!(n >= rf.max(1) as usize, "replication factor checked against available brokers");
+        let shift = topic_id.as_bytes()[0] as usize;
+        (first..first + count)
+            .map(|p| {
+                let start = (p as usize + shift) % n;
+                (0..rf.max(1) as usize).map(|i| order[(start + i) % n]).collect()
+            })
+            .collect()
+    }
+
     /// Brokers replicas can go to: the configured count, or (0 configured: a cell) the
     /// registered, unfenced brokers.
     fn available_brokers(&self) -> usize {
@@ -549,21 +591,28 @@ impl Controller {
         self.topic_config(&req.configs)?;
         let _w = self.write_lock.lock();
         Self::check_name_free(&self.image(), &req.name)?;
-        let topic = TopicImage {
+        let topic_id = Uuid::new_v4();
+        let assignments = self.place(&self.image(), &topic_id, 0, partitions, rf);
+        let mut topic = TopicImage {
             name: req.name.clone(),
-            topic_id: Uuid::new_v4(),
+            topic_id,
             partitions,
             replication_factor: rf,
             configs: req.configs.clone(),
+            assignments: Vec::new(),
         };
         if !validate_only {
-            self.commit(MetadataRecord::CreateTopic {
+            let image = self.commit(MetadataRecord::CreateTopic {
                 name: topic.name.clone(),
                 topic_id: topic.topic_id,
                 partitions,
                 replication_factor: rf,
                 configs: topic.configs.clone(),
+                assignments,
             })?;
+            if let Some(t) = image.topic(&topic.name) {
+                topic.assignments = t.assignments.clone();
+            }
         }
         Ok(topic)
     }
@@ -596,7 +645,9 @@ impl Controller {
             )));
         }
         if !validate_only {
-            self.commit(MetadataRecord::CreatePartitions { name: name.to_string(), count })?;
+            let assignments =
+                self.place(&image, &t.topic_id, t.partitions, count - t.partitions, t.replication_factor);
+            self.commit(MetadataRecord::CreatePartitions { name: name.to_string(), count, assignments })?;
         }
         Ok(())
     }
@@ -742,13 +793,34 @@ mod tests {
         };
         c.register_broker(reg(1)).expect("register 1");
         c.register_broker(reg(2)).expect("register 2");
-        c.create_topic(&TopicRequest { replication_factor: 2, ..req("t", 1) }, false).expect("rf 2 fits");
+        let t =
+            c.create_topic(&TopicRequest { replication_factor: 2, ..req("t", 4) }, false).expect("rf 2 fits");
+        // Every partition on both brokers (two racks); leaders spread over both.
+        assert_eq!(t.assignments.len(), 4);
+        for s in &t.assignments {
+            let mut r = s.replicas.clone();
+            r.sort();
+            assert_eq!(r, vec![1, 2]);
+            assert_eq!((s.leader, s.leader_epoch, s.isr.clone()), (s.replicas[0], 0, vec![s.replicas[0]]));
+        }
+        let leaders: std::collections::BTreeSet<i32> = t.assignments.iter().map(|s| s.leader).collect();
+        assert_eq!(leaders.len(), 2, "leaders spread: {:?}", t.assignments);
         clock.advance_ms(5_000);
         assert_eq!(c.broker_heartbeat(1, Uuid::from_u128(1)).expect("hb"), (false, true));
         clock.advance_ms(5_000);
         // Broker 2 has been silent for 10 s: fenced; broker 1 heartbeat 5 s ago: not.
         assert_eq!(c.fence_expired(6_000).expect("fence"), vec![2]);
         assert!(c.image().brokers[&2].fenced && !c.image().brokers[&1].fenced);
+        // What broker 2 led is offline (its ISR is itself alone: no unclean election).
+        let img = c.image();
+        let t = img.topic("t").expect("t");
+        for s in &t.assignments {
+            if s.isr == vec![2] {
+                assert_eq!((s.leader, s.leader_epoch), (-1, 1));
+            } else {
+                assert_eq!((s.leader, s.leader_epoch), (1, 0));
+            }
+        }
         assert!(matches!(
             c.create_topic(&TopicRequest { replication_factor: 2, ..req("u", 1) }, false),
             Err(MetaError::InvalidReplicationFactor(_))
@@ -756,6 +828,13 @@ mod tests {
         // It comes back: unfenced. An unknown incarnation must register again.
         assert_eq!(c.broker_heartbeat(2, Uuid::from_u128(2)).expect("hb"), (false, true));
         assert!(!c.image().brokers[&2].fenced);
+        let img = c.image();
+        for s in &img.topic("t").expect("t").assignments {
+            assert!(s.leader >= 0, "every partition led again: {s:?}");
+            if s.isr == vec![2] {
+                assert_eq!((s.leader, s.leader_epoch), (2, 2));
+            }
+        }
         assert_eq!(c.broker_heartbeat(2, Uuid::from_u128(99)).expect("hb"), (true, false));
         assert_eq!(c.fence_expired(6_000).expect("fence"), Vec::<i32>::new());
     }

@@ -17,6 +17,51 @@ pub struct TopicImage {
     pub replication_factor: i16,
     /// Config overrides by Kafka name; defaults are not stored.
     pub configs: BTreeMap<String, String>,
+    /// Per partition: replicas, leader, ISR and leader epoch. Empty on a single node (the
+    /// broker leads every partition at epoch 0).
+    #[serde(default)]
+    pub assignments: Vec<PartitionState>,
+}
+
+/// Where a partition lives in a cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Broker ids, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The leader, or -1 while no in-sync replica is available (unclean election is off).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// In-sync replicas. Followers do not replicate yet, so this is the leader alone (or,
+    /// while it is offline, the last leader, which alone may lead again).
+    pub isr: Vec<i32>,
+}
+
+impl TopicImage {
+    /// The partition's placement; None on a single node (or an unknown partition).
+    pub fn partition(&self, p: i32) -> Option<&PartitionState> {
+        usize::try_from(p).ok().and_then(|i| self.assignments.get(i))
+    }
+
+    /// Whether `broker` keeps a replica of partition `p` (on a single node: every partition).
+    pub fn hosts(&self, p: i32, broker: i32) -> bool {
+        self.assignments.is_empty() || self.partition(p).is_some_and(|s| s.replicas.contains(&broker))
+    }
+
+    /// Whether `broker` leads partition `p` (on a single node: every partition).
+    pub fn leads(&self, p: i32, broker: i32) -> bool {
+        self.assignments.is_empty() || self.partition(p).is_some_and(|s| s.leader == broker)
+    }
+}
+
+fn initial_state(replicas: &[i32], brokers: &BTreeMap<i32, BrokerImage>) -> PartitionState {
+    let alive = |id: &i32| brokers.get(id).is_some_and(|b| !b.fenced);
+    let leader = replicas.iter().copied().find(alive).unwrap_or(-1);
+    PartitionState {
+        replicas: replicas.to_vec(),
+        leader,
+        leader_epoch: 0,
+        isr: vec![leader].into_iter().filter(|l| *l >= 0).collect(),
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -75,7 +120,14 @@ impl MetadataImage {
                     self.cluster_id = cluster_id.clone();
                 }
             }
-            MetadataRecord::CreateTopic { name, topic_id, partitions, replication_factor, configs } => {
+            MetadataRecord::CreateTopic {
+                name,
+                topic_id,
+                partitions,
+                replication_factor,
+                configs,
+                assignments,
+            } => {
                 if self.topics.contains_key(name) || self.topic_ids.contains_key(topic_id) {
                     return;
                 }
@@ -88,6 +140,7 @@ impl MetadataImage {
                         partitions: *partitions,
                         replication_factor: *replication_factor,
                         configs: configs.clone(),
+                        assignments: assignments.iter().map(|r| initial_state(r, &self.brokers)).collect(),
                     }),
                 );
             }
@@ -113,10 +166,15 @@ impl MetadataImage {
                     Arc::make_mut(m).retain(|s| !bases.contains(&s.base_offset));
                 }
             }
-            MetadataRecord::CreatePartitions { name, count } => {
+            MetadataRecord::CreatePartitions { name, count, assignments } => {
+                let brokers = &self.brokers;
                 if let Some(t) = self.topics.get_mut(name) {
                     if *count > t.partitions {
-                        Arc::make_mut(t).partitions = *count;
+                        let t = Arc::make_mut(t);
+                        if !t.assignments.is_empty() {
+                            t.assignments.extend(assignments.iter().map(|r| initial_state(r, brokers)));
+                        }
+                        t.partitions = *count;
                     }
                 }
             }
@@ -131,22 +189,85 @@ impl MetadataImage {
             MetadataRecord::RegisterBroker { broker } => {
                 self.brokers
                     .insert(broker.broker_id, BrokerImage { registration: broker.clone(), fenced: false });
+                // A new run of the broker: what it led gets a new epoch (fencing its old run),
+                // and what waited for it comes back.
+                let id = broker.broker_id;
+                self.move_leadership(|s| s.leader == id || (s.leader < 0 && s.isr.contains(&id)), id);
             }
             MetadataRecord::FenceBroker { broker_id, incarnation } => {
-                if let Some(b) = self.brokers.get_mut(broker_id) {
-                    if b.registration.incarnation == *incarnation {
+                let id = *broker_id;
+                let matches =
+                    self.brokers.get(&id).is_some_and(|b| b.registration.incarnation == *incarnation);
+                if matches {
+                    if let Some(b) = self.brokers.get_mut(&id) {
                         b.fenced = true;
                     }
+                    // Its partitions go to another in-sync, unfenced replica, or offline.
+                    let brokers = self.brokers.clone();
+                    self.update_partitions(|s| {
+                        if s.leader != id {
+                            return false;
+                        }
+                        let next = s
+                            .isr
+                            .iter()
+                            .copied()
+                            .find(|r| *r != id && brokers.get(r).is_some_and(|b| !b.fenced));
+                        s.leader = next.unwrap_or(-1);
+                        if next.is_some() {
+                            s.isr.retain(|r| *r != id);
+                        }
+                        s.leader_epoch += 1;
+                        true
+                    });
                 }
             }
             MetadataRecord::UnfenceBroker { broker_id, incarnation } => {
-                if let Some(b) = self.brokers.get_mut(broker_id) {
-                    if b.registration.incarnation == *incarnation {
+                let id = *broker_id;
+                let matches =
+                    self.brokers.get(&id).is_some_and(|b| b.registration.incarnation == *incarnation);
+                if matches {
+                    if let Some(b) = self.brokers.get_mut(&id) {
                         b.fenced = false;
                     }
+                    self.move_leadership(|s| s.leader < 0 && s.isr.contains(&id), id);
                 }
             }
         }
+    }
+}
+
+impl MetadataImage {
+    /// Applies `f` to every partition state; `f` says whether it changed one.
+    fn update_partitions(&mut self, mut f: impl FnMut(&mut PartitionState) -> bool) {
+        for t in self.topics.values_mut() {
+            if t.assignments.is_empty() {
+                continue;
+            }
+            let mut copy = (**t).clone();
+            let mut changed = false;
+            for s in copy.assignments.iter_mut() {
+                changed |= f(s);
+            }
+            if changed {
+                *t = Arc::new(copy);
+            }
+        }
+    }
+
+    /// Partitions matching `which` get `broker` as leader, at a new epoch.
+    fn move_leadership(&mut self, which: impl Fn(&PartitionState) -> bool, broker: i32) {
+        self.update_partitions(|s| {
+            if !which(s) {
+                return false;
+            }
+            s.leader = broker;
+            if !s.isr.contains(&broker) {
+                s.isr.push(broker);
+            }
+            s.leader_epoch += 1;
+            true
+        });
     }
 }
 
@@ -212,11 +333,18 @@ mod tests {
             partitions: 3,
             replication_factor: 1,
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         };
         let mut img = MetadataImage::default();
         img.apply(1, &create);
-        img.apply(2, &MetadataRecord::CreatePartitions { name: "a".into(), count: 5 });
-        img.apply(3, &MetadataRecord::CreatePartitions { name: "a".into(), count: 2 });
+        img.apply(
+            2,
+            &MetadataRecord::CreatePartitions { name: "a".into(), count: 5, assignments: Vec::new() },
+        );
+        img.apply(
+            3,
+            &MetadataRecord::CreatePartitions { name: "a".into(), count: 2, assignments: Vec::new() },
+        );
         img.apply(4, &create); // already exists: no-op
         assert_eq!(img.topic("a").map(|t| t.partitions), Some(5));
         assert_eq!(img.topic_by_id(&id).map(|t| t.name.as_str()), Some("a"));

@@ -19,6 +19,10 @@ pub enum MetadataRecord {
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
+        /// Replicas of each partition (broker ids, preferred leader first); empty on a single
+        /// node, where the one broker holds everything.
+        #[serde(default)]
+        assignments: Vec<Vec<i32>>,
     },
     DeleteTopic {
         name: String,
@@ -27,6 +31,9 @@ pub enum MetadataRecord {
     CreatePartitions {
         name: String,
         count: i32,
+        /// Replicas of each new partition (as in CreateTopic).
+        #[serde(default)]
+        assignments: Vec<Vec<i32>>,
     },
     /// Replaces a topic's config overrides with `configs`.
     SetTopicConfigs {

@@ -170,6 +170,10 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Re
     } else {
         ResponseError::UnknownTopicOrPartition.code()
     };
+    if let Some(code) = b.leadership_error(&p.topic, p.partition) {
+        let code = if code == ResponseError::UnknownTopicOrPartition.code() { unknown } else { code };
+        return Read::Done(Outcome { error: code, high_watermark: -1, log_start_offset: -1, records: None });
+    }
     let Some(log) = b.logs.get(&p.topic, p.partition) else {
         return Read::Done(Outcome {
             error: unknown,
@@ -178,14 +182,9 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Re
             records: None,
         });
     };
-    // Leader epoch is 0 on a single node: a newer epoch is unknown to us, an older one fenced.
-    if p.current_leader_epoch > 0 {
-        return Read::Done(Outcome {
-            error: ResponseError::UnknownLeaderEpoch.code(),
-            high_watermark: -1,
-            log_start_offset: -1,
-            records: None,
-        });
+    // A newer epoch than the leader's is unknown to us, an older one fenced.
+    if let Some(code) = b.epoch_error(&p.topic, p.partition, p.current_leader_epoch) {
+        return Read::Done(Outcome { error: code, high_watermark: -1, log_start_offset: -1, records: None });
     }
     if budget == 0 {
         // Past the response budget a partition reports offsets only (KIP-74): no read.

@@ -38,9 +38,33 @@ pub(super) fn find_coordinator(
     version: i16,
 ) -> FindCoordinatorResponse {
     let adv = &b.config.advertised;
+    let image = b.controller.image();
     let entry = |key: &StrBytesAlias| {
         let base = CoordinatorEntry::default().with_key(key.clone());
         match r.key_type {
+            // In a cell, a group's coordinator is the leader of its __consumer_offsets partition.
+            0 if !image.brokers.is_empty() => {
+                let p = kora_group::partition_for(key.as_str(), b.groups.config().offsets_topic_partitions);
+                let Some(t) = image.topic(kora_group::OFFSETS_TOPIC) else {
+                    b.create_offsets_topic_in_background();
+                    return base
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                        .with_error_message(Some(sb("creating __consumer_offsets; retry")));
+                };
+                let leader = t.partition(p).map_or(-1, |s| s.leader);
+                match image.brokers.get(&leader).filter(|x| !x.fenced) {
+                    Some(x) => base
+                        .with_node_id(BrokerId(leader))
+                        .with_host(sb(&x.registration.host))
+                        .with_port(x.registration.port as i32),
+                    None => base
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+                }
+            }
             0 => base
                 .with_node_id(BrokerId(b.config.node_id))
                 .with_host(sb(&adv.host))

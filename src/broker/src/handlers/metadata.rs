@@ -30,8 +30,57 @@ pub(crate) fn single_node_partitions(node_id: i32, partitions: i32) -> Vec<Metad
         .collect()
 }
 
+/// Partitions of a topic placed in a cell: leader, epoch, replicas and ISR from metadata. An
+/// offline partition (no leader) says LEADER_NOT_AVAILABLE.
+fn cell_partitions(t: &TopicImage) -> Vec<MetadataResponsePartition> {
+    t.assignments
+        .iter()
+        .enumerate()
+        .map(|(p, s)| {
+            let e = MetadataResponsePartition::default()
+                .with_partition_index(p as i32)
+                .with_leader_id(BrokerId(s.leader))
+                .with_leader_epoch(s.leader_epoch)
+                .with_replica_nodes(s.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(s.isr.iter().copied().map(BrokerId).collect());
+            if s.leader < 0 {
+                e.with_error_code(ResponseError::LeaderNotAvailable.code())
+            } else {
+                e
+            }
+        })
+        .collect()
+}
+
+/// The brokers clients may talk to: the cell's unfenced brokers with their racks, or this one.
+fn brokers(b: &Broker, image: &kora_meta::MetadataImage) -> Vec<MetadataResponseBroker> {
+    if image.brokers.is_empty() {
+        return vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(b.config.node_id))
+            .with_host(sb(&b.config.advertised.host))
+            .with_port(b.config.advertised.port as i32)];
+    }
+    image
+        .brokers
+        .values()
+        .filter(|x| !x.fenced)
+        .map(|x| {
+            let r = &x.registration;
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(r.broker_id))
+                .with_host(sb(&r.host))
+                .with_port(r.port as i32)
+                .with_rack(r.rack.as_deref().map(sb))
+        })
+        .collect()
+}
+
 fn topic_entry(b: &Broker, t: &TopicImage) -> MetadataResponseTopic {
-    let partitions = single_node_partitions(b.config.node_id, t.partitions);
+    let partitions = if t.assignments.is_empty() {
+        single_node_partitions(b.config.node_id, t.partitions)
+    } else {
+        cell_partitions(t)
+    };
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(sb(&t.name))))
         .with_topic_id(t.topic_id)
@@ -86,11 +135,9 @@ pub(super) async fn metadata(b: &Broker, r: MetadataRequest, version: i16) -> Me
     };
     let me = b.config.node_id;
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(me))
-            .with_host(sb(&b.config.advertised.host))
-            .with_port(b.config.advertised.port as i32)])
+        .with_brokers(brokers(b, &image))
         .with_cluster_id(Some(sb(&image.cluster_id)))
+        // Clients send admin requests to the controller id; any broker forwards them.
         .with_controller_id(BrokerId(me))
         .with_topics(topics)
         .with_cluster_authorized_operations(i32::MIN)
@@ -134,8 +181,16 @@ pub(super) fn describe_cluster(b: &Broker, r: DescribeClusterRequest) -> Describ
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(sb("only broker endpoints are exposed")));
     }
-    resp.with_brokers(vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(b.config.node_id))
-        .with_host(sb(&b.config.advertised.host))
-        .with_port(b.config.advertised.port as i32)])
+    resp.with_brokers(
+        brokers(b, &image)
+            .into_iter()
+            .map(|x| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(x.node_id)
+                    .with_host(x.host)
+                    .with_port(x.port)
+                    .with_rack(x.rack)
+            })
+            .collect(),
+    )
 }

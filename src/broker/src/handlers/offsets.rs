@@ -31,20 +31,17 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let Some(log) = b.logs.get(&name, p.partition_index) else {
+            let missing = b.leadership_error(&name, p.partition_index);
+            let Some(log) = b.logs.get(&name, p.partition_index).filter(|_| missing.is_none()) else {
                 parts.push(
-                    base.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    base.with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
                         .with_offset(-1)
                         .with_timestamp(-1),
                 );
                 continue;
             };
-            if p.current_leader_epoch > 0 {
-                parts.push(
-                    base.with_error_code(ResponseError::UnknownLeaderEpoch.code())
-                        .with_offset(-1)
-                        .with_timestamp(-1),
-                );
+            if let Some(code) = b.epoch_error(&name, p.partition_index, p.current_leader_epoch) {
+                parts.push(base.with_error_code(code).with_offset(-1).with_timestamp(-1));
                 continue;
             }
             let ts = p.timestamp;
@@ -151,9 +148,10 @@ pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> Delet
                 );
                 continue;
             }
-            let Some(log) = b.logs.get(&name, p.partition_index) else {
+            let missing = b.leadership_error(&name, p.partition_index);
+            let Some(log) = b.logs.get(&name, p.partition_index).filter(|_| missing.is_none()) else {
                 parts.push(
-                    base.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    base.with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
                         .with_low_watermark(-1),
                 );
                 continue;
@@ -187,20 +185,21 @@ pub(super) fn offset_for_leader_epoch(
                 .into_iter()
                 .map(|p| {
                     let base = EpochEndOffset::default().with_partition(p.partition);
-                    let Some(log) = b.logs.get(&name, p.partition) else {
+                    let missing = b.leadership_error(&name, p.partition);
+                    let Some(log) = b.logs.get(&name, p.partition).filter(|_| missing.is_none()) else {
                         return base
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
                             .with_leader_epoch(-1)
                             .with_end_offset(-1);
                     };
-                    if p.current_leader_epoch > 0 {
-                        return base
-                            .with_error_code(ResponseError::UnknownLeaderEpoch.code())
-                            .with_leader_epoch(-1)
-                            .with_end_offset(-1);
+                    if let Some(code) = b.epoch_error(&name, p.partition, p.current_leader_epoch) {
+                        return base.with_error_code(code).with_leader_epoch(-1).with_end_offset(-1);
                     }
-                    if p.leader_epoch == 0 {
-                        base.with_leader_epoch(0).with_end_offset(log.high_watermark())
+                    // With one replica a log is never truncated by a leader change, so every
+                    // epoch up to the current one ends at the log end.
+                    let current = b.leader_epoch(&name, p.partition);
+                    if p.leader_epoch <= current {
+                        base.with_leader_epoch(p.leader_epoch).with_end_offset(log.high_watermark())
                     } else {
                         // Unknown (newer) epoch, as Kafka answers it.
                         base.with_leader_epoch(-1).with_end_offset(-1)

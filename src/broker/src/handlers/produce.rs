@@ -134,12 +134,16 @@ pub(super) async fn produce(
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
             let log = name.as_deref().and_then(|n| b.logs.get(n, p.index));
+            let not_leader = name.as_deref().and_then(|n| b.leadership_error(n, p.index));
             let entry = match (&name, log) {
                 (Some(n), _) if crate::groups::is_internal(n) => partition_error(
                     p.index,
                     ResponseError::InvalidTopicException.code(),
                     Some("clients cannot write to internal topics".into()),
                 ),
+                (Some(_), _) if not_leader.is_some() => {
+                    partition_error(p.index, not_leader.unwrap_or_default(), None)
+                }
                 (Some(n), Some(log)) => append_partition(b, log, n, p.index, p.records).await,
                 (None, _) => partition_error(p.index, ResponseError::UnknownTopicId.code(), None),
                 (Some(_), None) => {

@@ -1,0 +1,395 @@
+//! `kora cell up`: a whole cell on 127.0.0.1 (each voter and broker its own `kora` process),
+//! and `kora cell status`: brokers, partition leaders, ISR, under-replicated partitions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::Output;
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum CellCommand {
+    /// Start a cell on 127.0.0.1 and run it in the foreground until interrupted. The first
+    /// line printed is the bootstrap list. Run again on the same --data-dir to restart it
+    /// with the same ids and ports.
+    Up(UpArgs),
+    /// Brokers, partition leaders, ISR and under-replicated partitions of a running cell.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct UpArgs {
+    /// Brokers (ids 1..N, zones zone-a, zone-b, zone-c in turn).
+    #[arg(long, default_value_t = 3)]
+    brokers: u32,
+    /// Metadata voters (1, 3 or 5; ids 1001..).
+    #[arg(long, default_value_t = 3)]
+    voters: u32,
+    #[arg(long, default_value = "./kora-cell")]
+    data_dir: PathBuf,
+    /// Voters fence a broker whose heartbeats stop for this long.
+    #[arg(long, default_value_t = 9_000)]
+    broker_session_timeout_ms: u64,
+    /// Extra broker settings (Kafka names), for every broker; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct StatusArgs {
+    /// Any broker(s) of the cell, host:port comma-separated.
+    #[arg(long)]
+    bootstrap: String,
+}
+
+/// The cell's layout, kept in `<data dir>/cell.json` so a restart reuses ids and ports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Layout {
+    voters: Vec<Member>,
+    brokers: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Member {
+    id: u64,
+    /// Kafka listener (brokers) or HTTP listener (voters).
+    address: String,
+    /// Brokers: admin HTTP and metadata listeners.
+    #[serde(default)]
+    admin: String,
+    #[serde(default)]
+    metadata: String,
+    #[serde(default)]
+    zone: String,
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn addr() -> Result<String> {
+    Ok(format!("127.0.0.1:{}", free_port()?))
+}
+
+fn layout(a: &UpArgs) -> Result<Layout> {
+    let path = a.data_dir.join("cell.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let l: Layout = serde_json::from_str(&text).with_context(|| format!("bad {}", path.display()))?;
+        if l.voters.len() != a.voters as usize || l.brokers.len() != a.brokers as usize {
+            bail!(
+                "{} holds a cell of {} voters and {} brokers; use another --data-dir for a different shape",
+                a.data_dir.display(),
+                l.voters.len(),
+                l.brokers.len()
+            );
+        }
+        return Ok(l);
+    }
+    if !matches!(a.voters, 1 | 3 | 5) {
+        bail!("--voters must be 1, 3 or 5 (a majority must survive a failure)");
+    }
+    if a.brokers == 0 || a.brokers > 64 {
+        bail!("--brokers must be between 1 and 64");
+    }
+    const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+    let voters = (1..=a.voters as u64)
+        .map(|i| {
+            Ok(Member {
+                id: 1000 + i,
+                address: addr()?,
+                admin: String::new(),
+                metadata: String::new(),
+                zone: String::new(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let brokers = (1..=a.brokers as u64)
+        .map(|i| {
+            Ok(Member {
+                id: i,
+                address: addr()?,
+                admin: addr()?,
+                metadata: addr()?,
+                zone: ZONES[(i as usize - 1) % ZONES.len()].to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let l = Layout { voters, brokers };
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&l)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(l)
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+fn spawn(name: &str, args: &[String], log: &Path) -> Result<Proc> {
+    let out = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let err = out.try_clone()?;
+    let exe = std::env::current_exe().context("own executable")?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    Ok(Proc { name: name.to_string(), child })
+}
+
+fn wait_port(address: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(address).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+pub(crate) fn run(cmd: CellCommand, output: Output) -> Result<()> {
+    match cmd {
+        CellCommand::Up(a) => up(a, output),
+        CellCommand::Status(s) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(status(s, output))
+        }
+    }
+}
+
+fn up(a: UpArgs, output: Output) -> Result<()> {
+    let l = layout(&a)?;
+    let extra = crate::key_values(&a.set)?;
+    let logs = a.data_dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let voter_list = l.voters.iter().map(|v| format!("{}@{}", v.id, v.address)).collect::<Vec<_>>().join(",");
+    let mut procs = Vec::new();
+    for v in &l.voters {
+        let args: Vec<String> = vec![
+            "meta".into(),
+            "--node-id".into(),
+            v.id.to_string(),
+            "--listen".into(),
+            v.address.clone(),
+            "--data-dir".into(),
+            a.data_dir.join(format!("voter-{}", v.id)).display().to_string(),
+            "--voters".into(),
+            voter_list.clone(),
+            "--broker-session-timeout-ms".into(),
+            a.broker_session_timeout_ms.to_string(),
+        ];
+        procs.push(spawn(&format!("voter {}", v.id), &args, &logs.join(format!("voter-{}.log", v.id)))?);
+    }
+    for b in &l.brokers {
+        let mut cfg = format!(
+            "node.id = {}\ndata.dir = \"{}\"\nlisteners = \"{}\"\nadmin.listeners = \"{}\"\n\
+             controller.quorum.voters = \"{}\"\nbroker.rack = \"{}\"\nmetadata.listener = \"{}\"\n",
+            b.id,
+            a.data_dir.join(format!("broker-{}", b.id)).display(),
+            b.address,
+            b.admin,
+            voter_list,
+            b.zone,
+            b.metadata
+        );
+        for (k, v) in &extra {
+            cfg.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+        }
+        let path = a.data_dir.join(format!("broker-{}.toml", b.id));
+        std::fs::write(&path, cfg).with_context(|| format!("cannot write {}", path.display()))?;
+        let args: Vec<String> = vec!["broker".into(), "--config".into(), path.display().to_string()];
+        procs.push(spawn(&format!("broker {}", b.id), &args, &logs.join(format!("broker-{}.log", b.id)))?);
+    }
+    let bootstrap = l.brokers.iter().map(|b| b.address.clone()).collect::<Vec<_>>().join(",");
+    for b in &l.brokers {
+        if !wait_port(&b.address, Duration::from_secs(60)) {
+            for p in procs.iter_mut() {
+                let _ = p.child.kill();
+            }
+            bail!(
+                "broker {} did not start; see {}",
+                b.id,
+                logs.join(format!("broker-{}.log", b.id)).display()
+            );
+        }
+    }
+    // Serving means registered: every broker is in the cell's metadata.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let want = l.brokers.len();
+    let registered = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(mut admin) = kora_client::Admin::connect(&bootstrap, Duration::from_secs(2)).await {
+                if admin.describe_cluster().await.is_ok_and(|d| d.brokers.len() == want) {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    if !registered {
+        for p in procs.iter_mut() {
+            let _ = p.child.kill();
+        }
+        bail!("not every broker registered with the cell in time; see the logs in {}", logs.display());
+    }
+    let pid_of = |name: &str| procs.iter().find(|p| p.name == name).map(|p| p.child.id());
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "bootstrap": bootstrap,
+                "brokers": l.brokers.iter().map(|b| serde_json::json!({
+                    "id": b.id, "pid": pid_of(&format!("broker {}", b.id)), "address": b.address,
+                    "admin": format!("http://{}", b.admin), "zone": b.zone,
+                })).collect::<Vec<_>>(),
+                "voters": l.voters.iter().map(|v| serde_json::json!({
+                    "id": v.id, "pid": pid_of(&format!("voter {}", v.id)), "address": v.address,
+                })).collect::<Vec<_>>(),
+                "data_dir": a.data_dir.display().to_string(),
+            })
+        ),
+        Output::Text => {
+            println!("{bootstrap}");
+            for b in &l.brokers {
+                println!(
+                    "  broker {}  {}  {}  pid {}",
+                    b.id,
+                    b.address,
+                    b.zone,
+                    pid_of(&format!("broker {}", b.id)).unwrap_or(0)
+                );
+            }
+            for v in &l.voters {
+                println!(
+                    "  voter  {}  {}  pid {}",
+                    v.id,
+                    v.address,
+                    pid_of(&format!("voter {}", v.id)).unwrap_or(0)
+                );
+            }
+            println!(
+                "Logs in {}. Status: kora cell status --bootstrap {bootstrap}. Stop with Ctrl-C.",
+                logs.display()
+            );
+        }
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let mut reported: BTreeMap<String, bool> = BTreeMap::new();
+    rt.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let stop = crate::wait_for_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tick.tick() => {
+                    for p in procs.iter_mut() {
+                        if let Ok(Some(status)) = p.child.try_wait() {
+                            if !reported.contains_key(&p.name) {
+                                eprintln!("{} exited ({status})", p.name);
+                                reported.insert(p.name.clone(), true);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    // Brokers first (they stop cleanly while the quorum still runs), then voters.
+    for p in procs.iter().rev() {
+        // SIGTERM: each process shuts down cleanly.
+        let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status();
+    }
+    for p in procs.iter_mut() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match p.child.try_wait() {
+                Ok(Some(_)) => break,
+                _ if Instant::now() >= deadline => {
+                    let _ = p.child.kill();
+                    let _ = p.child.wait();
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn status(s: StatusArgs, output: Output) -> Result<()> {
+    let mut admin = kora_client::Admin::connect(&s.bootstrap, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("cannot reach {}", s.bootstrap))?;
+    let d = admin.describe_cluster().await?;
+    let urp: Vec<&kora_client::PartitionInfo> =
+        d.partitions.iter().filter(|p| p.under_replicated()).collect();
+    let offline: Vec<&kora_client::PartitionInfo> = d.partitions.iter().filter(|p| p.leader < 0).collect();
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "cluster_id": d.cluster_id,
+                "brokers": d.brokers,
+                "partitions": d.partitions,
+                "under_replicated": urp.len(),
+                "offline": offline.len(),
+            })
+        ),
+        Output::Text => {
+            println!("cluster {}", d.cluster_id.as_deref().unwrap_or("?"));
+            println!("{:<8} {:<24} RACK", "BROKER", "ADDRESS");
+            for b in &d.brokers {
+                println!("{:<8} {:<24} {}", b.id, b.address, b.rack.as_deref().unwrap_or("-"));
+            }
+            let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
+            for p in &d.partitions {
+                *leaders.entry(p.leader).or_default() += 1;
+            }
+            println!(
+                "partitions {}  under-replicated {}  offline {}  leaders per broker {:?}",
+                d.partitions.len(),
+                urp.len(),
+                offline.len(),
+                leaders
+            );
+            println!(
+                "{:<32} {:>9} {:>7} {:>6} {:<16} ISR",
+                "TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS"
+            );
+            for p in &d.partitions {
+                println!(
+                    "{:<32} {:>9} {:>7} {:>6} {:<16} {:?}{}",
+                    p.topic,
+                    p.partition,
+                    p.leader,
+                    p.leader_epoch,
+                    format!("{:?}", p.replicas),
+                    p.isr,
+                    if p.leader < 0 {
+                        "  OFFLINE"
+                    } else if p.under_replicated() {
+                        "  under-replicated"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
