@@ -10,6 +10,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -181,6 +187,49 @@ async fn a_cell_spreads_partitions_fences_a_dead_broker_and_takes_it_back() {
     let before = leaders(&status, "orders");
     for b in 1..=3 {
         assert_eq!(before.iter().filter(|l| **l == b).count(), 2, "two leaders each: {before:?}");
+    }
+
+    // KIP-951: a broker that does not lead a partition says so, and names the leader and its
+    // listener, in Produce and Fetch answers.
+    {
+        let brokers: Vec<(i64, String)> = status["brokers"]
+            .as_array()
+            .expect("brokers")
+            .iter()
+            .map(|b| (b["id"].as_i64().expect("id"), b["address"].as_str().expect("address").to_string()))
+            .collect();
+        let leader = before[0];
+        let (other, addr) = brokers.iter().find(|(id, _)| *id != leader).expect("another broker");
+        let leader_addr = &brokers.iter().find(|(id, _)| *id == leader).expect("leader").1;
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(common::raw::batch(1, 10)))]),
+        ]);
+        let r: ProduceResponse = common::raw::request(&mut conn, ApiKey::Produce, 11, &req).expect("produce");
+        let p0 = &r.responses[0].partition_responses[0];
+        assert_eq!(p0.error_code, 6, "NOT_LEADER_OR_FOLLOWER from broker {other}");
+        assert_eq!(p0.current_leader.leader_id.0 as i64, leader);
+        assert_eq!(r.node_endpoints.len(), 1);
+        let ep = &r.node_endpoints[0];
+        assert_eq!(format!("{}:{}", ep.host, ep.port), *leader_addr);
+        assert!(ep.rack.is_some());
+        let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+            FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("orders"))).with_partitions(
+                vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)],
+            ),
+        ]);
+        let r: FetchResponse = common::raw::request(&mut conn, ApiKey::Fetch, 12, &req).expect("fetch");
+        let p0 = &r.responses[0].partitions[0];
+        assert_eq!(p0.error_code, 6);
+        assert_eq!(p0.current_leader.leader_id.0 as i64, leader);
     }
 
     // Acknowledged, idempotent writes to every partition, spread over the three brokers.

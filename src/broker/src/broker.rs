@@ -41,6 +41,15 @@ pub enum StartError {
     Quorum(#[from] kora_quorum::QuorumError),
 }
 
+/// A partition's current leader, for KIP-951 responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaderHint {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    /// (host, port, rack) when the leader is a live broker.
+    pub endpoint: Option<(String, u16, Option<String>)>,
+}
+
 /// What `apply_image` last applied for a topic.
 type AppliedTopic = (uuid::Uuid, std::collections::BTreeMap<String, String>);
 
@@ -189,6 +198,18 @@ impl Broker {
             }
             flag.store(false, Ordering::Release);
         });
+    }
+
+    /// KIP-951: who leads a partition this broker does not (leader id, epoch), and that
+    /// broker's listener (host, port, rack), so clients need no Metadata round trip.
+    pub(crate) fn leader_hint(&self, topic: &str, partition: i32) -> Option<LeaderHint> {
+        let image = self.controller.image();
+        let s = image.topic(topic)?.partition(partition)?;
+        let endpoint = image.brokers.get(&s.leader).filter(|b| !b.fenced).map(|b| {
+            let r = &b.registration;
+            (r.host.clone(), r.port, r.rack.clone())
+        });
+        Some(LeaderHint { leader_id: s.leader, leader_epoch: s.leader_epoch, endpoint })
     }
 
     /// The partition's leader epoch (0 on a single node).

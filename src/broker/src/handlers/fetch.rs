@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kora_log::LogError;
 use tokio::sync::watch;
@@ -384,6 +386,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
     let incremental = matches!(mode, Mode::Incremental(_));
     let isolation_committed = r.isolation_level == 1;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut endpoints: std::collections::BTreeMap<i32, (String, u16, Option<String>)> = Default::default();
     for (p, o) in partitions.iter_mut().zip(outcomes) {
         let has_records = o.records.as_ref().is_some_and(|r| !r.is_empty());
         let news = !incremental
@@ -406,7 +409,22 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
                     .inc_by(rec.len() as u64);
             }
         }
+        // KIP-951: a partition this broker does not lead names its leader.
+        let moved = o.error == ResponseError::NotLeaderOrFollower.code()
+            || o.error == ResponseError::FencedLeaderEpoch.code();
+        let current_leader = match moved.then(|| b.leader_hint(&p.topic, p.partition)).flatten() {
+            Some(h) => {
+                if let Some(ep) = h.endpoint {
+                    endpoints.insert(h.leader_id, ep);
+                }
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(kafka_protocol::messages::BrokerId(h.leader_id))
+                    .with_leader_epoch(h.leader_epoch)
+            }
+            None => LeaderIdAndEpoch::default(),
+        };
         let pd = PartitionData::default()
+            .with_current_leader(current_leader)
             .with_partition_index(p.partition)
             .with_error_code(o.error)
             .with_high_watermark(o.high_watermark)
@@ -446,5 +464,18 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
             id
         }
     };
-    FetchResponse::default().with_session_id(session_id).with_responses(topics)
+    let node_endpoints = endpoints
+        .into_iter()
+        .map(|(id, (host, port, rack))| {
+            NodeEndpoint::default()
+                .with_node_id(kafka_protocol::messages::BrokerId(id))
+                .with_host(sb(&host))
+                .with_port(port as i32)
+                .with_rack(rack.as_deref().map(sb))
+        })
+        .collect();
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(topics)
+        .with_node_endpoints(node_endpoints)
 }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+    BrokerId, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 use kora_log::batch::split_batches;
 use kora_log::{LogError, PartitionLog};
@@ -124,6 +126,8 @@ pub(super) async fn produce(
     let image = b.controller.image();
     let mut responses = Vec::with_capacity(r.topic_data.len());
     let mut any_error = false;
+    // KIP-951: listeners of the leaders named in NOT_LEADER_OR_FOLLOWER answers.
+    let mut endpoints: std::collections::BTreeMap<i32, (String, u16, Option<String>)> = Default::default();
     for t in r.topic_data {
         // v13 addresses topics by id.
         let name = if version >= 13 {
@@ -141,8 +145,22 @@ pub(super) async fn produce(
                     ResponseError::InvalidTopicException.code(),
                     Some("clients cannot write to internal topics".into()),
                 ),
-                (Some(_), _) if not_leader.is_some() => {
-                    partition_error(p.index, not_leader.unwrap_or_default(), None)
+                (Some(n), _) if not_leader.is_some() => {
+                    let e = partition_error(p.index, not_leader.unwrap_or_default(), None);
+                    match b.leader_hint(n, p.index) {
+                        Some(h) => {
+                            let current = e
+                                .current_leader
+                                .clone()
+                                .with_leader_id(BrokerId(h.leader_id))
+                                .with_leader_epoch(h.leader_epoch);
+                            if let Some(ep) = h.endpoint {
+                                endpoints.insert(h.leader_id, ep);
+                            }
+                            e.with_current_leader(current)
+                        }
+                        None => e,
+                    }
                 }
                 (Some(n), Some(log)) => append_partition(b, log, n, p.index, p.records).await,
                 (None, _) => partition_error(p.index, ResponseError::UnknownTopicId.code(), None),
@@ -164,7 +182,17 @@ pub(super) async fn produce(
         // No response; on error close the connection so the client notices (as Kafka does).
         return if any_error { Err("acks=0 produce failed".into()) } else { Ok(None) };
     }
-    Ok(Some(ProduceResponse::default().with_responses(responses)))
+    let node_endpoints = endpoints
+        .into_iter()
+        .map(|(id, (host, port, rack))| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(id))
+                .with_host(sb(&host))
+                .with_port(port as i32)
+                .with_rack(rack.as_deref().map(sb))
+        })
+        .collect();
+    Ok(Some(ProduceResponse::default().with_responses(responses).with_node_endpoints(node_endpoints)))
 }
 
 pub(super) async fn init_producer_id(b: &Broker, r: InitProducerIdRequest) -> InitProducerIdResponse {

@@ -1,0 +1,82 @@
+"""Metadata at scale (docs/benchmarks.md): create TOPICS x PARTITIONS partitions in a release
+`kora dev`, then measure the broker's restart to serving (Metadata for every topic answered).
+
+    cargo build --release && python3 examples/bench_metadata.py [--topics 10000] [--partitions 10]
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KORA = os.path.join(HERE, "..", "target", "release", "kora")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(data, port, admin):
+    p = subprocess.Popen(
+        [KORA, "dev", "--data-dir", data, "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+         "--output", "json"],
+        stdout=subprocess.PIPE, stderr=open(data + ".log", "a"), text=True)
+    json.loads(p.stdout.readline())
+    return p
+
+
+def serving(bootstrap, topics):
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    md = a.list_topics(timeout=60)
+    return sum(1 for t in md.topics if t.startswith("t-")) == topics
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--topics", type=int, default=10000)
+    ap.add_argument("--partitions", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=200, help="topics per CreateTopics request")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="kora-meta-bench-")
+    data = os.path.join(tmp, "data")
+    port, admin = free_port(), free_port()
+    p = start(data, port, admin)
+    bootstrap = f"127.0.0.1:{port}"
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    t0 = time.time()
+    for i in range(0, args.topics, args.batch):
+        new = [NewTopic(f"t-{j}", args.partitions, 1) for j in range(i, min(i + args.batch, args.topics))]
+        for name, f in a.create_topics(new, request_timeout=600).items():
+            f.result(600)
+    create_s = time.time() - t0
+    rss = int(open(f"/proc/{p.pid}/status").read().split("VmRSS:")[1].split()[0]) / 1024
+    p.terminate()
+    p.wait(60)
+    t0 = time.time()
+    p = start(data, port, admin)
+    while not serving(bootstrap, args.topics):
+        time.sleep(0.1)
+    restart_s = time.time() - t0
+    p.terminate()
+    p.wait(60)
+    print(json.dumps({
+        "topics": args.topics,
+        "partitions": args.topics * args.partitions,
+        "create_s": round(create_s, 2),
+        "topics_per_s": round(args.topics / create_s, 1),
+        "rss_mb_after_create": round(rss, 1),
+        "restart_to_serving_s": round(restart_s, 2),
+    }, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
