@@ -196,12 +196,7 @@ impl MetadataImage {
             }
             MetadataRecord::FenceBroker { broker_id, incarnation } => {
                 let id = *broker_id;
-                let matches =
-                    self.brokers.get(&id).is_some_and(|b| b.registration.incarnation == *incarnation);
-                if matches {
-                    if let Some(b) = self.brokers.get_mut(&id) {
-                        b.fenced = true;
-                    }
+                if self.set_fenced(id, *incarnation, true) {
                     // Its partitions go to another in-sync, unfenced replica, or offline.
                     let brokers = self.brokers.clone();
                     self.update_partitions(|s| {
@@ -224,12 +219,7 @@ impl MetadataImage {
             }
             MetadataRecord::UnfenceBroker { broker_id, incarnation } => {
                 let id = *broker_id;
-                let matches =
-                    self.brokers.get(&id).is_some_and(|b| b.registration.incarnation == *incarnation);
-                if matches {
-                    if let Some(b) = self.brokers.get_mut(&id) {
-                        b.fenced = false;
-                    }
+                if self.set_fenced(id, *incarnation, false) {
                     self.move_leadership(|s| s.leader < 0 && s.isr.contains(&id), id);
                 }
             }
@@ -238,6 +228,18 @@ impl MetadataImage {
 }
 
 impl MetadataImage {
+    /// Fences or unfences this run (`incarnation`) of a broker; false when that run is not the
+    /// registered one (a record about an earlier run changes nothing).
+    fn set_fenced(&mut self, id: i32, incarnation: Uuid, fenced: bool) -> bool {
+        match self.brokers.get_mut(&id) {
+            Some(b) if b.registration.incarnation == incarnation => {
+                b.fenced = fenced;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Applies `f` to every partition state; `f` says whether it changed one.
     fn update_partitions(&mut self, mut f: impl FnMut(&mut PartitionState) -> bool) {
         for t in self.topics.values_mut() {

@@ -131,10 +131,23 @@ async fn add_learner(State(s): State<ApiState>, headers: axum::http::HeaderMap, 
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
     };
-    match s.quorum.add_learner(req.id, req.address).await {
+    let result = s.quorum.add_learner(req.id, req.address).await;
+    membership_reply(&s, &headers, result, Method::POST, "/v1/quorum/learners", body).await
+}
+
+/// The answer to a membership change: the new status, or the request relayed to the leader.
+async fn membership_reply(
+    s: &ApiState,
+    headers: &axum::http::HeaderMap,
+    result: Result<(), QuorumError>,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Response {
+    match result {
         Ok(()) => Json(s.quorum.status()).into_response(),
         Err(QuorumError::NotLeader { leader }) if !headers.contains_key("x-kora-forwarded") => {
-            forward(&s, leader.map(|l| l.1), Method::POST, "/v1/quorum/learners", body).await
+            forward(s, leader.map(|l| l.1), method, path, body).await
         }
         Err(QuorumError::NotLeader { .. }) => {
             error(StatusCode::SERVICE_UNAVAILABLE, "leadership moved; retry")
@@ -185,16 +198,8 @@ async fn add_voter(State(s): State<ApiState>, headers: axum::http::HeaderMap, bo
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
     };
-    match s.quorum.add_voter(req.id, req.address).await {
-        Ok(()) => Json(s.quorum.status()).into_response(),
-        Err(QuorumError::NotLeader { leader }) if !headers.contains_key("x-kora-forwarded") => {
-            forward(&s, leader.map(|l| l.1), Method::POST, "/v1/quorum/voters", body).await
-        }
-        Err(QuorumError::NotLeader { .. }) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "leadership moved; retry")
-        }
-        Err(e) => quorum_error(e),
-    }
+    let result = s.quorum.add_voter(req.id, req.address).await;
+    membership_reply(&s, &headers, result, Method::POST, "/v1/quorum/voters", body).await
 }
 
 async fn remove_voter(
@@ -202,17 +207,9 @@ async fn remove_voter(
     headers: axum::http::HeaderMap,
     Path(id): Path<NodeId>,
 ) -> Response {
-    match s.quorum.remove_voter(id).await {
-        Ok(()) => Json(s.quorum.status()).into_response(),
-        Err(QuorumError::NotLeader { leader }) if !headers.contains_key("x-kora-forwarded") => {
-            forward(&s, leader.map(|l| l.1), Method::DELETE, &format!("/v1/quorum/voters/{id}"), Bytes::new())
-                .await
-        }
-        Err(QuorumError::NotLeader { .. }) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "leadership moved; retry")
-        }
-        Err(e) => quorum_error(e),
-    }
+    let result = s.quorum.remove_voter(id).await;
+    membership_reply(&s, &headers, result, Method::DELETE, &format!("/v1/quorum/voters/{id}"), Bytes::new())
+        .await
 }
 
 async fn list_topics(State(s): State<ApiState>) -> Response {
