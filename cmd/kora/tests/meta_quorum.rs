@@ -113,7 +113,12 @@ fn wait_leader(addr: &str, not: Option<u64>, within: Duration) -> u64 {
 }
 
 fn create_topic(voters: &str, name: &str) -> Result<(), String> {
-    let (ok, out, err) = kora(&["meta", "create-topic", "--voter", voters, name, "--partitions", "3"]);
+    create_topic_with(voters, name, 3)
+}
+
+fn create_topic_with(voters: &str, name: &str, partitions: u32) -> Result<(), String> {
+    let p = partitions.to_string();
+    let (ok, out, err) = kora(&["meta", "create-topic", "--voter", voters, name, "--partitions", &p]);
     if ok {
         assert!(out.contains(name), "{out}");
         Ok(())
@@ -231,8 +236,15 @@ fn snapshots_purge_the_log_and_bring_a_new_voter_up_to_date() {
     let all = cell.all_addrs();
     wait_leader(&cell.voters[0].addr(), None, Duration::from_secs(20));
     register_broker(&all, 1);
+    // Topics of 1,000 partitions each: the image (and so the snapshot) is several MB, more than
+    // one HTTP body of the default size, so it must travel in chunks.
     for i in 0..60 {
-        create_topic_retrying(&all, &format!("t{i}"), Duration::from_secs(20));
+        let name = format!("t{i}");
+        let start = Instant::now();
+        while let Err(e) = create_topic_with(&all, &name, 1000) {
+            assert!(start.elapsed() < Duration::from_secs(20), "create {name}: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     let start = Instant::now();
     loop {
@@ -250,7 +262,7 @@ fn snapshots_purge_the_log_and_bring_a_new_voter_up_to_date() {
     v4.start(None, &[]);
     let (ok, out, err) = kora(&["meta", "add-voter", "--voter", &all, "--id", "4", "--address", &v4.addr()]);
     assert!(ok, "add-voter: {out} {err}");
-    wait_topics(&v4.addr(), 60, Duration::from_secs(20));
+    wait_topics(&v4.addr(), 60, Duration::from_secs(60));
     let s = status(&v4.addr()).expect("status");
     assert!(s["voters"].get("4").is_some(), "4 is a voter: {s}");
     assert!(s["snapshot_index"].as_u64().is_some(), "installed from a snapshot: {s}");

@@ -35,6 +35,10 @@ use crate::{NodeId, Quorum, QuorumError, TypeConfig};
 /// Where brokers (and voters that are not the leader) send controller requests.
 pub const CONTROLLER_PATH: &str = "/v1/controller";
 
+/// Largest Raft RPC body accepted (axum's default is 2 MiB): a batch of entries or a snapshot
+/// chunk (`SNAPSHOT_CHUNK_BYTES`) with room to spare.
+pub const RAFT_BODY_LIMIT_BYTES: usize = 64 << 20;
+
 /// Longest a forwarded admin request may take at the leader.
 const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -94,6 +98,7 @@ pub fn raft_routes(quorum: Arc<Quorum>) -> Router {
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
         .route(SNAPSHOT_PATH, post(snapshot))
+        .layer(axum::extract::DefaultBodyLimit::max(RAFT_BODY_LIMIT_BYTES))
         .with_state(quorum)
 }
 

@@ -22,6 +22,9 @@ use crate::network::HttpNetwork;
 use crate::state_machine::{Applied, StateMachine};
 use crate::{Node, NodeId, QuorumError, TypeConfig};
 
+/// Bytes per snapshot chunk sent to a follower or learner.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
+
 /// Settings of one voter (validated by `validate`).
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
@@ -65,6 +68,14 @@ impl QuorumConfig {
             election_timeout_max: self.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_after_entries),
             max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            // Snapshots travel in chunks well under the RPC body limit.
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+            // openraft's defaults (200 ms per chunk) are too short for a chunk of a large image
+            // on a busy machine; a chunk that times out is sent again from the start.
+            install_snapshot_timeout: 10_000,
+            // Entries per AppendEntries: with large entries (a topic of many partitions) a batch
+            // stays far below the RPC body limit.
+            max_payload_entries: 64,
             ..Default::default()
         };
         c.validate().map_err(|e| QuorumError::Config(e.to_string()))
