@@ -22,6 +22,13 @@ pub(crate) enum CellCommand {
     Status(StatusArgs),
 }
 
+impl CellCommand {
+    /// `kora cell up` supervises a running cell (a server).
+    pub(crate) fn runs_cell(&self) -> bool {
+        matches!(self, CellCommand::Up(_))
+    }
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct UpArgs {
     /// Brokers (ids 1..N, zones zone-a, zone-b, zone-c in turn).

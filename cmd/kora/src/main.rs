@@ -117,6 +117,15 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL at start, before any other thread
+    // exists; no handler runs Rust code.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parses repeated `--set KEY=VALUE` arguments.
 pub(crate) fn key_values(set: &[String]) -> Result<Vec<(String, String)>> {
     set.iter()
@@ -133,6 +142,18 @@ fn parse_overrides(o: &Overrides) -> Result<BTreeMap<String, String>> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Commands that print and exit behave like other Unix tools in a pipeline (`kora meta status
+    // | head`): a closed stdout ends them quietly instead of a panic in println!. Servers keep
+    // Rust's default (SIGPIPE ignored), so a client closing its socket never kills them.
+    let server = match &cli.command {
+        Command::Dev(_) | Command::Broker(_) => true,
+        Command::Meta(m) => m.runs_voter(),
+        Command::Cell(c) => c.runs_cell(),
+        _ => false,
+    };
+    if !server {
+        restore_default_sigpipe();
+    }
     init_logging(cli.log_format);
     // One TLS crypto provider for every HTTPS client in the process (object stores, admin HTTP).
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -100,6 +100,13 @@ struct RunArgs {
     snapshot_entries: u64,
 }
 
+impl MetaArgs {
+    /// `kora meta` without a subcommand runs a voter (a server).
+    pub(crate) fn runs_voter(&self) -> bool {
+        self.command.is_none()
+    }
+}
+
 pub(crate) fn parse_voters(s: &str) -> Result<BTreeMap<NodeId, Node>> {
     let mut out = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
