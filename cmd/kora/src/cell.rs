@@ -316,9 +316,17 @@ fn up(a: UpArgs, output: Output) -> Result<()> {
             }
         }
     });
-    // Brokers first (they stop cleanly while the quorum still runs), then voters.
-    for p in procs.iter().rev() {
-        // SIGTERM: each process shuts down cleanly.
+    // Brokers first (their controlled shutdown needs the quorum), then voters.
+    let (mut brokers, mut voters): (Vec<Proc>, Vec<Proc>) =
+        procs.into_iter().partition(|p| p.name.starts_with("broker"));
+    stop_all(&mut brokers);
+    stop_all(&mut voters);
+    Ok(())
+}
+
+/// SIGTERM to every process (each shuts down cleanly), then waits; kill after 20 s.
+fn stop_all(procs: &mut [Proc]) {
+    for p in procs.iter() {
         let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status();
     }
     for p in procs.iter_mut() {
@@ -335,7 +343,6 @@ fn up(a: UpArgs, output: Output) -> Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 async fn status(s: StatusArgs, output: Output) -> Result<()> {

@@ -332,3 +332,26 @@ async fn metadata_changes_continue_after_the_raft_leader_is_killed() {
             .expect("acknowledged");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_stopped_cleanly_leaves_the_cell_at_once() {
+    // The default 9 s session: only controlled shutdown can make the change show in time.
+    let cell = Cell::up(&[]);
+    let bs = cell.bootstrap();
+    create(&bs, "clean", 3).await;
+    let before = leaders(&cell.status(), "clean");
+    assert!(before.contains(&3), "broker 3 leads a partition: {before:?}");
+    let stopped = Instant::now();
+    let _ = Command::new("kill").arg("-TERM").arg(cell.broker_pid(3).to_string()).status();
+    loop {
+        let s = cell.status();
+        let ids: Vec<u64> =
+            s["brokers"].as_array().expect("b").iter().map(|b| b["id"].as_u64().unwrap_or(0)).collect();
+        if !ids.contains(&3) && !leaders(&s, "clean").contains(&3) {
+            break;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(5), "broker 3 still routed to after SIGTERM: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("broker 3 out of the cell {:?} after SIGTERM", stopped.elapsed());
+}

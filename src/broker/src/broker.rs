@@ -449,6 +449,20 @@ impl BrokerHandle {
     /// Stops accepting work, closes every log cleanly (flush, indexes, snapshots) and waits
     /// for the tasks to end.
     pub async fn shutdown(self) -> Result<(), kora_log::LogError> {
+        if self.broker.config.cell.is_some() {
+            // Controlled shutdown: the cell stops routing to this broker before it stops.
+            let (id, inc) = (self.broker.config.node_id, self.broker.incarnation);
+            let done = tokio::time::timeout(
+                Duration::from_secs(10),
+                self.broker.meta(move |c| c.broker_shutdown(id, inc)),
+            )
+            .await;
+            match done {
+                Ok(Ok(())) => tracing::info!("controlled shutdown: the cell no longer routes to this broker"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed; the lease will lapse"),
+                Err(_) => tracing::warn!("controlled shutdown timed out; the lease will lapse"),
+            }
+        }
         self.broker.shutting_down.store(true, Ordering::Release);
         let _ = self.shutdown_tx.send(true);
         for t in self.tasks {

@@ -96,15 +96,49 @@ impl RecordLog for LocalLog {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op")]
 pub enum ControllerRequest {
-    CreateTopic { request: TopicRequest, validate_only: bool },
-    DeleteTopic { name: String },
-    CreatePartitions { name: String, count: i32, validate_only: bool },
-    SetTopicConfigs { name: String, configs: BTreeMap<String, String>, validate_only: bool },
-    AddRemoteSegment { topic_id: Uuid, partition: i32, segment: crate::record::RemoteSegment },
-    RemoveRemoteSegments { topic_id: Uuid, partition: i32, bases: Vec<i64> },
-    AllocateProducerIds { count: i64 },
-    RegisterBroker { registration: crate::record::BrokerRegistration },
-    BrokerHeartbeat { broker_id: i32, incarnation: Uuid },
+    CreateTopic {
+        request: TopicRequest,
+        validate_only: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        validate_only: bool,
+    },
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    },
+    AddRemoteSegment {
+        topic_id: Uuid,
+        partition: i32,
+        segment: crate::record::RemoteSegment,
+    },
+    RemoveRemoteSegments {
+        topic_id: Uuid,
+        partition: i32,
+        bases: Vec<i64>,
+    },
+    AllocateProducerIds {
+        count: i64,
+    },
+    RegisterBroker {
+        registration: crate::record::BrokerRegistration,
+    },
+    BrokerHeartbeat {
+        broker_id: i32,
+        incarnation: Uuid,
+    },
+    /// Controlled shutdown: the broker is about to stop; fence it now rather than when its
+    /// lease lapses, so leadership moves (or its partitions show offline) at once.
+    BrokerShutdown {
+        broker_id: i32,
+        incarnation: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -321,6 +355,9 @@ impl Controller {
             R::AllocateProducerIds { count } => self.do_allocate_producer_ids(count).map(A::ProducerIdStart),
             R::RegisterBroker { registration } => self.do_register_broker(registration).map(|()| A::Done),
             R::BrokerHeartbeat { broker_id, incarnation } => self.do_heartbeat(broker_id, incarnation),
+            R::BrokerShutdown { broker_id, incarnation } => {
+                self.do_broker_shutdown(broker_id, incarnation).map(|()| A::Done)
+            }
         }
     }
 
@@ -394,6 +431,11 @@ impl Controller {
         }
     }
 
+    /// Controlled shutdown of this run of a broker (see `ControllerRequest::BrokerShutdown`).
+    pub fn broker_shutdown(&self, broker_id: i32, incarnation: Uuid) -> Result<(), MetaError> {
+        self.execute(ControllerRequest::BrokerShutdown { broker_id, incarnation }).map(|_| ())
+    }
+
     /// On the active controller: fences every unfenced broker whose last heartbeat is older
     /// than `session_timeout_ms`. A broker never heard from since this controller became
     /// active gets a full session from now (leases are not replicated). Returns those fenced.
@@ -439,6 +481,18 @@ impl Controller {
         self.leases.lock().insert(registration.broker_id, (registration.incarnation, self.now()));
         tracing::info!(broker_id = registration.broker_id, rack = ?registration.rack, "broker registered");
         self.commit(MetadataRecord::RegisterBroker { broker: registration })?;
+        Ok(())
+    }
+
+    fn do_broker_shutdown(&self, broker_id: i32, incarnation: Uuid) -> Result<(), MetaError> {
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        let known = image.brokers.get(&broker_id).is_some_and(|b| b.registration.incarnation == incarnation);
+        if known && !image.brokers[&broker_id].fenced {
+            self.commit(MetadataRecord::FenceBroker { broker_id, incarnation })?;
+            tracing::info!(broker_id, "broker fenced: controlled shutdown");
+        }
+        self.leases.lock().remove(&broker_id);
         Ok(())
     }
 
