@@ -193,6 +193,30 @@ fn validate(b: &[u8], exact_count: bool) -> Result<BatchHeader, LogError> {
 
 /// Splits a produce payload into its batches, validating each.
 pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, LogError> {
+    split(records, true)
+}
+
+/// Splits batches a leader sent to a follower: stored batches (a compacted one may hold fewer
+/// records than its offset span), each CRC-checked. A partial last batch is dropped, as Kafka
+/// clients drop one at the end of a fetch response.
+pub fn split_stored_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, LogError> {
+    let whole = whole_batches_len(records);
+    split(&records.slice(..whole), false)
+}
+
+/// Bytes of the complete batches at the start of `records`.
+pub fn whole_batches_len(records: &[u8]) -> usize {
+    let mut pos = 0usize;
+    while let Some((_, len)) = peek_offset_and_len(&records[pos..]) {
+        if len < HEADER_LEN || pos + len > records.len() {
+            break;
+        }
+        pos += len;
+    }
+    pos
+}
+
+fn split(records: &Bytes, exact_count: bool) -> Result<Vec<(BatchHeader, Bytes)>, LogError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < records.len() {
@@ -206,7 +230,7 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, LogEr
             )));
         }
         let bytes = records.slice(pos..pos + len);
-        let h = validate_batch(&bytes)?;
+        let h = validate(&bytes, exact_count)?;
         out.push((h, bytes));
         pos += len;
     }

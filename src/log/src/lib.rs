@@ -13,7 +13,11 @@
 //! - readers never see bytes past the last complete append; acknowledged (and, where the flush
 //!   policy says so, fsynced) data is never truncated by recovery.
 //!
-//! Deliberately not here: the Kafka wire protocol, metadata, replication and the object-store
+//! Replication support ([`replica`]): leader epochs, a high watermark the broker moves, follower
+//! appends and truncation. Which replica leads, and when the high watermark moves, is the
+//! broker's.
+//!
+//! Deliberately not here: the Kafka wire protocol, metadata, replica fetching and the object-store
 //! tier. Appends are synchronous writes into the page cache; fsync is a separate call so the
 //! broker can run it off the request path and batch it (group commit).
 
@@ -23,11 +27,13 @@ pub mod log;
 pub mod manager;
 pub mod producer;
 mod records;
+mod replica;
 mod segment;
 
 pub use cleaner::CleanStats;
 pub use log::{AppendResult, ClosedSegment, LogOffsets, PartitionLog, ReadResult};
 pub use manager::{LogManager, PartitionSpec};
+pub use replica::end_offset_for;
 
 /// Errors of the log, each with a Kafka error code in the broker's single mapping.
 #[derive(Debug, thiserror::Error)]

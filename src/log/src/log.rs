@@ -24,18 +24,33 @@ use tokio::sync::watch;
 
 use crate::batch::{rewrite_header, BatchHeader, HEADER_LEN};
 use crate::producer::{ProducerState, SequenceCheck};
+use crate::replica::load_epochs;
 use crate::segment::{self, write_atomic, IndexSnapshot, OpenMode, Segment};
 use crate::{io_err, records, LogError};
 
 const STATE_FILE: &str = "partition.state";
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+fn unknown_hw() -> i64 {
+    -1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct PersistedState {
     log_start_offset: i64,
     recovery_point: i64,
     /// Offsets below this were compacted (cleanup.policy=compact).
     #[serde(default)]
     cleaner_offset: i64,
+    /// The high watermark when the state was written (-1: unknown, logs from before
+    /// replication, whose high watermark is their end).
+    #[serde(default = "unknown_hw")]
+    high_watermark: i64,
+}
+
+impl Default for PersistedState {
+    fn default() -> Self {
+        PersistedState { log_start_offset: 0, recovery_point: 0, cleaner_offset: 0, high_watermark: -1 }
+    }
 }
 
 /// Outcome of an append.
@@ -65,7 +80,10 @@ pub struct ReadResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOffsets {
     pub log_start_offset: i64,
+    /// The offset up to which every in-sync replica has the log: what consumers may read.
     pub high_watermark: i64,
+    /// One past the last offset written here (may be above the high watermark).
+    pub log_end_offset: i64,
     pub size_bytes: u64,
     pub segments: usize,
 }
@@ -98,14 +116,21 @@ pub(crate) struct PendingClose {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) segments: BTreeMap<i64, Segment>,
-    log_start_offset: i64,
-    recovery_point: i64,
+    pub(crate) log_start_offset: i64,
+    pub(crate) recovery_point: i64,
     /// Offsets below this were compacted.
     pub(crate) cleaner_offset: i64,
-    producers: ProducerState,
+    pub(crate) producers: ProducerState,
     pub(crate) config: TopicConfig,
-    leader_epoch: i32,
-    first_unflushed_ms: Option<i64>,
+    /// The epoch stamped on batches this log appends as leader.
+    pub(crate) leader_epoch: i32,
+    /// (epoch, first offset) of every leader epoch in the log, ascending in both.
+    pub(crate) epochs: Vec<(i32, i64)>,
+    pub(crate) high_watermark: i64,
+    /// The high watermark follows the log end (a single replica). Off while the broker's
+    /// replication decides it.
+    pub(crate) auto_hw: bool,
+    pub(crate) first_unflushed_ms: Option<i64>,
     pub(crate) pending: Vec<PendingClose>,
     pub(crate) closed: bool,
 }
@@ -114,10 +139,10 @@ impl Inner {
     pub(crate) fn active(&self) -> Result<&Segment, LogError> {
         self.segments.values().next_back().ok_or(LogError::Closed)
     }
-    fn active_mut(&mut self) -> Result<&mut Segment, LogError> {
+    pub(crate) fn active_mut(&mut self) -> Result<&mut Segment, LogError> {
         self.segments.values_mut().next_back().ok_or(LogError::Closed)
     }
-    fn log_end(&self) -> i64 {
+    pub(crate) fn log_end(&self) -> i64 {
         self.segments.values().next_back().map(|s| s.next_offset).unwrap_or(0)
     }
 }
@@ -129,15 +154,20 @@ pub struct PartitionLog {
     pub(crate) inner: Mutex<Inner>,
     /// One compaction pass at a time.
     pub(crate) clean_lock: Mutex<()>,
-    flush_lock: Mutex<()>,
+    pub(crate) flush_lock: Mutex<()>,
     /// One writer of partition.state at a time: writers share its temporary file, and the
     /// state is read under this lock so the last file written holds the newest state.
     state_lock: Mutex<()>,
-    flushed_offset: AtomicI64,
+    pub(crate) flushed_offset: AtomicI64,
     /// cleanup.policy includes compact (appends then check keys); kept outside the lock so the
     /// append path does not take it twice.
     compacted: AtomicBool,
-    end_tx: watch::Sender<i64>,
+    /// The log end offset (followers' fetches wait on it).
+    pub(crate) end_tx: watch::Sender<i64>,
+    /// The high watermark (consumers' fetches wait on it).
+    pub(crate) hw_tx: watch::Sender<i64>,
+    /// The high watermark last written to partition.state.
+    pub(crate) persisted_hw: AtomicI64,
 }
 
 impl PartitionLog {
@@ -241,7 +271,22 @@ impl PartitionLog {
         }
         let recovery_point =
             if clean { log_end } else { segments.values().next_back().map(|s| s.base_offset).unwrap_or(0) };
+        let loaded = load_epochs(dir)?;
+        let epochs_known = loaded.is_some();
+        let mut epochs = loaded.unwrap_or_else(|| {
+            // Logs written before replication carry epoch 0 throughout.
+            if log_end > first_base {
+                vec![(0, first_base)]
+            } else {
+                Vec::new()
+            }
+        });
+        epochs.retain(|(_, start)| *start < log_end);
+        let leader_epoch = epochs.last().map_or(0, |e| e.0);
+        let high_watermark =
+            if state.high_watermark < 0 { log_end } else { state.high_watermark.min(log_end) };
         let (end_tx, _) = watch::channel(log_end);
+        let (hw_tx, _) = watch::channel(high_watermark);
         let compacts = config.cleanup_policy.compacts();
         let log = PartitionLog {
             dir: dir.to_path_buf(),
@@ -253,7 +298,10 @@ impl PartitionLog {
                 cleaner_offset: state.cleaner_offset,
                 producers,
                 config,
-                leader_epoch: 0,
+                leader_epoch,
+                epochs,
+                high_watermark,
+                auto_hw: true,
                 first_unflushed_ms: None,
                 pending: Vec::new(),
                 closed: false,
@@ -264,7 +312,12 @@ impl PartitionLog {
             flushed_offset: AtomicI64::new(if clean { log_end } else { 0 }),
             compacted: AtomicBool::new(compacts),
             end_tx,
+            hw_tx,
+            persisted_hw: AtomicI64::new(state.high_watermark),
         };
+        if !epochs_known {
+            log.persist_epochs(&log.inner.lock().epochs)?;
+        }
         // Rewrite the state file only when it changed: start-up with many partitions should
         // not cost one fsync each.
         if (log_start_offset, recovery_point) != (state.log_start_offset, state.recovery_point) {
@@ -348,6 +401,11 @@ impl PartitionLog {
         }
         let rolled = self.maybe_roll(&mut inner, batch.len(), header.last_offset_delta, now)?;
         let base_offset = inner.log_end();
+        if inner.epochs.last().is_none_or(|e| e.0 < inner.leader_epoch) {
+            let epoch = inner.leader_epoch;
+            inner.epochs.push((epoch, base_offset));
+            self.persist_epochs(&inner.epochs)?;
+        }
         let rewritten = rewrite_header(batch, base_offset, inner.leader_epoch, append_time);
         inner.active_mut()?.append(std::slice::from_ref(&rewritten))?;
         let mut stored = *header;
@@ -370,14 +428,21 @@ impl PartitionLog {
             flush_required: unflushed >= inner.config.flush_messages,
             rolled,
         };
+        let auto_hw = inner.auto_hw;
+        if auto_hw {
+            inner.high_watermark = end;
+        }
         drop(inner);
         self.end_tx.send_replace(end);
+        if auto_hw {
+            self.hw_tx.send_replace(end);
+        }
         Ok(result)
     }
 
     /// Rolls the active segment when the next batch would overflow it, or it is older than
     /// segment.ms. The closed segment's fsync and index files are left to `flush_to`.
-    fn maybe_roll(
+    pub(crate) fn maybe_roll(
         &self,
         inner: &mut Inner,
         next_len: usize,
@@ -399,7 +464,7 @@ impl PartitionLog {
         Ok(true)
     }
 
-    fn roll(&self, inner: &mut Inner, now: i64) -> Result<(), LogError> {
+    pub(crate) fn roll(&self, inner: &mut Inner, now: i64) -> Result<(), LogError> {
         let base = inner.log_end();
         let interval = inner.config.index_interval_bytes;
         let new_seg = Segment::create(&self.dir, base, now, interval)?;
@@ -464,35 +529,57 @@ impl PartitionLog {
         let inner = self.inner.lock();
         LogOffsets {
             log_start_offset: inner.log_start_offset,
-            high_watermark: inner.log_end(),
+            high_watermark: inner.high_watermark,
+            log_end_offset: inner.log_end(),
             size_bytes: inner.segments.values().map(|s| s.size).sum(),
             segments: inner.segments.len(),
         }
     }
 
     pub fn high_watermark(&self) -> i64 {
+        *self.hw_tx.borrow()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
         *self.end_tx.borrow()
     }
 
-    /// A receiver that changes whenever the high watermark moves (for fetch long polling).
+    /// A receiver that changes whenever the high watermark moves (consumers' long polls).
     pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    /// A receiver that changes whenever the log end moves (followers' long polls).
+    pub fn subscribe_end(&self) -> watch::Receiver<i64> {
         self.end_tx.subscribe()
     }
 
-    /// Reads whole batches starting with the one that holds `offset`.
+    /// Reads whole batches starting with the one that holds `offset`, up to the high
+    /// watermark: what a consumer may see.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
-        let (file, start_pos, seg_size, hw, log_start) = {
+        self.read_bounded(offset, max_bytes, false)
+    }
+
+    /// Reads whole batches up to the log end: what a follower replicates.
+    pub fn read_replica(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.read_bounded(offset, max_bytes, true)
+    }
+
+    fn read_bounded(&self, offset: i64, max_bytes: usize, to_end: bool) -> Result<ReadResult, LogError> {
+        let (file, start_pos, seg_size, hw, log_start, limit) = {
             let inner = self.inner.lock();
-            let hw = inner.log_end();
+            let end = inner.log_end();
+            let hw = inner.high_watermark;
             let log_start = inner.log_start_offset;
-            if offset < log_start || offset > hw {
-                return Err(LogError::OffsetOutOfRange { offset, log_start, log_end: hw });
+            if offset < log_start || offset > end {
+                return Err(LogError::OffsetOutOfRange { offset, log_start, log_end: end });
             }
+            let limit = if to_end { end } else { hw };
             let local_start = inner.segments.keys().next().copied().unwrap_or(0);
             if inner.config.remote_storage_enable && offset < local_start {
                 return Err(LogError::NotLocal { offset, local_start });
             }
-            if offset == hw {
+            if offset >= limit {
                 return Ok(ReadResult {
                     records: Bytes::new(),
                     high_watermark: hw,
@@ -514,13 +601,22 @@ impl PartitionLog {
                     log_start_offset: log_start,
                 });
             };
-            (seg.file.clone(), seg.index_floor(offset), seg.size, hw, log_start)
+            (seg.file.clone(), seg.index_floor(offset), seg.size, hw, log_start, limit)
         };
         let pos = segment::find_batch(&file, start_pos, seg_size, offset)?;
-        let records = match pos {
+        let mut records = match pos {
             Some(pos) => segment::read_batches_from(&file, pos, max_bytes, seg_size)?,
             None => Bytes::new(),
         };
+        // Nothing at or past the limit (batches above the high watermark are not committed).
+        let mut cut = 0usize;
+        while let Some((base, len)) = crate::batch::peek_offset_and_len(&records[cut..]) {
+            if base >= limit || cut + len > records.len() {
+                break;
+            }
+            cut += len;
+        }
+        records.truncate(cut);
         Ok(ReadResult { records, high_watermark: hw, log_start_offset: log_start })
     }
 
@@ -566,7 +662,7 @@ impl PartitionLog {
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
         let new_start = {
             let mut inner = self.inner.lock();
-            let hw = inner.log_end();
+            let hw = inner.high_watermark;
             let target = if offset == -1 { hw } else { offset };
             if target < 0 || target > hw {
                 return Err(LogError::OffsetOutOfRange {
@@ -773,8 +869,10 @@ impl PartitionLog {
                 log_start_offset: inner.log_start_offset,
                 recovery_point: inner.recovery_point,
                 cleaner_offset: inner.cleaner_offset,
+                high_watermark: inner.high_watermark,
             }
         };
+        self.persisted_hw.store(state.high_watermark, Ordering::Release);
         let data = serde_json::to_vec(&state)
             .map_err(|e| LogError::Corrupt(format!("encode partition state: {e}")))?;
         write_atomic(&self.dir.join(STATE_FILE), &data)
