@@ -40,8 +40,11 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value = "./kora-cell")]
     data_dir: PathBuf,
     /// Voters fence a broker whose heartbeats stop for this long.
-    #[arg(long, default_value_t = 9_000)]
+    #[arg(long, default_value_t = 3_000)]
     broker_session_timeout_ms: u64,
+    /// How often voters move leadership back to preferred replicas (0: never).
+    #[arg(long, default_value_t = 30)]
+    leader_imbalance_check_interval_seconds: u64,
     /// Extra broker settings (Kafka names), for every broker; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -195,6 +198,8 @@ fn up(a: UpArgs, output: Output) -> Result<()> {
             voter_list.clone(),
             "--broker-session-timeout-ms".into(),
             a.broker_session_timeout_ms.to_string(),
+            "--leader-imbalance-check-interval-seconds".into(),
+            a.leader_imbalance_check_interval_seconds.to_string(),
         ];
         procs.push(spawn(&format!("voter {}", v.id), &args, &logs.join(format!("voter-{}.log", v.id)))?);
     }

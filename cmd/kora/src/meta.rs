@@ -92,8 +92,12 @@ struct RunArgs {
     #[arg(long, default_value_t = 500)]
     election_timeout_ms: u64,
     /// A broker whose heartbeats stop for this long is fenced (broker.session.timeout.ms).
-    #[arg(long, default_value_t = 9_000)]
+    #[arg(long, default_value_t = 3_000)]
     broker_session_timeout_ms: u64,
+    /// How often the active controller moves leadership back to preferred replicas that are
+    /// in sync again (leader.imbalance.check.interval.seconds; 0 turns it off).
+    #[arg(long, default_value_t = 30)]
+    leader_imbalance_check_interval_seconds: u64,
     /// Entries between snapshots; the log before a snapshot is purged, but for the last
     /// min(this, 1000) entries.
     #[arg(long, default_value_t = 10_000)]
@@ -196,18 +200,32 @@ async fn run_voter(a: RunArgs, output: Output) -> Result<()> {
         }
     });
     // The leader fences brokers whose heartbeats stopped.
+    // It also restores preferred leaders (auto.leader.rebalance.enable).
     let (q, c, timeout_ms) = (quorum.clone(), controller.clone(), a.broker_session_timeout_ms);
+    let rebalance_every = Duration::from_secs(a.leader_imbalance_check_interval_seconds);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last_rebalance = tokio::time::Instant::now();
         loop {
             tick.tick().await;
             if !q.is_leader() {
                 continue;
             }
+            let rebalance = !rebalance_every.is_zero() && last_rebalance.elapsed() >= rebalance_every;
+            if rebalance {
+                last_rebalance = tokio::time::Instant::now();
+            }
             let c = c.clone();
-            match tokio::task::spawn_blocking(move || c.fence_expired(timeout_ms)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "fencing brokers failed"),
+            let work = move || -> Result<(), kora_meta::MetaError> {
+                c.fence_expired(timeout_ms)?;
+                if rebalance {
+                    c.elect_preferred_leaders()?;
+                }
+                Ok(())
+            };
+            match tokio::task::spawn_blocking(work).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "fencing brokers or restoring leaders failed"),
                 Err(e) => tracing::warn!(error = %e, "fencing task"),
             }
         }

@@ -1,8 +1,9 @@
 //! A whole cell with real processes: `kora cell up` (3 voters, 3 brokers on 127.0.0.1),
 //! librdkafka clients, `kora cell status`, kill -9 of brokers and of the Raft leader.
 //!
-//! Replication between brokers is not built yet: partitions here have one replica, so a
-//! killed broker's partitions are offline until it returns, with nothing acknowledged lost.
+//! Topics with one replica show what fencing does alone (a dead broker's partitions are
+//! offline until it returns); RF=3 topics show replication (a new leader takes over, nothing
+//! acknowledged is lost).
 
 mod common;
 
@@ -108,9 +109,16 @@ fn kill9(pid: u32) {
 }
 
 async fn create(bootstrap: &str, name: &str, partitions: i32) {
+    create_rf(bootstrap, name, partitions, 1, &[]).await
+}
+
+async fn create_rf(bootstrap: &str, name: &str, partitions: i32, rf: i32, configs: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
-    let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
     let start = Instant::now();
     loop {
         let r = admin.create_topics([&t], &AdminOptions::new()).await.expect("create");
@@ -335,8 +343,8 @@ async fn metadata_changes_continue_after_the_raft_leader_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_stopped_cleanly_leaves_the_cell_at_once() {
-    // The default 9 s session: only controlled shutdown can make the change show in time.
-    let cell = Cell::up(&[]);
+    // Kafka's 9 s session: only controlled shutdown can make the change show in time.
+    let cell = Cell::up(&["--broker-session-timeout-ms", "9000"]);
     let bs = cell.bootstrap();
     create(&bs, "clean", 3).await;
     let before = leaders(&cell.status(), "clean");
@@ -354,4 +362,144 @@ async fn a_broker_stopped_cleanly_leaves_the_cell_at_once() {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("broker 3 out of the cell {:?} after SIGTERM", stopped.elapsed());
+}
+
+/// Waits until every partition of `topic` has its full ISR; returns the status.
+fn wait_fully_replicated(cell: &Cell, topic: &str, within: Duration) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let s = cell.status();
+        let parts: Vec<&serde_json::Value> =
+            s["partitions"].as_array().expect("p").iter().filter(|p| p["topic"] == topic).collect();
+        let full = !parts.is_empty()
+            && parts.iter().all(|p| {
+                p["leader"].as_i64().unwrap_or(-1) >= 0
+                    && p["isr"].as_array().map(|a| a.len()) == p["replicas"].as_array().map(|a| a.len())
+            });
+        if full {
+            return s;
+        }
+        assert!(start.elapsed() < within, "{topic} never fully replicated: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A steady idempotent acks=all producer: one record every `every` to partitions 0..n in turn
+/// until `stop` is set. Returns, per partition, the values in send order with their outcome.
+fn steady_load(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    every: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Vec<(String, Result<i64, String>)>>> {
+    let p = producer(bootstrap);
+    let topic = topic.to_string();
+    tokio::spawn(async move {
+        let mut pending = Vec::new();
+        let mut i = 0usize;
+        let mut tick = tokio::time::interval(every);
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            tick.tick().await;
+            let part = (i % partitions as usize) as i32;
+            let v = format!("m{i}");
+            let rec = FutureRecord::<(), _>::to(&topic).partition(part).payload(&v);
+            let fut = p.send_result(rec).expect("queue");
+            pending.push((part, v, fut));
+            i += 1;
+        }
+        let mut out = vec![Vec::new(); partitions as usize];
+        for (part, v, fut) in pending {
+            let r = match fut.await {
+                Ok(Ok(d)) => Ok(d.offset),
+                Ok(Err((e, _))) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            out[part as usize].push((v, r));
+        }
+        out
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rf3_loses_nothing_when_the_leader_is_killed_under_load() {
+    let cell = Cell::up(&[]);
+    let bs = cell.bootstrap();
+    create_rf(&bs, "pay", 3, 3, &[("min.insync.replicas", "2")]).await;
+    let status = wait_fully_replicated(&cell, "pay", Duration::from_secs(30));
+    let leader = leaders(&status, "pay")[0];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_load(&bs, "pay", 3, Duration::from_millis(5), stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // kill -9 the leader of partition 0 and time the first write acknowledged after it.
+    kill9(cell.broker_pid(leader as u64));
+    let killed = Instant::now();
+    {
+        // When the cell itself moved the partition (the client may take longer to notice).
+        let bs = bs.clone();
+        std::thread::spawn(move || loop {
+            let out = Command::new(env!("CARGO_BIN_EXE_kora"))
+                .args(["cell", "status", "--bootstrap", &bs, "--output", "json"])
+                .output();
+            if let Ok(out) = out {
+                if let Ok(s) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                    let l = leaders(&s, "pay");
+                    if l.first().is_some_and(|l| *l != leader && *l > 0) {
+                        eprintln!("partition 0: new leader {:?} after kill -9", killed.elapsed());
+                        return;
+                    }
+                }
+            }
+            if killed.elapsed() > Duration::from_secs(20) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        });
+    }
+    let probe = producer(&bs);
+    let mut n = 0;
+    let failover = loop {
+        let v = format!("probe{n}");
+        n += 1;
+        let r = probe
+            .send(FutureRecord::<(), _>::to("pay").partition(0).payload(&v), Duration::from_secs(0))
+            .await;
+        if r.is_ok() {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(20), "no new leader for partition 0");
+    };
+    eprintln!("partition 0: first acknowledged write {failover:?} after kill -9 of its leader");
+    assert!(failover < Duration::from_secs(10), "a new leader serves within 10 s: {failover:?}");
+    let s = cell.status();
+    let now = leaders(&s, "pay");
+    assert!(now.iter().all(|l| *l != leader && *l > 0), "leadership moved off broker {leader}: {now:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let sent = load.await.expect("load");
+    let total: usize = sent.iter().map(Vec::len).sum();
+    for (part, values) in sent.iter().enumerate() {
+        for (v, r) in values {
+            assert!(r.is_ok(), "partition {part}: {v} not acknowledged: {r:?}");
+        }
+    }
+    let probes = n;
+    let bs2 = bs.clone();
+    let got =
+        tokio::task::spawn_blocking(move || read_all(&bs2, "pay", 3, total + probes)).await.expect("read");
+    for (part, values) in got.iter().enumerate() {
+        let acked: Vec<&String> = sent[part].iter().map(|(v, _)| v).collect();
+        let mine: Vec<&String> = values.iter().filter(|v| v.starts_with('m')).collect();
+        assert_eq!(mine, acked, "partition {part}: every acknowledged record once, in send order");
+    }
+    eprintln!("{total} records acknowledged across the failover, all read back once and in order");
+
+    // The killed broker returns, catches up and rejoins every ISR.
+    let mut back = cell.restart_broker(leader as u64);
+    let t = Instant::now();
+    wait_fully_replicated(&cell, "pay", Duration::from_secs(60));
+    eprintln!("broker {leader} back in every ISR {:?} after restart", t.elapsed());
+    let _ = back.kill();
+    let _ = back.wait();
 }

@@ -70,6 +70,8 @@ pub struct Broker {
     /// The object-store tier, when `object_store.url` is set.
     pub tiering: Option<Arc<crate::tiering::Tiering>>,
     pub(crate) sessions: Mutex<FetchSessionCache>,
+    /// Leader and follower roles of this broker's partitions in a cell, and the fetchers.
+    pub replication: crate::replication::Replication,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Topic id and config overrides of every topic the logs reflect; guards `apply_image`.
     sync_lock: Mutex<HashMap<String, AppliedTopic>>,
@@ -176,6 +178,34 @@ impl Broker {
             }
             _ => Some(ResponseError::UnknownTopicOrPartition.code()),
         }
+    }
+
+    /// Whether this broker holds a follower replica of the partition (in a cell).
+    pub(crate) fn follows(&self, topic: &str, partition: i32) -> bool {
+        let image = self.controller.image();
+        let me = self.config.node_id;
+        image
+            .topic(topic)
+            .and_then(|t| t.partition(partition))
+            .is_some_and(|s| s.leader != me && s.replicas.contains(&me))
+    }
+
+    /// KIP-392: for a consumer in `rack`, an in-sync follower in that rack, when this broker
+    /// leads the partition and is not in the rack itself.
+    pub(crate) fn preferred_read_replica(&self, topic: &str, partition: i32, rack: &str) -> Option<i32> {
+        let image = self.controller.image();
+        let me = self.config.node_id;
+        let s = image.topic(topic)?.partition(partition)?;
+        if s.leader != me {
+            return None;
+        }
+        let in_rack = |id: &i32| {
+            image.brokers.get(id).is_some_and(|b| !b.fenced && b.registration.rack.as_deref() == Some(rack))
+        };
+        if in_rack(&me) {
+            return None;
+        }
+        s.isr.iter().copied().find(|r| *r != me && in_rack(r))
     }
 
     /// In a cell: creates `__consumer_offsets` (once brokers are registered), without waiting.
@@ -382,6 +412,11 @@ impl Broker {
         }
         let broker = Arc::new(Broker {
             sessions: Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots)),
+            replication: crate::replication::Replication::new(
+                config.node_id,
+                config.replication.clone(),
+                clock.clone(),
+            ),
             config,
             controller,
             quorum,
@@ -402,6 +437,8 @@ impl Broker {
             tasks.push(server);
         }
         if let Some(cell) = broker.config.cell.clone() {
+            broker.replication.sync(&broker, &broker.controller.image());
+            tasks.push(tokio::spawn(crate::replication::isr_loop(broker.clone(), shutdown_rx.clone())));
             // Registered once the listeners are bound: the registration carries their addresses.
             crate::cell::register(&broker, &cell, admin_addr).await?;
             tasks.push(tokio::spawn(crate::cell::heartbeat_loop(
@@ -464,6 +501,7 @@ impl BrokerHandle {
             }
         }
         self.broker.shutting_down.store(true, Ordering::Release);
+        self.broker.replication.stop();
         let _ = self.shutdown_tx.send(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -487,8 +525,13 @@ async fn metadata_sync(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 }
                 let image = rx.borrow_and_update().clone();
                 let b2 = b.clone();
-                match tokio::task::spawn_blocking(move || b2.apply_image(&image)).await {
-                    Ok(Ok(())) => {}
+                let applied = image.clone();
+                match tokio::task::spawn_blocking(move || b2.apply_image(&applied)).await {
+                    Ok(Ok(())) => {
+                        if b.config.cell.is_some() && !b.is_shutting_down() {
+                            b.replication.sync(&b, &image);
+                        }
+                    }
                     Ok(Err(e)) => tracing::error!(error = %e, "applying metadata to logs failed"),
                     Err(e) => tracing::error!(error = %e, "metadata sync task failed"),
                 }

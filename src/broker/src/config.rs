@@ -95,6 +95,46 @@ pub struct BrokerConfig {
     /// controller.quorum.voters and the broker's place in a cell; None: a single node with its
     /// own in-process voter (`kora dev`).
     pub cell: Option<CellConfig>,
+    /// replica.* settings: how followers fetch and when they leave the ISR (cells only).
+    pub replication: ReplicationConfig,
+}
+
+/// Replication between the brokers of a cell (Kafka's replica.* settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// replica.lag.time.max.ms: a follower not caught up for this long leaves the ISR.
+    pub lag_time_max_ms: u64,
+    /// replica.fetch.wait.max.ms: how long a follower's fetch waits at the leader for data.
+    pub fetch_wait_max_ms: u64,
+    /// replica.fetch.max.bytes: per partition in one follower fetch.
+    pub fetch_max_bytes: usize,
+    /// replica.fetch.response.max.bytes: one follower fetch response.
+    pub fetch_response_max_bytes: usize,
+    /// replica.fetch.backoff.ms: pause after a failed follower fetch.
+    pub fetch_backoff_ms: u64,
+    /// replica.high.watermark.checkpoint.interval.ms
+    pub high_watermark_checkpoint_interval_ms: u64,
+    /// replica.straggler.factor (Kora): an in-sync follower whose lag stays above this many
+    /// times the median lag of its peers (and above replica.straggler.min.lag.ms) leaves the
+    /// ISR while it keeps replicating, so one slow zone does not slow acks=all. 0: off.
+    pub straggler_factor: u32,
+    /// replica.straggler.min.lag.ms (Kora): lags below this never make a straggler.
+    pub straggler_min_lag_ms: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            lag_time_max_ms: 30_000,
+            fetch_wait_max_ms: 500,
+            fetch_max_bytes: 1 << 20,
+            fetch_response_max_bytes: 10 << 20,
+            fetch_backoff_ms: 1_000,
+            high_watermark_checkpoint_interval_ms: 5_000,
+            straggler_factor: 10,
+            straggler_min_lag_ms: 2_000,
+        }
+    }
 }
 
 /// A broker in a cell: the cell's voters, and how this broker follows and reports to them.
@@ -141,6 +181,7 @@ impl Default for BrokerConfig {
             log_cleaner_dedupe_buffer_size: 134_217_728,
             tiering: None,
             cell: None,
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -196,6 +237,17 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("broker.rack", "This broker's zone; replicas are spread over racks."),
     ("metadata.listener", "HTTP address where the quorum replicates the metadata log to this broker."),
     ("broker.heartbeat.interval.ms", "How often this broker heartbeats to the active controller."),
+    ("replica.lag.time.max.ms", "A follower not caught up for this long leaves the ISR."),
+    ("replica.fetch.wait.max.ms", "How long a follower's fetch waits at the leader for data."),
+    ("replica.fetch.max.bytes", "Bytes per partition in one follower fetch."),
+    ("replica.fetch.response.max.bytes", "Bytes in one follower fetch response."),
+    ("replica.fetch.backoff.ms", "Pause after a failed follower fetch."),
+    ("replica.high.watermark.checkpoint.interval.ms", "How often high watermarks are written to disk."),
+    (
+        "replica.straggler.factor",
+        "A follower lagging this many times its peers' median leaves the ISR (0: off).",
+    ),
+    ("replica.straggler.min.lag.ms", "Lags below this never make a follower a straggler."),
     ("remote.log.manager.task.interval.ms", "How often segments are uploaded and remote retention runs."),
     ("remote.log.manager.copier.thread.pool.size", "Segment uploads in flight at once."),
     ("remote.log.manager.copy.max.bytes.per.second", "Upload bandwidth limit (0: none)."),
@@ -344,7 +396,7 @@ impl BrokerConfig {
         let mut voters: Option<String> = None;
         let mut rack: Option<String> = None;
         let mut metadata_listener: Option<SocketAddr> = None;
-        let mut heartbeat_interval_ms: u64 = 2_000;
+        let mut heartbeat_interval_ms: u64 = 500;
         for (k, v) in flat {
             match k.as_str() {
                 "node.id" => c.node_id = parse_num(k, v, 0, i32::MAX)?,
@@ -356,6 +408,20 @@ impl BrokerConfig {
                     metadata_listener = Some(resolve_addr(k, &h, p)?);
                 }
                 "broker.heartbeat.interval.ms" => heartbeat_interval_ms = parse_num(k, v, 10, 60_000)?,
+                "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = parse_num(k, v, 100, 3_600_000)?,
+                "replica.fetch.wait.max.ms" => c.replication.fetch_wait_max_ms = parse_num(k, v, 0, 30_000)?,
+                "replica.fetch.max.bytes" => c.replication.fetch_max_bytes = parse_num(k, v, 1024, 1 << 30)?,
+                "replica.fetch.response.max.bytes" => {
+                    c.replication.fetch_response_max_bytes = parse_num(k, v, 1024, 1 << 30)?
+                }
+                "replica.fetch.backoff.ms" => c.replication.fetch_backoff_ms = parse_num(k, v, 0, 60_000)?,
+                "replica.high.watermark.checkpoint.interval.ms" => {
+                    c.replication.high_watermark_checkpoint_interval_ms = parse_num(k, v, 100, 3_600_000)?
+                }
+                "replica.straggler.factor" => c.replication.straggler_factor = parse_num(k, v, 0, 1_000)?,
+                "replica.straggler.min.lag.ms" => {
+                    c.replication.straggler_min_lag_ms = parse_num(k, v, 0, 3_600_000)?
+                }
                 "data.dir" => c.data_dir = PathBuf::from(v),
                 "listeners" => {
                     let (h, p) = parse_listener(k, v)?;
@@ -537,6 +603,10 @@ impl BrokerConfig {
                 metadata_listener: metadata_listener.unwrap_or_else(|| SocketAddr::new(c.listener.ip(), 0)),
                 heartbeat_interval_ms,
             });
+        }
+        if c.replication.fetch_wait_max_ms >= c.replication.lag_time_max_ms {
+            // Kafka's rule: a follower waiting at the leader must not look lagging meanwhile.
+            return Err(invalid("replica.fetch.wait.max.ms", "must be below replica.lag.time.max.ms"));
         }
         if c.groups.min_session_timeout_ms > c.groups.max_session_timeout_ms {
             return Err(invalid(

@@ -22,6 +22,7 @@ pub mod fetch_session;
 pub mod groups;
 mod handlers;
 pub mod metrics;
+pub mod replication;
 pub mod server;
 pub mod sink;
 pub mod tiering;

@@ -68,6 +68,15 @@ pub struct Metrics {
     pub remote_read_seconds: Histogram,
     pub remote_read_timeouts: Counter,
     pub remote_read_deferred: Counter,
+    /// Committed ISR changes this broker asked for as leader.
+    pub isr_changes: Counter,
+    /// Diverged log tails this broker cut as a follower.
+    pub replica_truncations: Counter,
+    /// Bytes this broker appended as a follower.
+    pub replication_bytes_in: Counter,
+    /// Produce requests answered NOT_ENOUGH_REPLICAS(_AFTER_APPEND) or timed out waiting for
+    /// the ISR.
+    pub under_min_isr_produce: Counter,
     pub remote_upload_lag_bytes: Family<PartitionLabels, Gauge>,
     pub remote_upload_lag_seconds: Family<PartitionLabels, Gauge>,
     pub remote_bytes: Family<PartitionLabels, Gauge>,
@@ -172,6 +181,30 @@ impl Metrics {
             "Fetches answered without a partition's unfinished object-store read because other partitions had data ready (the read carries on into the cache)",
             remote_read_deferred.clone(),
         );
+        let isr_changes = Counter::default();
+        registry.register(
+            "isr_changes",
+            "ISR changes committed at this leader's request",
+            isr_changes.clone(),
+        );
+        let replica_truncations = Counter::default();
+        registry.register(
+            "replica_truncations",
+            "Diverged log tails cut by this broker as a follower",
+            replica_truncations.clone(),
+        );
+        let replication_bytes_in = Counter::default();
+        registry.register(
+            "replication_bytes_in",
+            "Bytes appended by this broker as a follower",
+            replication_bytes_in.clone(),
+        );
+        let under_min_isr_produce = Counter::default();
+        registry.register(
+            "under_min_isr_produce",
+            "acks=all partition writes refused for too few in-sync replicas, or timed out waiting for them",
+            under_min_isr_produce.clone(),
+        );
         let remote_upload_lag_bytes = Family::<PartitionLabels, Gauge>::default();
         registry.register(
             "remote_upload_lag_bytes",
@@ -242,6 +275,10 @@ impl Metrics {
             remote_read_seconds,
             remote_read_timeouts,
             remote_read_deferred,
+            isr_changes,
+            replica_truncations,
+            replication_bytes_in,
+            under_min_isr_produce,
             remote_upload_lag_bytes,
             remote_upload_lag_seconds,
             remote_bytes,

@@ -139,6 +139,15 @@ pub enum ControllerRequest {
         broker_id: i32,
         incarnation: Uuid,
     },
+    /// A leader changes a partition's ISR (Kafka's AlterPartition).
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +161,7 @@ pub enum ControllerResponse {
         fenced: bool,
         known: bool,
     },
+    Partition(crate::image::PartitionState),
     Done,
 }
 
@@ -174,6 +184,7 @@ impl From<&MetaError> for WireError {
             MetaError::Config(m) => ("invalid_config", m.clone()),
             MetaError::InvalidRequest(m) => ("invalid_request", m.clone()),
             MetaError::NotController(m) => ("not_controller", m.clone().unwrap_or_default()),
+            MetaError::StaleLeader(m) => ("stale_leader", m.clone()),
             e => ("store", e.to_string()),
         };
         WireError { kind: kind.into(), message }
@@ -191,6 +202,7 @@ impl From<WireError> for MetaError {
             "invalid_config" => MetaError::Config(w.message),
             "invalid_request" => MetaError::InvalidRequest(w.message),
             "not_controller" => MetaError::NotController((!w.message.is_empty()).then_some(w.message)),
+            "stale_leader" => MetaError::StaleLeader(w.message),
             _ => MetaError::Store(w.message),
         }
     }
@@ -358,6 +370,9 @@ impl Controller {
             R::BrokerShutdown { broker_id, incarnation } => {
                 self.do_broker_shutdown(broker_id, incarnation).map(|()| A::Done)
             }
+            R::AlterPartition { topic, partition, leader, leader_epoch, partition_epoch, isr } => self
+                .do_alter_partition(&topic, partition, leader, leader_epoch, partition_epoch, isr)
+                .map(A::Partition),
         }
     }
 
@@ -464,6 +479,111 @@ impl Controller {
             fenced.push(broker_id);
         }
         Ok(fenced)
+    }
+
+    /// A leader's ISR change; returns the partition as committed. Refused (StaleLeader) when
+    /// the leader no longer leads at that epoch or the partition changed since it looked.
+    pub fn alter_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Result<crate::image::PartitionState, MetaError> {
+        let req = ControllerRequest::AlterPartition {
+            topic: topic.to_string(),
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        };
+        match self.execute(req)? {
+            ControllerResponse::Partition(p) => Ok(p),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    fn do_alter_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    ) -> Result<crate::image::PartitionState, MetaError> {
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        let t = image.topic(topic).ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))?;
+        let s = t
+            .partition(partition)
+            .ok_or_else(|| MetaError::InvalidRequest(format!("{topic}-{partition} has no placement")))?;
+        if s.leader != leader || s.leader_epoch != leader_epoch {
+            return Err(MetaError::StaleLeader(format!(
+                "{topic}-{partition} is led by {} at epoch {}, not {leader} at {leader_epoch}",
+                s.leader, s.leader_epoch
+            )));
+        }
+        if s.partition_epoch != partition_epoch {
+            return Err(MetaError::StaleLeader(format!(
+                "{topic}-{partition} is at partition epoch {}, not {partition_epoch}",
+                s.partition_epoch
+            )));
+        }
+        let mut members = isr.clone();
+        members.sort_unstable();
+        members.dedup();
+        let joins_fenced =
+            isr.iter().any(|r| !s.isr.contains(r) && !image.brokers.get(r).is_some_and(|b| !b.fenced));
+        if members.len() != isr.len()
+            || !isr.contains(&leader)
+            || isr.iter().any(|r| !s.replicas.contains(r))
+            || joins_fenced
+        {
+            return Err(MetaError::InvalidRequest(format!(
+                "ISR {isr:?} of {topic}-{partition} must be distinct live replicas of {:?} including the leader",
+                s.replicas
+            )));
+        }
+        let image = self.commit(MetadataRecord::AlterPartition {
+            topic: topic.to_string(),
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        })?;
+        let now = image.topic(topic).and_then(|t| t.partition(partition).cloned());
+        now.ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))
+    }
+
+    /// On the active controller: moves leadership back to each partition's preferred replica
+    /// (its first) where that replica is unfenced, in sync and not leading (Kafka's
+    /// auto.leader.rebalance.enable). Returns how many partitions moved.
+    pub fn elect_preferred_leaders(&self) -> Result<usize, MetaError> {
+        let image = self.image();
+        let alive = |id: i32| image.brokers.get(&id).is_some_and(|b| !b.fenced);
+        let mut moves = Vec::new();
+        for (name, t) in &image.topics {
+            for (p, s) in t.assignments.iter().enumerate() {
+                let pref = s.preferred();
+                if pref >= 0 && s.leader != pref && alive(pref) && s.isr.contains(&pref) {
+                    moves.push((name.clone(), p as i32, pref));
+                }
+            }
+        }
+        let n = moves.len();
+        for (topic, partition, leader) in moves {
+            let _w = self.write_lock.lock();
+            self.commit(MetadataRecord::ElectLeader { topic, partition, leader })?;
+        }
+        if n > 0 {
+            tracing::info!(partitions = n, "preferred leaders restored");
+        }
+        Ok(n)
     }
 
     fn now(&self) -> u64 {

@@ -31,9 +31,20 @@ pub struct PartitionState {
     /// The leader, or -1 while no in-sync replica is available (unclean election is off).
     pub leader: i32,
     pub leader_epoch: i32,
-    /// In-sync replicas. Followers do not replicate yet, so this is the leader alone (or,
-    /// while it is offline, the last leader, which alone may lead again).
+    /// In-sync replicas: the leader and the followers caught up with it. Only these may
+    /// become leader (unclean election is off). While the partition is offline, the last
+    /// members, which alone may lead again.
     pub isr: Vec<i32>,
+    /// Bumped by every change of leader or ISR; an AlterPartition names the one it saw.
+    #[serde(default)]
+    pub partition_epoch: i32,
+}
+
+impl PartitionState {
+    /// The preferred leader: the first replica.
+    pub fn preferred(&self) -> i32 {
+        self.replicas.first().copied().unwrap_or(-1)
+    }
 }
 
 impl TopicImage {
@@ -56,11 +67,13 @@ impl TopicImage {
 fn initial_state(replicas: &[i32], brokers: &BTreeMap<i32, BrokerImage>) -> PartitionState {
     let alive = |id: &i32| brokers.get(id).is_some_and(|b| !b.fenced);
     let leader = replicas.iter().copied().find(alive).unwrap_or(-1);
+    // Every live replica of an empty log is in sync.
     PartitionState {
         replicas: replicas.to_vec(),
         leader,
         leader_epoch: 0,
-        isr: vec![leader].into_iter().filter(|l| *l >= 0).collect(),
+        isr: replicas.iter().copied().filter(alive).collect(),
+        partition_epoch: 0,
     }
 }
 
@@ -187,34 +200,66 @@ impl MetadataImage {
                 self.next_producer_id = self.next_producer_id.max(start + count);
             }
             MetadataRecord::RegisterBroker { broker } => {
-                self.brokers
-                    .insert(broker.broker_id, BrokerImage { registration: broker.clone(), fenced: false });
-                // A new run of the broker: what it led gets a new epoch (fencing its old run),
-                // and what waited for it comes back.
                 let id = broker.broker_id;
-                self.move_leadership(|s| s.leader == id || (s.leader < 0 && s.isr.contains(&id)), id);
+                let same_run =
+                    self.brokers.get(&id).is_some_and(|b| b.registration.incarnation == broker.incarnation);
+                let old = self.brokers.insert(id, BrokerImage { registration: broker.clone(), fenced: true });
+                if !same_run {
+                    // A new run may have lost what the old one had not synced: it leaves
+                    // every ISR it shares (and what it led moves), and catches up as a
+                    // follower. Where it was the last in-sync replica it alone may lead.
+                    if old.is_some() {
+                        self.remove_from_isr(id);
+                    }
+                }
+                if let Some(b) = self.brokers.get_mut(&id) {
+                    b.fenced = false;
+                }
+                self.move_leadership(|s| s.leader < 0 && s.isr.contains(&id), id);
             }
             MetadataRecord::FenceBroker { broker_id, incarnation } => {
                 let id = *broker_id;
                 if self.set_fenced(id, *incarnation, true) {
-                    // Its partitions go to another in-sync, unfenced replica, or offline.
-                    let brokers = self.brokers.clone();
-                    self.update_partitions(|s| {
-                        if s.leader != id {
-                            return false;
-                        }
-                        let next = s
-                            .isr
-                            .iter()
-                            .copied()
-                            .find(|r| *r != id && brokers.get(r).is_some_and(|b| !b.fenced));
-                        s.leader = next.unwrap_or(-1);
-                        if next.is_some() {
-                            s.isr.retain(|r| *r != id);
-                        }
-                        s.leader_epoch += 1;
-                        true
-                    });
+                    // Its partitions go to another in-sync, unfenced replica, or offline; it
+                    // leaves every ISR it shares with others.
+                    self.remove_from_isr(id);
+                }
+            }
+            MetadataRecord::AlterPartition {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let brokers = &self.brokers;
+                let Some(t) = self.topics.get_mut(topic) else { return };
+                let Some(s) = t.partition(*partition) else { return };
+                let valid = s.leader == *leader
+                    && s.leader_epoch == *leader_epoch
+                    && s.partition_epoch == *partition_epoch
+                    && isr.contains(leader)
+                    && isr.iter().all(|r| s.replicas.contains(r))
+                    // Only live brokers join; members may stay while fenced until removed.
+                    && isr.iter().all(|r| s.isr.contains(r) || brokers.get(r).is_some_and(|b| !b.fenced));
+                if valid {
+                    let t = Arc::make_mut(t);
+                    let s = &mut t.assignments[*partition as usize];
+                    s.isr = isr.clone();
+                    s.partition_epoch += 1;
+                }
+            }
+            MetadataRecord::ElectLeader { topic, partition, leader } => {
+                let alive = self.brokers.get(leader).is_some_and(|b| !b.fenced);
+                let Some(t) = self.topics.get_mut(topic) else { return };
+                let Some(s) = t.partition(*partition) else { return };
+                if alive && s.isr.contains(leader) && s.leader != *leader {
+                    let t = Arc::make_mut(t);
+                    let s = &mut t.assignments[*partition as usize];
+                    s.leader = *leader;
+                    s.leader_epoch += 1;
+                    s.partition_epoch += 1;
                 }
             }
             MetadataRecord::UnfenceBroker { broker_id, incarnation } => {
@@ -268,7 +313,35 @@ impl MetadataImage {
                 s.isr.push(broker);
             }
             s.leader_epoch += 1;
+            s.partition_epoch += 1;
             true
+        });
+    }
+
+    /// `id` (fenced, or a new run) leaves every ISR that has other members; partitions it led
+    /// move to the next unfenced ISR member, or go offline keeping `id` as the last member.
+    fn remove_from_isr(&mut self, id: i32) {
+        let brokers = self.brokers.clone();
+        self.update_partitions(|s| {
+            if !s.isr.contains(&id) && s.leader != id {
+                return false;
+            }
+            let mut changed = false;
+            if s.leader == id {
+                let next =
+                    s.isr.iter().copied().find(|r| *r != id && brokers.get(r).is_some_and(|b| !b.fenced));
+                s.leader = next.unwrap_or(-1);
+                s.leader_epoch += 1;
+                changed = true;
+            }
+            if s.isr.len() > 1 && s.isr.contains(&id) {
+                s.isr.retain(|r| *r != id);
+                changed = true;
+            }
+            if changed {
+                s.partition_epoch += 1;
+            }
+            changed
         });
     }
 }

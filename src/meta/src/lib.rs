@@ -55,4 +55,8 @@ pub enum MetaError {
     /// known.
     #[error("not the active controller (leader: {})", .0.as_deref().unwrap_or("unknown"))]
     NotController(Option<String>),
+    /// A leader's request about a partition it no longer leads, or that changed since it
+    /// looked (Kafka: FENCED_LEADER_EPOCH / INVALID_UPDATE_VERSION).
+    #[error("stale partition state: {0}")]
+    StaleLeader(String),
 }

@@ -65,6 +65,22 @@ pub enum MetadataRecord {
         broker_id: i32,
         incarnation: Uuid,
     },
+    /// A partition leader changes its ISR (Kafka's AlterPartition). Applied only while
+    /// `leader` still leads at `leader_epoch` and the partition is at `partition_epoch`.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
+    /// `leader` (an unfenced ISR member) takes over the partition: preferred-leader election.
+    ElectLeader {
+        topic: String,
+        partition: i32,
+        leader: i32,
+    },
     /// Remote segments leave the manifest (retention); their objects may then be deleted.
     RemoveRemoteSegments {
         topic_id: Uuid,

@@ -136,7 +136,9 @@ impl MetaStore {
             }
             MetadataRecord::CreateTopic { name, .. }
             | MetadataRecord::CreatePartitions { name, .. }
-            | MetadataRecord::SetTopicConfigs { name, .. } => match image.topic(name) {
+            | MetadataRecord::SetTopicConfigs { name, .. }
+            | MetadataRecord::AlterPartition { topic: name, .. }
+            | MetadataRecord::ElectLeader { topic: name, .. } => match image.topic(name) {
                 Some(t) => self.topics.put(wtxn, name, t).map_err(store_err)?,
                 None => {
                     self.topics.delete(wtxn, name).map_err(store_err)?;
@@ -149,7 +151,13 @@ impl MetaStore {
             }
             MetadataRecord::RegisterBroker { .. }
             | MetadataRecord::FenceBroker { .. }
-            | MetadataRecord::UnfenceBroker { .. } => self.put_brokers(wtxn, image)?,
+            | MetadataRecord::UnfenceBroker { .. } => {
+                self.put_brokers(wtxn, image)?;
+                // Leaders and ISRs of any partition may have moved with the broker.
+                for (name, t) in image.topics.iter().filter(|(_, t)| !t.assignments.is_empty()) {
+                    self.topics.put(wtxn, name, t).map_err(store_err)?;
+                }
+            }
         }
         Ok(())
     }

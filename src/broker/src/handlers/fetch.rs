@@ -166,13 +166,15 @@ async fn finish_remote(
     }
 }
 
-fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Read {
+fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16, redirect: bool) -> Read {
     let unknown = if version >= 13 && p.topic.is_empty() {
         ResponseError::UnknownTopicId.code()
     } else {
         ResponseError::UnknownTopicOrPartition.code()
     };
-    if let Some(code) = b.leadership_error(&p.topic, p.partition) {
+    // KIP-392: consumers (v11+) may read from a follower, up to its high watermark.
+    let follower_read = version >= 11 && b.follows(&p.topic, p.partition);
+    if let Some(code) = b.leadership_error(&p.topic, p.partition).filter(|_| !follower_read) {
         let code = if code == ResponseError::UnknownTopicOrPartition.code() { unknown } else { code };
         return Read::Done(Outcome { error: code, high_watermark: -1, log_start_offset: -1, records: None });
     }
@@ -188,8 +190,9 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Re
     if let Some(code) = b.epoch_error(&p.topic, p.partition, p.current_leader_epoch) {
         return Read::Done(Outcome { error: code, high_watermark: -1, log_start_offset: -1, records: None });
     }
-    if budget == 0 {
-        // Past the response budget a partition reports offsets only (KIP-74): no read.
+    if budget == 0 || redirect {
+        // Past the response budget a partition reports offsets only (KIP-74): no read. A
+        // consumer sent to a replica in its rack gets no records from here either.
         let o = log.offsets();
         if p.fetch_offset >= o.log_start_offset && p.fetch_offset <= o.high_watermark {
             return Read::Done(Outcome {
@@ -226,6 +229,11 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16) -> Re
 }
 
 pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchResponse {
+    let replica = if version >= 15 { r.replica_state.replica_id.0 } else { r.replica_id.0 };
+    if replica >= 0 {
+        return super::replica_fetch::replica_fetch(b, r, version, replica).await;
+    }
+    let client_rack = (version >= 11 && !r.rack_id.is_empty()).then(|| r.rack_id.to_string());
     let image = b.controller.image();
     // The partitions this request names, resolved to names (v13+ sends topic ids).
     let mut requested = Vec::new();
@@ -296,6 +304,16 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         _ => requested,
     };
 
+    // KIP-392: the leader sends a consumer with client.rack to an in-sync replica in its rack.
+    let preferred: Vec<i32> = partitions
+        .iter()
+        .map(|p| {
+            client_rack
+                .as_deref()
+                .and_then(|rack| b.preferred_read_replica(&p.topic, p.partition, rack))
+                .unwrap_or(-1)
+        })
+        .collect();
     let max_bytes = (r.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes);
     let min_bytes = r.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
@@ -312,7 +330,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         let mut outs: Vec<Option<Outcome>> = Vec::with_capacity(partitions.len());
         let mut pending = Vec::new();
         for (i, p) in partitions.iter().enumerate() {
-            match read_one(b, p, budget, version) {
+            match read_one(b, p, budget, version, preferred[i] >= 0) {
                 Read::Done(o) => {
                     let n = o.records.as_ref().map_or(0, |r| r.len());
                     budget = budget.saturating_sub(n);
@@ -359,6 +377,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         if total >= min_bytes.max(1)
             || errors
             || remote_pending
+            || preferred.iter().any(|p| *p >= 0)
             || tokio::time::Instant::now() >= deadline
             || receivers.is_empty()
         {
@@ -387,10 +406,11 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
     let isolation_committed = r.isolation_level == 1;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut endpoints: std::collections::BTreeMap<i32, (String, u16, Option<String>)> = Default::default();
-    for (p, o) in partitions.iter_mut().zip(outcomes) {
+    for ((p, o), preferred) in partitions.iter_mut().zip(outcomes).zip(preferred) {
         let has_records = o.records.as_ref().is_some_and(|r| !r.is_empty());
         let news = !incremental
             || has_records
+            || preferred >= 0
             || o.error != 0
             || o.high_watermark != p.last_high_watermark
             || o.log_start_offset != p.last_log_start_offset;
@@ -432,7 +452,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
             .with_last_stable_offset(o.high_watermark)
             .with_log_start_offset(o.log_start_offset)
             .with_aborted_transactions(if isolation_committed { Some(Vec::new()) } else { None })
-            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(preferred))
             .with_records(o.records.or(Some(Bytes::new())));
         let same_topic = topics.last().is_some_and(|t| {
             if version >= 13 {

@@ -9,6 +9,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod replica_fetch;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseKind};

@@ -170,7 +170,8 @@ pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> Delet
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
-/// A single node has one leader epoch, 0, covering the whole log.
+/// Where a leader epoch ended in this replica's log (KIP-101/KIP-320): the largest epoch at or
+/// below the one asked and the start of the next, or the log end for the latest.
 pub(super) fn offset_for_leader_epoch(
     b: &Broker,
     r: OffsetForLeaderEpochRequest,
@@ -185,7 +186,9 @@ pub(super) fn offset_for_leader_epoch(
                 .into_iter()
                 .map(|p| {
                     let base = EpochEndOffset::default().with_partition(p.partition);
-                    let missing = b.leadership_error(&name, p.partition);
+                    // Followers answer too (consumers of KIP-392 validate positions there).
+                    let missing =
+                        b.leadership_error(&name, p.partition).filter(|_| !b.follows(&name, p.partition));
                     let Some(log) = b.logs.get(&name, p.partition).filter(|_| missing.is_none()) else {
                         return base
                             .with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
@@ -195,14 +198,14 @@ pub(super) fn offset_for_leader_epoch(
                     if let Some(code) = b.epoch_error(&name, p.partition, p.current_leader_epoch) {
                         return base.with_error_code(code).with_leader_epoch(-1).with_end_offset(-1);
                     }
-                    // With one replica a log is never truncated by a leader change, so every
-                    // epoch up to the current one ends at the log end.
                     let current = b.leader_epoch(&name, p.partition);
-                    if p.leader_epoch <= current {
-                        base.with_leader_epoch(p.leader_epoch).with_end_offset(log.high_watermark())
+                    let (epoch, end) = log.end_offset_for_epoch(p.leader_epoch);
+                    if epoch < 0 && log.latest_epoch() < 0 && (0..=current).contains(&p.leader_epoch) {
+                        // Nothing written yet: every epoch so far ends at the (empty) log's end.
+                        base.with_leader_epoch(p.leader_epoch).with_end_offset(log.log_end_offset())
                     } else {
-                        // Unknown (newer) epoch, as Kafka answers it.
-                        base.with_leader_epoch(-1).with_end_offset(-1)
+                        // (-1, -1) for an epoch newer than any in the log, as Kafka answers it.
+                        base.with_leader_epoch(epoch).with_end_offset(end)
                     }
                 })
                 .collect();

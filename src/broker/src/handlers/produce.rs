@@ -5,6 +5,7 @@
 //! fsync off the async workers before acknowledging. Records are never decoded.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -32,13 +33,93 @@ fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionP
         .with_error_message(message.map(|m| sb(&m)))
 }
 
-/// Appends one partition's records; returns the response entry.
+/// An acks=all write waiting for the ISR: the offset the high watermark must pass.
+struct Replicating {
+    log: Arc<PartitionLog>,
+    leading: Arc<crate::replication::Leading>,
+    topic: String,
+    upto: i64,
+    min_isr: usize,
+}
+
+/// Appends one partition's records; returns the response entry, and for an acks=all write to
+/// a replicated partition what it waits for.
 async fn append_partition(
     b: &Broker,
     log: Arc<PartitionLog>,
     topic: &str,
     index: i32,
     records: Option<Bytes>,
+    acks: i16,
+) -> (PartitionProduceResponse, Option<Replicating>) {
+    let leading = b.replication.leading(topic, index);
+    let min_isr = log.config().min_insync_replicas as usize;
+    if let Some(l) = leading.as_ref().filter(|_| acks == -1) {
+        let isr = l.isr_len();
+        if isr < min_isr {
+            b.metrics.under_min_isr_produce.inc();
+            let msg = format!("{isr} in-sync replicas, min.insync.replicas is {min_isr}");
+            return (partition_error(index, ResponseError::NotEnoughReplicas.code(), Some(msg)), None);
+        }
+    }
+    let mut upto = -1;
+    let entry = append_local(b, log.clone(), topic, index, records, &mut upto).await;
+    if entry.error_code != 0 {
+        return (entry, None);
+    }
+    b.replication.after_append(topic, index, &log);
+    let wait = match leading {
+        Some(leading) if acks == -1 => (log.high_watermark() < upto).then(|| Replicating {
+            log,
+            leading,
+            topic: topic.to_string(),
+            upto,
+            min_isr,
+        }),
+        _ => None,
+    };
+    (entry, wait)
+}
+
+/// Waits until the high watermark passes the write (every ISR member has it), the leader
+/// loses the partition, or `timeout` passes. Returns the error code (0: replicated).
+async fn wait_replicated(b: &Broker, w: Replicating, index: i32, timeout: Duration) -> i16 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut rx = w.log.subscribe();
+    loop {
+        if *rx.borrow_and_update() >= w.upto {
+            if w.leading.isr_len() < w.min_isr {
+                b.metrics.under_min_isr_produce.inc();
+                return ResponseError::NotEnoughReplicasAfterAppend.code();
+            }
+            return 0;
+        }
+        let still_leading =
+            b.replication.leading(&w.topic, index).is_some_and(|l| l.epoch == w.leading.epoch);
+        if !still_leading {
+            return ResponseError::NotLeaderOrFollower.code();
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            b.metrics.under_min_isr_produce.inc();
+            return ResponseError::RequestTimedOut.code();
+        }
+        let slice = (deadline - now).min(Duration::from_millis(100));
+        if let Ok(Err(_)) = tokio::time::timeout(slice, rx.changed()).await {
+            return ResponseError::NotLeaderOrFollower.code();
+        }
+    }
+}
+
+/// Appends one partition's records to the local log; `upto` becomes one past the write's
+/// last offset (also for a retry of a write already in the log).
+async fn append_local(
+    b: &Broker,
+    log: Arc<PartitionLog>,
+    topic: &str,
+    index: i32,
+    records: Option<Bytes>,
+    upto: &mut i64,
 ) -> PartitionProduceResponse {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
         return partition_error(index, ResponseError::InvalidRecord.code(), Some("no records".into()));
@@ -64,6 +145,7 @@ async fn append_partition(
             return fail(e);
         }
     };
+    *upto = res.last_offset + 1;
     if !res.duplicate {
         let l = TopicLabels { topic: topic.to_string() };
         b.metrics.bytes_in.get_or_create(&l).inc_by(batch.len() as u64);
@@ -124,8 +206,11 @@ pub(super) async fn produce(
         return Ok(Some(refuse_all(&r, ResponseError::TransactionalIdAuthorizationFailed.code(), msg)));
     }
     let image = b.controller.image();
+    let timeout = Duration::from_millis(r.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(r.topic_data.len());
     let mut any_error = false;
+    // acks=all writes waiting for their ISR: (topic index, partition index, what to wait for).
+    let mut waits: Vec<(usize, usize, Replicating)> = Vec::new();
     // KIP-951: listeners of the leaders named in NOT_LEADER_OR_FOLLOWER answers.
     let mut endpoints: std::collections::BTreeMap<i32, (String, u16, Option<String>)> = Default::default();
     for t in r.topic_data {
@@ -162,7 +247,13 @@ pub(super) async fn produce(
                         None => e,
                     }
                 }
-                (Some(n), Some(log)) => append_partition(b, log, n, p.index, p.records).await,
+                (Some(n), Some(log)) => {
+                    let (entry, wait) = append_partition(b, log, n, p.index, p.records, acks).await;
+                    if let Some(w) = wait {
+                        waits.push((responses.len(), parts.len(), w));
+                    }
+                    entry
+                }
                 (None, _) => partition_error(p.index, ResponseError::UnknownTopicId.code(), None),
                 (Some(_), None) => {
                     partition_error(p.index, ResponseError::UnknownTopicOrPartition.code(), None)
@@ -177,6 +268,19 @@ pub(super) async fn produce(
                 .with_topic_id(t.topic_id)
                 .with_partition_responses(parts),
         );
+    }
+    // Every partition's replication is awaited at once: the slowest bounds the request.
+    let outcomes = futures::future::join_all(waits.into_iter().map(|(t, p, w)| {
+        let index = responses[t].partition_responses[p].index;
+        async move { (t, p, wait_replicated(b, w, index, timeout).await) }
+    }))
+    .await;
+    for (t, p, code) in outcomes {
+        if code != 0 {
+            let e = &mut responses[t].partition_responses[p];
+            *e = partition_error(e.index, code, None);
+            any_error = true;
+        }
     }
     if acks == 0 {
         // No response; on error close the connection so the client notices (as Kafka does).

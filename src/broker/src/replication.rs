@@ -1,0 +1,577 @@
+//! Replication inside a cell, in Kafka's model.
+//!
+//! - The leader of a partition appends produced batches stamped with its leader epoch. Each
+//!   follower fetches from it (a Fetch with its replica id) starting at its own log end, and
+//!   appends the batches byte for byte. The offset a follower fetches from is its log end:
+//!   the leader learns each follower's progress from its fetches.
+//! - The high watermark is the smallest log end over the ISR. Consumers read below it;
+//!   acks=all produce answers once it passes the batch.
+//! - A follower not caught up with the leader's log end for replica.lag.time.max.ms, or one
+//!   lagging far behind its peers (a straggler), leaves the ISR; one that reaches the high
+//!   watermark (and the start of the leader's epoch) joins again. ISR changes go to the
+//!   active controller (AlterPartition) and count once committed.
+//! - A follower whose log diverged (it led an epoch whose tail was never committed) learns
+//!   this from the leader's answer (Fetch v12's diverging epoch, KIP-320's rule) and cuts its
+//!   log there before fetching again.
+//!
+//! Deliberately not here: choosing leaders (the controller does, from the ISR only: unclean
+//! election is off) and replica movement.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kora_common::Clock;
+use kora_log::PartitionLog;
+use kora_meta::MetadataImage;
+use parking_lot::Mutex;
+
+use crate::broker::Broker;
+use crate::config::ReplicationConfig;
+
+pub(crate) type PartitionKey = (String, i32);
+
+/// Fetch version followers use: topic names, replica id in the request, diverging epochs.
+const REPLICA_FETCH_VERSION: i16 = 12;
+
+/// A follower's progress as its leader sees it.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The follower's log end (the offset it last fetched from); -1 until it fetches.
+    leo: i64,
+    last_caught_up_ms: i64,
+    last_fetch_ms: i64,
+    /// The leader's log end at the follower's previous fetch.
+    last_fetch_leader_leo: i64,
+}
+
+/// A partition this broker leads.
+#[derive(Debug)]
+pub(crate) struct Leading {
+    pub(crate) epoch: i32,
+    /// The log end when this epoch began: a follower joins the ISR only past it.
+    epoch_start: i64,
+    inner: Mutex<LeadingInner>,
+    /// An ISR change is on its way to the controller.
+    altering: AtomicBool,
+}
+
+#[derive(Debug)]
+struct LeadingInner {
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    partition_epoch: i32,
+    followers: HashMap<i32, Progress>,
+}
+
+impl Leading {
+    pub(crate) fn isr_len(&self) -> usize {
+        self.inner.lock().isr.len()
+    }
+}
+
+/// An ISR change for the controller.
+#[derive(Debug, Clone)]
+pub(crate) struct IsrChange {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+    leading: Arc<Leading>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Following {
+    leader: i32,
+    epoch: i32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    leading: HashMap<PartitionKey, Arc<Leading>>,
+    following: HashMap<PartitionKey, Following>,
+    fetchers: HashMap<i32, tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+pub struct Replication {
+    node_id: i32,
+    config: ReplicationConfig,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+}
+
+impl Replication {
+    pub fn new(node_id: i32, config: ReplicationConfig, clock: Arc<dyn Clock>) -> Self {
+        Replication { node_id, config, clock, state: Mutex::new(State::default()) }
+    }
+
+    pub(crate) fn leading(&self, topic: &str, partition: i32) -> Option<Arc<Leading>> {
+        self.state.lock().leading.get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Partitions this broker follows, with the leader it fetches from.
+    pub fn following(&self) -> BTreeMap<PartitionKey, i32> {
+        self.state.lock().following.iter().map(|(k, f)| (k.clone(), f.leader)).collect()
+    }
+
+    /// Brings roles in line with the image: partitions this broker now leads start a leader
+    /// epoch; those it follows get a fetcher for their leader. Called after the logs were
+    /// synced with the same image.
+    pub(crate) fn sync(&self, b: &Arc<Broker>, image: &MetadataImage) {
+        let me = self.node_id;
+        let now = self.clock.now_ms();
+        let mut leading = HashMap::new();
+        let mut following = HashMap::new();
+        let mut st = self.state.lock();
+        for (name, t) in &image.topics {
+            for (p, s) in t.assignments.iter().enumerate() {
+                let p = p as i32;
+                if !s.replicas.contains(&me) {
+                    continue;
+                }
+                let Some(log) = b.logs.get(name, p) else { continue };
+                let key = (name.clone(), p);
+                if s.leader == me {
+                    let existing = st.leading.get(&key).filter(|l| l.epoch == s.leader_epoch).cloned();
+                    let l = match existing {
+                        Some(l) => {
+                            let mut inner = l.inner.lock();
+                            inner.isr = s.isr.clone();
+                            inner.partition_epoch = s.partition_epoch;
+                            inner.replicas = s.replicas.clone();
+                            drop(inner);
+                            l
+                        }
+                        None => {
+                            log.set_replicated(true);
+                            if let Err(e) = log.become_leader(s.leader_epoch) {
+                                tracing::error!(topic = %name, partition = p, error = %e, "cannot start leader epoch");
+                                continue;
+                            }
+                            let followers = s
+                                .replicas
+                                .iter()
+                                .filter(|r| **r != me)
+                                .map(|r| {
+                                    let p = Progress {
+                                        leo: -1,
+                                        last_caught_up_ms: now,
+                                        last_fetch_ms: now,
+                                        last_fetch_leader_leo: -1,
+                                    };
+                                    (*r, p)
+                                })
+                                .collect();
+                            tracing::info!(topic = %name, partition = p, epoch = s.leader_epoch, isr = ?s.isr, "leading");
+                            Arc::new(Leading {
+                                epoch: s.leader_epoch,
+                                epoch_start: log.log_end_offset(),
+                                inner: Mutex::new(LeadingInner {
+                                    replicas: s.replicas.clone(),
+                                    isr: s.isr.clone(),
+                                    partition_epoch: s.partition_epoch,
+                                    followers,
+                                }),
+                                altering: AtomicBool::new(false),
+                            })
+                        }
+                    };
+                    advance_hw(me, &l, &log);
+                    leading.insert(key, l);
+                } else {
+                    log.set_replicated(true);
+                    if s.leader >= 0 {
+                        if !st.following.contains_key(&key) || st.following[&key].leader != s.leader {
+                            tracing::info!(topic = %name, partition = p, leader = s.leader, epoch = s.leader_epoch, "following");
+                        }
+                        following.insert(key, Following { leader: s.leader, epoch: s.leader_epoch });
+                    }
+                }
+            }
+        }
+        st.leading = leading;
+        st.following = following;
+        // One fetcher per leader broker.
+        let needed: std::collections::BTreeSet<i32> = st.following.values().map(|f| f.leader).collect();
+        st.fetchers.retain(|leader, task| {
+            let keep = needed.contains(leader) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for leader in needed {
+            st.fetchers.entry(leader).or_insert_with(|| tokio::spawn(fetcher(b.clone(), leader)));
+        }
+    }
+
+    /// Stops every fetcher (shutdown).
+    pub(crate) fn stop(&self) {
+        for (_, t) in self.state.lock().fetchers.drain() {
+            t.abort();
+        }
+    }
+
+    /// A follower fetched `fetch_offset` (its log end): its progress, the high watermark, and
+    /// maybe its return to the ISR.
+    pub(crate) fn on_follower_fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        log: &PartitionLog,
+        replica: i32,
+        fetch_offset: i64,
+    ) -> Option<IsrChange> {
+        let l = self.leading(topic, partition)?;
+        let now = self.clock.now_ms();
+        let leader_leo = log.log_end_offset();
+        {
+            let mut inner = l.inner.lock();
+            if !inner.replicas.contains(&replica) {
+                return None;
+            }
+            let p = inner.followers.entry(replica).or_insert(Progress {
+                leo: -1,
+                last_caught_up_ms: now,
+                last_fetch_ms: now,
+                last_fetch_leader_leo: -1,
+            });
+            p.leo = fetch_offset.min(leader_leo);
+            if fetch_offset >= leader_leo {
+                p.last_caught_up_ms = now;
+            } else if fetch_offset >= p.last_fetch_leader_leo && p.last_fetch_leader_leo >= 0 {
+                p.last_caught_up_ms = p.last_caught_up_ms.max(p.last_fetch_ms);
+            }
+            p.last_fetch_leader_leo = leader_leo;
+            p.last_fetch_ms = now;
+        }
+        let hw = advance_hw(self.node_id, &l, log);
+        // Back into the ISR once it has everything committed of this epoch, and (with straggler
+        // detection on) is not lagging.
+        let inner = l.inner.lock();
+        let p = inner.followers.get(&replica)?;
+        let lag_ok = self.config.straggler_factor == 0
+            || now - p.last_caught_up_ms <= self.config.straggler_min_lag_ms as i64;
+        if !inner.isr.contains(&replica) && p.leo >= hw && p.leo >= l.epoch_start && lag_ok {
+            let mut isr = inner.isr.clone();
+            isr.push(replica);
+            return self.change(topic, partition, &l, &inner, isr);
+        }
+        None
+    }
+
+    fn change(
+        &self,
+        topic: &str,
+        partition: i32,
+        l: &Arc<Leading>,
+        inner: &LeadingInner,
+        isr: Vec<i32>,
+    ) -> Option<IsrChange> {
+        if l.altering.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(IsrChange {
+            topic: topic.to_string(),
+            partition,
+            leader_epoch: l.epoch,
+            partition_epoch: inner.partition_epoch,
+            isr,
+            leading: l.clone(),
+        })
+    }
+
+    /// After an append by this leader: with no other ISR member the high watermark follows.
+    pub(crate) fn after_append(&self, topic: &str, partition: i32, log: &PartitionLog) {
+        if let Some(l) = self.leading(topic, partition) {
+            advance_hw(self.node_id, &l, log);
+        }
+    }
+
+    /// ISR shrinks due now: followers not caught up for replica.lag.time.max.ms, and
+    /// stragglers (lag above straggler.factor × the median of their peers').
+    pub(crate) fn shrinks(&self) -> Vec<IsrChange> {
+        let now = self.clock.now_ms();
+        let all: Vec<(PartitionKey, Arc<Leading>)> =
+            self.state.lock().leading.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut out = Vec::new();
+        for ((topic, partition), l) in all {
+            let inner = l.inner.lock();
+            let lag = |r: &i32| inner.followers.get(r).map_or(0, |p| now - p.last_caught_up_ms);
+            let members: Vec<i32> = inner.isr.iter().copied().filter(|r| *r != self.node_id).collect();
+            let mut out_of_sync: Vec<i32> =
+                members.iter().copied().filter(|r| lag(r) > self.config.lag_time_max_ms as i64).collect();
+            if self.config.straggler_factor > 0 && members.len() >= 2 {
+                for r in &members {
+                    let mut peers: Vec<i64> = members.iter().filter(|x| *x != r).map(lag).collect();
+                    peers.sort_unstable();
+                    let median = peers[peers.len() / 2].max(1);
+                    let mine = lag(r);
+                    if mine > self.config.straggler_min_lag_ms as i64
+                        && mine > median.saturating_mul(self.config.straggler_factor as i64)
+                        && !out_of_sync.contains(r)
+                    {
+                        tracing::warn!(%topic, partition, replica = r, lag_ms = mine, peers_median_ms = median, "straggler leaves the ISR");
+                        out_of_sync.push(*r);
+                    }
+                }
+            }
+            if out_of_sync.is_empty() {
+                continue;
+            }
+            let isr: Vec<i32> = inner.isr.iter().copied().filter(|r| !out_of_sync.contains(r)).collect();
+            if let Some(c) = self.change(&topic, partition, &l, &inner, isr) {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+/// The high watermark: the smallest log end over the ISR (unknown follower: no move).
+fn advance_hw(me: i32, l: &Leading, log: &PartitionLog) -> i64 {
+    let mut hw = log.log_end_offset();
+    {
+        let inner = l.inner.lock();
+        for r in inner.isr.iter().filter(|r| **r != me) {
+            match inner.followers.get(r) {
+                Some(p) if p.leo >= 0 => hw = hw.min(p.leo),
+                _ => return log.high_watermark(),
+            }
+        }
+    }
+    log.advance_high_watermark(hw)
+}
+
+/// Sends an ISR change to the controller, off the async workers.
+pub(crate) fn submit(b: &Broker, c: IsrChange) {
+    let (controller, logs, counter, me) =
+        (b.controller.clone(), b.logs.clone(), b.metrics.isr_changes.clone(), b.config.node_id);
+    tokio::spawn(async move {
+        let (topic, partition, isr) = (c.topic.clone(), c.partition, c.isr.clone());
+        let (le, pe) = (c.leader_epoch, c.partition_epoch);
+        let res = tokio::task::spawn_blocking(move || {
+            controller.alter_partition(&topic, partition, me, le, pe, isr)
+        })
+        .await;
+        match res {
+            Ok(Ok(s)) => {
+                tracing::info!(topic = %c.topic, partition = c.partition, isr = ?s.isr, "ISR changed");
+                counter.inc();
+                let mut inner = c.leading.inner.lock();
+                if s.leader_epoch == c.leading.epoch && s.partition_epoch > inner.partition_epoch {
+                    inner.isr = s.isr.clone();
+                    inner.partition_epoch = s.partition_epoch;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::info!(topic = %c.topic, partition = c.partition, error = %e, "ISR change refused")
+            }
+            Err(e) => tracing::warn!(error = %e, "ISR change task failed"),
+        }
+        c.leading.altering.store(false, Ordering::Release);
+        if let Some(log) = logs.get(&c.topic, c.partition) {
+            advance_hw(me, &c.leading, &log);
+        }
+    });
+}
+
+/// Checks for ISR shrinks every half replica.lag.time.max.ms (at most every second), and
+/// checkpoints high watermarks.
+pub(crate) async fn isr_loop(b: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let period = Duration::from_millis((b.config.replication.lag_time_max_ms / 2).clamp(50, 1_000));
+    let checkpoint_every = b.config.replication.high_watermark_checkpoint_interval_ms as i64;
+    let mut last_checkpoint = b.clock.now_ms();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        for c in b.replication.shrinks() {
+            submit(&b, c);
+        }
+        if b.clock.now_ms() - last_checkpoint >= checkpoint_every {
+            last_checkpoint = b.clock.now_ms();
+            let logs = b.logs.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for (topic, partition, log) in logs.all() {
+                    if let Err(e) = log.checkpoint_high_watermark() {
+                        tracing::warn!(%topic, partition, error = %e, "high watermark checkpoint failed");
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// Fetches every partition this broker follows from `leader`, until stopped.
+async fn fetcher(b: Arc<Broker>, leader: i32) {
+    let cfg = b.config.replication.clone();
+    let backoff = Duration::from_millis(cfg.fetch_backoff_ms.max(10));
+    let mut conn: Option<kora_client::Connection> = None;
+    // Partitions that answered an error wait until this time (or a new epoch).
+    let mut paused: HashMap<PartitionKey, (i32, tokio::time::Instant)> = HashMap::new();
+    loop {
+        if b.is_shutting_down() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let parts: Vec<(PartitionKey, i32, Arc<PartitionLog>)> = {
+            let st = b.replication.state.lock();
+            st.following
+                .iter()
+                .filter(|(_, f)| f.leader == leader)
+                .filter(|(k, f)| paused.get(*k).is_none_or(|(e, until)| *e != f.epoch || *until <= now))
+                .filter_map(|(k, f)| b.logs.get(&k.0, k.1).map(|log| (k.clone(), f.epoch, log)))
+                .collect()
+        };
+        if parts.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let addr = {
+            let image = b.controller.image();
+            image.brokers.get(&leader).map(|x| format!("{}:{}", x.registration.host, x.registration.port))
+        };
+        let Some(addr) = addr else {
+            tokio::time::sleep(backoff).await;
+            continue;
+        };
+        if conn.as_ref().is_none_or(|c| c.addr() != addr) {
+            let timeout = Duration::from_millis(cfg.fetch_wait_max_ms) + Duration::from_secs(10);
+            match kora_client::Connection::connect(
+                &addr,
+                &format!("kora-replica-{}", b.config.node_id),
+                timeout,
+            )
+            .await
+            {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::debug!(leader, %addr, error = %e, "cannot reach leader");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let req = build_request(&b, &parts, &cfg);
+        let resp = match c.send(&req, REPLICA_FETCH_VERSION).await {
+            Ok((_, r)) => r,
+            Err(e) => {
+                tracing::debug!(leader, %addr, error = %e, "follower fetch failed");
+                conn = None;
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        if resp.error_code != 0 {
+            tracing::debug!(leader, code = resp.error_code, "follower fetch refused");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        let by_key: HashMap<PartitionKey, (i32, Arc<PartitionLog>)> =
+            parts.into_iter().map(|(k, e, l)| (k, (e, l))).collect();
+        for t in resp.responses {
+            let topic = t.topic.0.to_string();
+            for pd in t.partitions {
+                let key = (topic.clone(), pd.partition_index);
+                let Some((epoch, log)) = by_key.get(&key) else { continue };
+                if let Err(code) = apply(&b, &key, log, pd) {
+                    tracing::debug!(topic = %key.0, partition = key.1, code, "follower fetch partition error");
+                    paused.insert(key, (*epoch, tokio::time::Instant::now() + backoff));
+                }
+            }
+        }
+    }
+}
+
+fn build_request(
+    b: &Broker,
+    parts: &[(PartitionKey, i32, Arc<PartitionLog>)],
+    cfg: &ReplicationConfig,
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for ((topic, partition), epoch, log) in parts {
+        let offsets = log.offsets();
+        let fp = FetchPartition::default()
+            .with_partition(*partition)
+            .with_current_leader_epoch(*epoch)
+            .with_fetch_offset(offsets.log_end_offset)
+            .with_last_fetched_epoch(log.latest_epoch())
+            .with_log_start_offset(offsets.log_start_offset)
+            .with_partition_max_bytes(cfg.fetch_max_bytes.min(i32::MAX as usize) as i32);
+        match topics.last_mut() {
+            Some(t) if t.topic.0.as_str() == topic => t.partitions.push(fp),
+            _ => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(crate::handlers::sb(topic)))
+                    .with_partitions(vec![fp]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_id(BrokerId(b.config.node_id))
+        .with_max_wait_ms(cfg.fetch_wait_max_ms.min(i32::MAX as u64) as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(cfg.fetch_response_max_bytes.min(i32::MAX as usize) as i32)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
+
+/// Applies one partition of a follower fetch; Err(code) pauses the partition.
+fn apply(
+    b: &Broker,
+    key: &PartitionKey,
+    log: &PartitionLog,
+    pd: kafka_protocol::messages::fetch_response::PartitionData,
+) -> Result<(), i16> {
+    let code = pd.error_code;
+    let storage = |e: kora_log::LogError| {
+        tracing::warn!(topic = %key.0, partition = key.1, error = %e, "follower log operation failed");
+        ResponseError::KafkaStorageError.code()
+    };
+    if code == ResponseError::OffsetOutOfRange.code()
+        || code == ResponseError::OffsetMovedToTieredStorage.code()
+    {
+        let end = log.log_end_offset();
+        if end < pd.log_start_offset || code == ResponseError::OffsetMovedToTieredStorage.code() {
+            // Too far behind the leader's (local) log start: start again there.
+            tracing::warn!(topic = %key.0, partition = key.1, from = end, to = pd.log_start_offset, "follower restarts its log at the leader's start");
+            tokio::task::block_in_place(|| log.truncate_fully_and_start_at(pd.log_start_offset))
+                .map_err(storage)?;
+        } else {
+            tokio::task::block_in_place(|| log.truncate_to(pd.high_watermark.max(0))).map_err(storage)?;
+        }
+        return Ok(());
+    }
+    if code != 0 {
+        return Err(code);
+    }
+    if pd.diverging_epoch.epoch >= 0 || pd.diverging_epoch.end_offset >= 0 {
+        let (leader_epoch, leader_end) = (pd.diverging_epoch.epoch, pd.diverging_epoch.end_offset);
+        let (mine_epoch, mine_end) = log.end_offset_for_epoch(leader_epoch);
+        let target = if mine_end < 0 { log.high_watermark() } else { leader_end.min(mine_end) };
+        tracing::info!(topic = %key.0, partition = key.1, leader_epoch, leader_end, mine_epoch, mine_end, target, "diverged from the leader; truncating");
+        tokio::task::block_in_place(|| log.truncate_to(target)).map_err(storage)?;
+        b.metrics.replica_truncations.inc();
+        return Ok(());
+    }
+    if let Some(records) = pd.records.filter(|r| !r.is_empty()) {
+        let n = records.len() as u64;
+        log.append_replicated(&records).map_err(storage)?;
+        b.metrics.replication_bytes_in.inc_by(n);
+    }
+    let end = log.log_end_offset();
+    log.advance_high_watermark(pd.high_watermark.min(end));
+    Ok(())
+}
