@@ -72,6 +72,8 @@ pub struct Broker {
     pub(crate) sessions: Mutex<FetchSessionCache>,
     /// Leader and follower roles of this broker's partitions in a cell, and the fetchers.
     pub replication: crate::replication::Replication,
+    /// `__consumer_offsets` partitions whose groups are being loaded (cells).
+    pub(crate) group_loads: Mutex<std::collections::HashSet<i32>>,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Topic id and config overrides of every topic the logs reflect; guards `apply_image`.
     sync_lock: Mutex<HashMap<String, AppliedTopic>>,
@@ -384,9 +386,17 @@ impl Broker {
         let groups = Arc::new(kora_group::Coordinator::new(
             group_config,
             clock.clone(),
-            Arc::new(crate::groups::OffsetsLog { logs: logs.clone(), clock: clock.clone() }),
+            Arc::new(crate::groups::OffsetsLog {
+                logs: logs.clone(),
+                clock: clock.clone(),
+                leader_check: config.cell.is_some().then(|| (controller.clone(), config.node_id)),
+            }),
         ));
-        {
+        if config.cell.is_some() {
+            // Groups follow the leadership of their offsets partition (loaded on becoming
+            // leader, see `groups::sync_ownership`).
+            groups.serve_owned_partitions_only();
+        } else {
             let (logs, groups) = (logs.clone(), groups.clone());
             let started = std::time::Instant::now();
             let n =
@@ -412,6 +422,7 @@ impl Broker {
         }
         let broker = Arc::new(Broker {
             sessions: Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots)),
+            group_loads: Mutex::new(Default::default()),
             replication: crate::replication::Replication::new(
                 config.node_id,
                 config.replication.clone(),

@@ -58,12 +58,21 @@ pub fn is_internal(topic: &str) -> bool {
 pub(crate) struct OffsetsLog {
     pub(crate) logs: Arc<LogManager>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// In a cell: the metadata and this broker's id. Only the leader of a partition writes
+    /// to it (a follower's log is the leader's copy).
+    pub(crate) leader_check: Option<(Arc<kora_meta::Controller>, i32)>,
 }
 
 impl GroupLog for OffsetsLog {
     fn append(&self, partition: i32, records: &[(Bytes, Option<Bytes>)]) -> Result<(), GroupError> {
         if records.is_empty() {
             return Ok(());
+        }
+        if let Some((c, me)) = &self.leader_check {
+            let image = c.image();
+            if !image.topic(OFFSETS_TOPIC).is_some_and(|t| t.leads(partition, *me)) {
+                return Err(GroupError::Log(format!("{OFFSETS_TOPIC}-{partition} is not led here")));
+            }
         }
         let log = self
             .logs
@@ -147,10 +156,20 @@ pub(crate) fn ensure_offsets_topic(
 pub(crate) fn load(logs: &LogManager, coordinator: &Coordinator, partitions: i32) -> Result<usize, LogError> {
     let mut n = 0;
     for p in 0..partitions {
-        let Some(log) = logs.get(OFFSETS_TOPIC, p) else { continue };
+        n += load_partition(logs, coordinator, p)?;
+    }
+    Ok(n)
+}
+
+/// Replays one `__consumer_offsets` partition, to its log end (a leader's whole log will be
+/// committed: leaders never truncate).
+pub(crate) fn load_partition(logs: &LogManager, coordinator: &Coordinator, p: i32) -> Result<usize, LogError> {
+    let mut n = 0;
+    {
+        let Some(log) = logs.get(OFFSETS_TOPIC, p) else { return Ok(0) };
         let mut offset = log.offsets().log_start_offset;
         loop {
-            let r = log.read(offset, REPLAY_READ_BYTES)?;
+            let r = log.read_replica(offset, REPLAY_READ_BYTES)?;
             if r.records.is_empty() {
                 break;
             }
@@ -182,6 +201,38 @@ pub(crate) fn load(logs: &LogManager, coordinator: &Coordinator, partitions: i32
         }
     }
     Ok(n)
+}
+
+/// In a cell: the coordinator serves the groups of the `__consumer_offsets` partitions this
+/// broker leads. Partitions it lost are released at once; those it gained are replayed from
+/// the log first (clients get NOT_COORDINATOR meanwhile, and retry).
+pub(crate) fn sync_ownership(b: &Arc<Broker>, led: std::collections::BTreeSet<i32>) {
+    let owned: std::collections::BTreeSet<i32> = b.groups.owned_partitions().unwrap_or_default().into_iter().collect();
+    for p in owned.difference(&led) {
+        let n = b.groups.release_partition(*p);
+        tracing::info!(partition = p, groups = n, "no longer coordinating the groups of this offsets partition");
+    }
+    for p in led.difference(&owned).copied() {
+        if !b.group_loads.lock().insert(p) {
+            continue;
+        }
+        let b = b.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            b.groups.release_partition(p);
+            match load_partition(&b.logs, &b.groups, p) {
+                Ok(n) => {
+                    let image = b.controller.image();
+                    if image.topic(OFFSETS_TOPIC).is_some_and(|t| t.leads(p, b.config.node_id)) {
+                        b.groups.take_partition(p);
+                        tracing::info!(partition = p, records = n, elapsed_ms = started.elapsed().as_millis() as u64, "coordinating the groups of this offsets partition");
+                    }
+                }
+                Err(e) => tracing::error!(partition = p, error = %e, "loading groups failed; the next metadata change retries"),
+            }
+            b.group_loads.lock().remove(&p);
+        });
+    }
 }
 
 /// Timeouts of every group, every `TICK`.
@@ -225,7 +276,11 @@ pub(crate) async fn maintenance_loop(b: Arc<Broker>, mut shutdown: watch::Receiv
 }
 
 fn checkpoint_if_due(b: &Broker) {
+    let owned = b.groups.owned_partitions();
     for p in 0..b.groups.config().offsets_topic_partitions {
+        if owned.as_ref().is_some_and(|o| !o.contains(&p)) {
+            continue;
+        }
         let Some(log) = b.logs.get(OFFSETS_TOPIC, p) else { continue };
         let o = log.offsets();
         let live = b.groups.live_records(p) as i64;

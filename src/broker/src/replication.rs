@@ -195,6 +195,11 @@ impl Replication {
                 }
             }
         }
+        let offsets_led: std::collections::BTreeSet<i32> = leading
+            .keys()
+            .filter(|(t, _)| t == kora_group::OFFSETS_TOPIC)
+            .map(|(_, p)| *p)
+            .collect();
         st.leading = leading;
         st.following = following;
         // One fetcher per leader broker.
@@ -209,6 +214,8 @@ impl Replication {
         for leader in needed {
             st.fetchers.entry(leader).or_insert_with(|| tokio::spawn(fetcher(b.clone(), leader)));
         }
+        drop(st);
+        crate::groups::sync_ownership(b, offsets_led);
     }
 
     /// Stops every fetcher (shutdown).
@@ -332,6 +339,12 @@ impl Replication {
         }
         out
     }
+}
+
+/// Waits until `log`'s high watermark reaches `upto`; false after `timeout`.
+pub(crate) async fn wait_for_high_watermark(log: &PartitionLog, upto: i64, timeout: Duration) -> bool {
+    let mut rx = log.subscribe();
+    tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= upto)).await.is_ok_and(|r| r.is_ok())
 }
 
 /// The high watermark: the smallest log end over the ISR (unknown follower: no move).

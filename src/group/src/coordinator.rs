@@ -108,6 +108,10 @@ pub struct Coordinator {
     clock: Arc<dyn Clock>,
     log: Arc<dyn GroupLog>,
     groups: Mutex<HashMap<String, Group>>,
+    /// The internal-log partitions whose groups this coordinator serves: all of them (None, a
+    /// single node) or those this broker leads and has loaded (a cell). Requests for other
+    /// groups get NOT_COORDINATOR.
+    owned: parking_lot::RwLock<Option<std::collections::HashSet<i32>>>,
 }
 
 fn s(x: &str) -> StrBytes {
@@ -132,7 +136,49 @@ fn commit_error_code(e: &GroupError) -> i16 {
 impl Coordinator {
     pub fn new(cfg: GroupConfig, clock: Arc<dyn Clock>, log: Arc<dyn GroupLog>) -> Self {
         assert!(cfg.offsets_topic_partitions > 0);
-        Self { cfg, clock, log, groups: Mutex::new(HashMap::new()) }
+        Self { cfg, clock, log, groups: Mutex::new(HashMap::new()), owned: parking_lot::RwLock::new(None) }
+    }
+
+    /// Serve only the groups of partitions handed over with [`Coordinator::take_partition`]
+    /// (a broker in a cell).
+    pub fn serve_owned_partitions_only(&self) {
+        let mut owned = self.owned.write();
+        if owned.is_none() {
+            *owned = Some(Default::default());
+        }
+    }
+
+    /// Whether requests for `group` are served here.
+    pub fn owns(&self, group: &str) -> bool {
+        self.owned.read().as_ref().is_none_or(|o| o.contains(&self.partition_of(group)))
+    }
+
+    /// Partitions served here (None: all).
+    pub fn owned_partitions(&self) -> Option<Vec<i32>> {
+        self.owned.read().as_ref().map(|o| {
+            let mut v: Vec<i32> = o.iter().copied().collect();
+            v.sort_unstable();
+            v
+        })
+    }
+
+    /// Starts serving `partition`'s groups; its records were replayed just before.
+    pub fn take_partition(&self, partition: i32) {
+        if let Some(o) = self.owned.write().as_mut() {
+            o.insert(partition);
+        }
+    }
+
+    /// Stops serving `partition` and forgets its groups (another broker coordinates them now,
+    /// or they are about to be replayed afresh). Returns how many groups were dropped.
+    pub fn release_partition(&self, partition: i32) -> usize {
+        if let Some(o) = self.owned.write().as_mut() {
+            o.remove(&partition);
+        }
+        let mut groups = self.groups.lock();
+        let before = groups.len();
+        groups.retain(|gid, _| partition_for(gid, self.cfg.offsets_topic_partitions) != partition);
+        before - groups.len()
     }
 
     pub fn config(&self) -> &GroupConfig {
@@ -171,6 +217,9 @@ impl Coordinator {
         if !valid_group_id(&gid) {
             return Parked::Now(classic::join_error(ResponseError::InvalidGroupId, &req.member_id));
         }
+        if !self.owns(&gid) {
+            return Parked::Now(classic::join_error(ResponseError::NotCoordinator, &req.member_id));
+        }
         let now = self.clock.now_ms();
         let mut groups = self.groups.lock();
         let group = groups.entry(gid.clone()).or_insert_with(|| Group {
@@ -197,6 +246,9 @@ impl Coordinator {
         if !valid_group_id(&gid) {
             return Parked::Now(classic::sync_error(ResponseError::InvalidGroupId));
         }
+        if !self.owns(&gid) {
+            return Parked::Now(classic::sync_error(ResponseError::NotCoordinator));
+        }
         let now = self.clock.now_ms();
         let mut groups = self.groups.lock();
         let Some(Group { kind: Kind::Classic(g), .. }) = groups.get_mut(&gid) else {
@@ -212,6 +264,9 @@ impl Coordinator {
         if !valid_group_id(&gid) {
             return HeartbeatResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
         }
+        if !self.owns(&gid) {
+            return HeartbeatResponse::default().with_error_code(ResponseError::NotCoordinator.code());
+        }
         let now = self.clock.now_ms();
         let mut groups = self.groups.lock();
         match groups.get_mut(&gid) {
@@ -224,6 +279,9 @@ impl Coordinator {
         let gid = req.group_id.to_string();
         if !valid_group_id(&gid) {
             return LeaveGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+        }
+        if !self.owns(&gid) {
+            return LeaveGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code());
         }
         let now = self.clock.now_ms();
         let mut groups = self.groups.lock();
@@ -268,6 +326,11 @@ impl Coordinator {
                 .with_error_code(ResponseError::InvalidGroupId.code())
                 .with_member_epoch(-1);
         }
+        if !self.owns(&gid) {
+            return ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(ResponseError::NotCoordinator.code())
+                .with_member_epoch(-1);
+        }
         let now = self.clock.now_ms();
         let mut groups = self.groups.lock();
         let default_assignor =
@@ -301,6 +364,9 @@ impl Coordinator {
             .group_ids
             .iter()
             .map(|gid| match groups.get(gid.as_str()) {
+                _ if !self.owns(gid) => CgDescribed::default()
+                    .with_group_id(gid.clone())
+                    .with_error_code(ResponseError::NotCoordinator.code()),
                 Some(Group { kind: Kind::Consumer(g), .. }) => g.describe(topics),
                 Some(_) => CgDescribed::default()
                     .with_group_id(gid.clone())
@@ -340,6 +406,9 @@ impl Coordinator {
         };
         if !valid_group_id(&gid) {
             return all(ResponseError::InvalidGroupId.code());
+        }
+        if !self.owns(&gid) {
+            return all(ResponseError::NotCoordinator.code());
         }
         let now = self.clock.now_ms();
         let mut groups = self.groups.lock();
@@ -444,6 +513,9 @@ impl Coordinator {
             let g = groups.get(gid);
             if !valid_group_id(gid) {
                 return (ResponseError::InvalidGroupId.code(), Vec::new());
+            }
+            if !self.owns(gid) {
+                return (ResponseError::NotCoordinator.code(), Vec::new());
             }
             if let (Some((member_id, epoch)), Some(Group { kind: Kind::Consumer(c), .. })) = (member, g) {
                 if let Err(e) = c.validate_commit(member_id, epoch) {
@@ -553,6 +625,9 @@ impl Coordinator {
             .map(|gid| {
                 let base =
                     DescribedGroup::default().with_group_id(gid.clone()).with_authorized_operations(i32::MIN);
+                if !self.owns(gid) {
+                    return base.with_error_code(ResponseError::NotCoordinator.code());
+                }
                 match groups.get(gid.as_str()) {
                     None => {
                         let d = base.with_group_state(s("Dead"));
@@ -628,6 +703,7 @@ impl Coordinator {
         let types: Vec<String> = req.types_filter.iter().map(|x| x.to_lowercase()).collect();
         let mut listed: Vec<ListedGroup> = groups
             .iter()
+            .filter(|(id, _)| self.owns(id))
             .filter(|(_, g)| states.is_empty() || states.contains(&g.state_name().to_lowercase()))
             .filter(|(_, g)| types.is_empty() || types.iter().any(|t| t == g.type_name()))
             .map(|(id, g)| {
@@ -665,6 +741,7 @@ impl Coordinator {
             .map(|gid| {
                 let code = match groups.get(gid.as_str()) {
                     _ if !valid_group_id(gid) => ResponseError::InvalidGroupId.code(),
+                    _ if !self.owns(gid) => ResponseError::NotCoordinator.code(),
                     None => ResponseError::GroupIdNotFound.code(),
                     Some(g) if !g.is_empty() => ResponseError::NonEmptyGroup.code(),
                     Some(g) => match (self.writer(gid))(Self::tombstones(gid, g)) {
@@ -686,6 +763,9 @@ impl Coordinator {
 
     pub fn delete_offsets(&self, req: &OffsetDeleteRequest, topics: &dyn Topics) -> OffsetDeleteResponse {
         let gid = req.group_id.to_string();
+        if !self.owns(&gid) {
+            return OffsetDeleteResponse::default().with_error_code(ResponseError::NotCoordinator.code());
+        }
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(&gid) else {
             return OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code());

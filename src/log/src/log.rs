@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     /// (epoch, first offset) of every leader epoch in the log, ascending in both.
     pub(crate) epochs: Vec<(i32, i64)>,
     pub(crate) high_watermark: i64,
+    /// The high watermark checkpointed before this start (for a replicated log).
+    pub(crate) recovered_hw: i64,
     /// The high watermark follows the log end (a single replica). Off while the broker's
     /// replication decides it.
     pub(crate) auto_hw: bool,
@@ -271,9 +273,9 @@ impl PartitionLog {
         }
         let recovery_point =
             if clean { log_end } else { segments.values().next_back().map(|s| s.base_offset).unwrap_or(0) };
-        let loaded = load_epochs(dir)?;
-        let epochs_known = loaded.is_some();
-        let mut epochs = loaded.unwrap_or_else(|| {
+        // A missing epoch file (a log from before replication) is written with the next epoch
+        // change, not at open: opening must not need free space.
+        let mut epochs = load_epochs(dir)?.unwrap_or_else(|| {
             // Logs written before replication carry epoch 0 throughout.
             if log_end > first_base {
                 vec![(0, first_base)]
@@ -283,8 +285,11 @@ impl PartitionLog {
         });
         epochs.retain(|(_, start)| *start < log_end);
         let leader_epoch = epochs.last().map_or(0, |e| e.0);
-        let high_watermark =
+        // A single replica's high watermark is its log end; the checkpointed one counts once the
+        // broker says the log is replicated (`set_replicated`).
+        let recovered_hw =
             if state.high_watermark < 0 { log_end } else { state.high_watermark.min(log_end) };
+        let high_watermark = log_end;
         let (end_tx, _) = watch::channel(log_end);
         let (hw_tx, _) = watch::channel(high_watermark);
         let compacts = config.cleanup_policy.compacts();
@@ -301,6 +306,7 @@ impl PartitionLog {
                 leader_epoch,
                 epochs,
                 high_watermark,
+                recovered_hw,
                 auto_hw: true,
                 first_unflushed_ms: None,
                 pending: Vec::new(),
@@ -315,9 +321,6 @@ impl PartitionLog {
             hw_tx,
             persisted_hw: AtomicI64::new(state.high_watermark),
         };
-        if !epochs_known {
-            log.persist_epochs(&log.inner.lock().epochs)?;
-        }
         // Rewrite the state file only when it changed: start-up with many partitions should
         // not cost one fsync each.
         if (log_start_offset, recovery_point) != (state.log_start_offset, state.recovery_point) {

@@ -81,11 +81,17 @@ impl PartitionLog {
     pub fn set_replicated(&self, replicated: bool) {
         let end = {
             let mut inner = self.inner.lock();
+            let was_auto = inner.auto_hw;
             inner.auto_hw = !replicated;
             if replicated {
-                return;
+                if !was_auto {
+                    return;
+                }
+                // What the ISR had before this start; nothing above it was known committed.
+                inner.high_watermark = inner.high_watermark.min(inner.recovered_hw);
+            } else {
+                inner.high_watermark = inner.log_end();
             }
-            inner.high_watermark = inner.log_end();
             inner.high_watermark
         };
         self.hw_tx.send_replace(end);
@@ -267,6 +273,7 @@ impl PartitionLog {
         inner.log_start_offset = offset;
         inner.epochs.clear();
         inner.high_watermark = offset;
+        inner.recovered_hw = offset;
         inner.producers = ProducerState::default();
         self.after_truncation(&mut inner, offset)?;
         drop(inner);
@@ -280,6 +287,7 @@ impl PartitionLog {
         inner.epochs.retain(|e| e.1 < new_end);
         self.persist_epochs(&inner.epochs)?;
         inner.high_watermark = inner.high_watermark.min(new_end);
+        inner.recovered_hw = inner.recovered_hw.min(new_end);
         inner.recovery_point = inner.recovery_point.min(new_end);
         inner.cleaner_offset = inner.cleaner_offset.min(new_end);
         self.flushed_offset.fetch_min(new_end, Ordering::AcqRel);

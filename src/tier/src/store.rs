@@ -81,6 +81,20 @@ pub fn open_store(url: &str, options: &BTreeMap<String, String>) -> Result<Store
     Ok(Store { url: url.to_string(), inner, prefix })
 }
 
+/// Whether an error comes from a full disk (ENOSPC somewhere in its sources).
+fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Writes, reads back and deletes a probe object, so a broker with a store it cannot use
 /// stops at start-up with the store's own error instead of failing its first upload later.
 pub async fn probe(store: &Store) -> Result<(), TierError> {
@@ -88,11 +102,15 @@ pub async fn probe(store: &Store) -> Result<(), TierError> {
     let key = store.prefix.clone().join("_kora").join(format!("probe-{}", uuid::Uuid::new_v4()));
     let body = Bytes::from_static(b"kora object store probe");
     let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-    store
-        .inner
-        .put_opts(&key, PutPayload::from_bytes(body.clone()), opts)
-        .await
-        .map_err(|e| unreachable(format!("cannot write {key}: {e}")))?;
+    if let Err(e) = store.inner.put_opts(&key, PutPayload::from_bytes(body.clone()), opts).await {
+        if is_out_of_space(&e) {
+            // A store on a full disk is usable for reads; uploads retry until space returns.
+            // A broker must start on a full disk to serve what it has.
+            tracing::warn!(url = %store.url, error = %e, "object store is out of space; starting anyway");
+            return Ok(());
+        }
+        return Err(unreachable(format!("cannot write {key}: {e}")));
+    }
     let got = store
         .inner
         .get(&key)

@@ -132,8 +132,29 @@ pub(super) fn leave_group(b: &Broker, r: LeaveGroupRequest, version: i16) -> Lea
     b.groups.leave(&r, version)
 }
 
-pub(super) fn offset_commit(b: &Broker, r: OffsetCommitRequest) -> OffsetCommitResponse {
-    b.groups.commit(&r, &topics(b))
+/// Longest an offset commit waits for the offsets partition's followers.
+const COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(super) async fn offset_commit(b: &Broker, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    let mut resp = b.groups.commit(&r, &topics(b));
+    let stored = resp.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code == 0);
+    if b.config.cell.is_none() || !stored {
+        return resp;
+    }
+    // As Kafka writes commits with acks=all: answered once every in-sync replica has them, so
+    // a committed offset survives the leader's loss.
+    let p = b.groups.partition_of(r.group_id.as_str());
+    let Some(log) = b.logs.get(kora_group::OFFSETS_TOPIC, p) else { return resp };
+    let upto = log.log_end_offset();
+    if !crate::replication::wait_for_high_watermark(&log, upto, COMMIT_REPLICATION_TIMEOUT).await {
+        tracing::warn!(group = %r.group_id.as_str(), "offset commit not replicated in time");
+        for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            if p.error_code == 0 {
+                p.error_code = ResponseError::CoordinatorNotAvailable.code();
+            }
+        }
+    }
+    resp
 }
 
 pub(super) fn offset_fetch(b: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {

@@ -109,7 +109,7 @@ pub(crate) async fn dispatch(
         RequestKind::SyncGroup(r) => groups::sync_group(b, r).await.into(),
         RequestKind::Heartbeat(r) => groups::heartbeat(b, r).into(),
         RequestKind::LeaveGroup(r) => groups::leave_group(b, r, v).into(),
-        RequestKind::OffsetCommit(r) => groups::offset_commit(b, r).into(),
+        RequestKind::OffsetCommit(r) => groups::offset_commit(b, r).await.into(),
         RequestKind::OffsetFetch(r) => groups::offset_fetch(b, r, v).into(),
         RequestKind::DescribeGroups(r) => groups::describe_groups(b, r, v).into(),
         RequestKind::ListGroups(r) => groups::list_groups(b, r).into(),
