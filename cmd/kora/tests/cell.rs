@@ -158,11 +158,17 @@ fn read_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> V
     let mut out = vec![Vec::new(); partitions as usize];
     let mut n = 0;
     let start = Instant::now();
-    while n < expected && start.elapsed() < Duration::from_secs(60) {
+    let mut last = Instant::now();
+    // Until the expected count and a quiet second (a write that timed out may also be in the
+    // log, as in Kafka), or 60 s.
+    while (n < expected || last.elapsed() < Duration::from_secs(1))
+        && start.elapsed() < Duration::from_secs(60)
+    {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
             out[m.partition() as usize]
                 .push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
             n += 1;
+            last = Instant::now();
         }
     }
     out
@@ -384,6 +390,9 @@ fn wait_fully_replicated(cell: &Cell, topic: &str, within: Duration) -> serde_js
     }
 }
 
+/// Per partition, each value sent in order with its outcome (the offset, or the error).
+type Sent = Vec<Vec<(String, Result<i64, String>)>>;
+
 /// A steady idempotent acks=all producer: one record every `every` to partitions 0..n in turn
 /// until `stop` is set. Returns, per partition, the values in send order with their outcome.
 fn steady_load(
@@ -392,7 +401,7 @@ fn steady_load(
     partitions: i32,
     every: Duration,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<Vec<(String, Result<i64, String>)>>> {
+) -> tokio::task::JoinHandle<Sent> {
     let p = producer(bootstrap);
     let topic = topic.to_string();
     tokio::spawn(async move {
@@ -502,4 +511,227 @@ async fn rf3_loses_nothing_when_the_leader_is_killed_under_load() {
     eprintln!("broker {leader} back in every ISR {:?} after restart", t.elapsed());
     let _ = back.kill();
     let _ = back.wait();
+}
+
+/// Whether process `pid` has exited (gone, or a zombie its parent has not reaped yet).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn check_all_acknowledged_once_in_order(bs: &str, topic: &str, sent: &Sent) {
+    let total: usize = sent.iter().map(Vec::len).sum();
+    let got = read_all(bs, topic, sent.len() as i32, total);
+    for (part, values) in got.iter().enumerate() {
+        let acked: Vec<&String> = sent[part].iter().map(|(v, _)| v).collect();
+        let mine: Vec<&String> = values.iter().filter(|v| v.starts_with('m')).collect();
+        assert_eq!(mine, acked, "partition {part}: every acknowledged record once, in send order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_with_controlled_shutdown_fails_no_produce_request() {
+    let cell = Cell::up(&["--leader-imbalance-check-interval-seconds", "1"]);
+    let bs = cell.bootstrap();
+    create_rf(&bs, "roll", 6, 3, &[("min.insync.replicas", "2")]).await;
+    wait_fully_replicated(&cell, "roll", Duration::from_secs(30));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_load(&bs, "roll", 6, Duration::from_millis(5), stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut restarted = Vec::new();
+    for id in 1..=3u64 {
+        let pid = cell.broker_pid(id);
+        let t = Instant::now();
+        let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        while !exited(pid) {
+            assert!(t.elapsed() < Duration::from_secs(30), "broker {id} did not stop");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("broker {id} stopped {:?} after SIGTERM", t.elapsed());
+        restarted.push(cell.restart_broker(id));
+        // As an operator would: the next broker goes only once nothing is under-replicated
+        // and leadership is back on the preferred replicas.
+        let t = Instant::now();
+        let c = &cell;
+        tokio::task::block_in_place(|| loop {
+            let s = wait_fully_replicated(c, "roll", Duration::from_secs(60));
+            let balanced = s["partitions"]
+                .as_array()
+                .expect("p")
+                .iter()
+                .filter(|p| p["topic"] == "roll")
+                .all(|p| p["leader"] == p["replicas"][0]);
+            if balanced {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "preferred leaders not restored: {s}");
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        eprintln!("broker {id} back in every ISR and leading again {:?} after restart", t.elapsed());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let sent = load.await.expect("load");
+    let failed: Vec<&(String, Result<i64, String>)> =
+        sent.iter().flatten().filter(|(_, r)| r.is_err()).collect();
+    assert!(failed.is_empty(), "failed produce requests during the rolling restart: {failed:?}");
+    let total: usize = sent.iter().map(Vec::len).sum();
+    let bs2 = bs.clone();
+    tokio::task::spawn_blocking(move || check_all_acknowledged_once_in_order(&bs2, "roll", &sent))
+        .await
+        .expect("check");
+    eprintln!("{total} records acknowledged through a rolling restart of every broker");
+    for mut c in restarted {
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = c.wait();
+    }
+}
+
+fn admin_of(cell: &Cell, id: u64) -> String {
+    let b = cell.info["brokers"].as_array().expect("brokers").iter().find(|b| b["id"] == id).expect("broker");
+    let a = b["admin"].as_str().unwrap_or_else(|| panic!("no admin address in {b}"));
+    a.trim_start_matches("http://").to_string()
+}
+
+fn isolate(admin: &str, on: bool) {
+    let method = if on { "POST" } else { "DELETE" };
+    let out = Command::new("curl")
+        .args(["-sf", "-X", method, &format!("http://{admin}/v1/faults/isolate")])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "fault injection at {admin}: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_cut_off_from_its_peers_leaves_the_isr_and_catches_up() {
+    let cell =
+        Cell::up(&["--set", "fault.injection.enable=true", "--leader-imbalance-check-interval-seconds", "0"]);
+    let bs = cell.bootstrap();
+    create_rf(&bs, "cut", 3, 3, &[("min.insync.replicas", "2")]).await;
+    let status = wait_fully_replicated(&cell, "cut", Duration::from_secs(30));
+    // The worst case: cut off a leader. Its clients can still reach it.
+    let victim = leaders(&status, "cut")[0] as u64;
+    let admin = admin_of(&cell, victim);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_load(&bs, "cut", 3, Duration::from_millis(10), stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    isolate(&admin, true);
+    let t = Instant::now();
+    // A write the cut-off leader takes but cannot replicate: never acknowledged, and a tail
+    // its log must lose when it returns.
+    let victim_addr =
+        cell.info["brokers"].as_array().expect("b").iter().find(|b| b["id"] == victim).expect("v")["address"]
+            .as_str()
+            .expect("address")
+            .to_string();
+    let code = tokio::task::block_in_place(|| {
+        let mut conn = std::net::TcpStream::connect(&victim_addr).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        common::raw::produce(&mut conn, "cut", -1, common::raw::batch(5, 10)).responses[0].partition_responses
+            [0]
+        .error_code
+    });
+    assert_eq!(code, 7, "REQUEST_TIMED_OUT: the ISR never got the write");
+    // The cell fences it, moves its leadership and drops it from every ISR; it keeps serving.
+    let c = &cell;
+    tokio::task::block_in_place(|| loop {
+        let s = c.status();
+        let parts: Vec<&serde_json::Value> =
+            s["partitions"].as_array().expect("p").iter().filter(|p| p["topic"] == "cut").collect();
+        let out = parts.iter().all(|p| {
+            p["leader"].as_u64() != Some(victim)
+                && p["leader"].as_i64().unwrap_or(-1) > 0
+                && !p["isr"].as_array().expect("isr").iter().any(|r| r.as_u64() == Some(victim))
+        });
+        if out {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "broker {victim} still in the cell: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    eprintln!("isolated broker {victim} out of every ISR {:?} after the cut", t.elapsed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    isolate(&admin, false);
+    let t = Instant::now();
+    tokio::task::block_in_place(|| wait_fully_replicated(&cell, "cut", Duration::from_secs(60)));
+    eprintln!("broker {victim} caught up and back in every ISR {:?} after healing", t.elapsed());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let sent = load.await.expect("load");
+    let failed: Vec<&(String, Result<i64, String>)> =
+        sent.iter().flatten().filter(|(_, r)| r.is_err()).collect();
+    assert!(failed.is_empty(), "writes failed: {failed:?}");
+    let bs2 = bs.clone();
+    tokio::task::spawn_blocking(move || check_all_acknowledged_once_in_order(&bs2, "cut", &sent))
+        .await
+        .expect("check");
+    let metrics =
+        Command::new("curl").args(["-sf", &format!("http://{admin}/metrics")]).output().expect("curl");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
+    let truncations: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("kora_replica_truncations_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(truncations >= 1.0, "the unacknowledged tail was cut: {truncations}");
+    // The returned broker holds the same log as the others: read each partition from it alone
+    // as a follower (KIP-392 reads from any replica) and compare.
+    let s = cell.status();
+    let addr = s["brokers"].as_array().expect("b").iter().find(|b| b["id"] == victim).expect("victim")
+        ["address"]
+        .as_str()
+        .expect("address")
+        .to_string();
+    for part in 0..3 {
+        let leader_addr = {
+            let l = leaders(&s, "cut")[part as usize];
+            s["brokers"].as_array().expect("b").iter().find(|b| b["id"] == l).expect("leader")["address"]
+                .as_str()
+                .expect("address")
+                .to_string()
+        };
+        let mine = read_partition_raw(&addr, "cut", part);
+        let theirs = read_partition_raw(&leader_addr, "cut", part);
+        assert_eq!(mine.len(), theirs.len(), "partition {part}: same records on the returned broker");
+        assert_eq!(mine, theirs, "partition {part}: byte for byte");
+    }
+}
+
+/// Every record batch of a partition as one broker serves it (Fetch v12, up to its high
+/// watermark).
+fn read_partition_raw(addr: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut out = Vec::new();
+    let mut offset = 0i64;
+    loop {
+        let req = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)]),
+        ]);
+        let r: FetchResponse = common::raw::request(&mut conn, ApiKey::Fetch, 12, &req).expect("fetch");
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0, "fetch {topic}-{partition} from {addr}");
+        let recs = p.records.clone().unwrap_or_default();
+        if recs.is_empty() {
+            return out;
+        }
+        // Advance past the last batch: base offset + last offset delta + 1.
+        let mut pos = 0usize;
+        while pos + 61 <= recs.len() {
+            let base = i64::from_be_bytes(recs[pos..pos + 8].try_into().expect("8"));
+            let len = i32::from_be_bytes(recs[pos + 8..pos + 12].try_into().expect("4")) as usize + 12;
+            let delta = i32::from_be_bytes(recs[pos + 23..pos + 27].try_into().expect("4")) as i64;
+            offset = base + delta + 1;
+            pos += len;
+        }
+        out.extend_from_slice(&recs);
+    }
 }

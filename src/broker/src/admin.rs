@@ -75,6 +75,23 @@ async fn topic(
     (StatusCode::OK, format!("{body}\n"))
 }
 
+/// Fault injection (fault.injection.enable): cut this broker off from its cell.
+async fn isolate(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    set_isolation(&b, true)
+}
+
+async fn heal(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    set_isolation(&b, false)
+}
+
+fn set_isolation(b: &Broker, on: bool) -> (StatusCode, String) {
+    if b.faults.set_isolated(on) {
+        (StatusCode::OK, format!("{{\"isolated\":{on}}}\n"))
+    } else {
+        (StatusCode::NOT_FOUND, "{\"error\":\"fault injection is off (fault.injection.enable)\"}\n".into())
+    }
+}
+
 async fn health(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     if b.is_shutting_down() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_string());
@@ -102,6 +119,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/v1/topics/{name}", get(topic))
+        .route("/v1/faults/isolate", axum::routing::post(isolate).delete(heal))
         .with_state(broker);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

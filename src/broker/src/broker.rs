@@ -72,6 +72,8 @@ pub struct Broker {
     pub(crate) sessions: Mutex<FetchSessionCache>,
     /// Leader and follower roles of this broker's partitions in a cell, and the fetchers.
     pub replication: crate::replication::Replication,
+    /// Injected faults (tests of whole cells; inert unless fault.injection.enable).
+    pub faults: Arc<crate::faults::Faults>,
     /// `__consumer_offsets` partitions whose groups are being loaded (cells).
     pub(crate) group_loads: Mutex<std::collections::HashSet<i32>>,
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
@@ -304,6 +306,7 @@ impl Broker {
             topic_defaults: config.topic_defaults.clone(),
             max_partitions_per_topic: config.max_partitions_per_topic,
         };
+        let faults = Arc::new(crate::faults::Faults::new(config.fault_injection_enable));
         let (quorum, controller, metadata_server) = match &config.cell {
             // A single node: a single-voter Raft quorum in this process, the same state machine
             // and log store a cell's `kora meta` voters run. The state keeps its pre-Raft place
@@ -323,7 +326,8 @@ impl Broker {
             }
             Some(cell) => {
                 let (quorum, controller, server) =
-                    crate::cell::join(&config, cell, controller_config, shutdown_rx.clone()).await?;
+                    crate::cell::join(&config, cell, controller_config, faults.clone(), shutdown_rx.clone())
+                        .await?;
                 (quorum, controller, Some(server))
             }
         };
@@ -423,6 +427,7 @@ impl Broker {
         let broker = Arc::new(Broker {
             sessions: Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots)),
             group_loads: Mutex::new(Default::default()),
+            faults,
             replication: crate::replication::Replication::new(
                 config.node_id,
                 config.replication.clone(),

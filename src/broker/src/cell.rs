@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::broker::{Broker, StartError};
 use crate::config::{BrokerConfig, CellConfig};
+use crate::faults::Faults;
 
 /// Longest a starting broker waits to join the quorum and receive its metadata.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,6 +37,7 @@ pub async fn join(
     config: &BrokerConfig,
     cell: &CellConfig,
     controller_config: ControllerConfig,
+    faults: Arc<Faults>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(Arc<Quorum>, Arc<Controller>, JoinHandle<()>), StartError> {
     let listener = tokio::net::TcpListener::bind(cell.metadata_listener)
@@ -49,7 +51,22 @@ pub async fn join(
     qc.state_dir = config.data_dir.join("meta");
     let http = http_client()?;
     let quorum = Quorum::open(qc, http.clone()).await?;
-    let app = kora_quorum::api::raft_routes(quorum.clone());
+    // Fault injection: an isolated broker receives no metadata.
+    let gate = faults.clone();
+    let app = kora_quorum::api::raft_routes(quorum.clone()).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let isolated = gate.isolated();
+            async move {
+                if isolated {
+                    return axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "isolated by fault injection",
+                    ));
+                }
+                next.run(req).await
+            }
+        },
+    ));
     let server = tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.changed().await;
@@ -71,9 +88,36 @@ pub async fn join(
         }
     }
     tracing::info!(cell = %cell.name, metadata_listener = %addr, "following the cell's metadata quorum");
-    let forwarder = Arc::new(HttpForwarder::new(voters, http, tokio::runtime::Handle::current()));
+    let forwarder = Arc::new(Isolating {
+        inner: HttpForwarder::new(voters, http, tokio::runtime::Handle::current()),
+        faults,
+    });
     let controller = Arc::new(Controller::forwarding(forwarder, quorum.subscribe(), controller_config));
     Ok((quorum, controller, server))
+}
+
+/// Controller requests fail while the broker is isolated by fault injection.
+struct Isolating {
+    inner: HttpForwarder,
+    faults: Arc<Faults>,
+}
+
+impl std::fmt::Debug for Isolating {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Isolating").field("faults", &self.faults).finish()
+    }
+}
+
+impl kora_meta::controller::Forwarder for Isolating {
+    fn forward(
+        &self,
+        request: &kora_meta::controller::ControllerRequest,
+    ) -> Result<kora_meta::controller::ForwardedReply, MetaError> {
+        if self.faults.isolated() {
+            return Err(MetaError::Store("cannot reach the quorum: isolated by fault injection".into()));
+        }
+        self.inner.forward(request)
+    }
 }
 
 fn registration(

@@ -97,6 +97,8 @@ pub struct BrokerConfig {
     pub cell: Option<CellConfig>,
     /// replica.* settings: how followers fetch and when they leave the ISR (cells only).
     pub replication: ReplicationConfig,
+    /// fault.injection.enable (Kora, tests only): the admin endpoint's /v1/faults.
+    pub fault_injection_enable: bool,
 }
 
 /// Replication between the brokers of a cell (Kafka's replica.* settings).
@@ -182,6 +184,7 @@ impl Default for BrokerConfig {
             tiering: None,
             cell: None,
             replication: ReplicationConfig::default(),
+            fault_injection_enable: false,
         }
     }
 }
@@ -238,6 +241,7 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("metadata.listener", "HTTP address where the quorum replicates the metadata log to this broker."),
     ("broker.heartbeat.interval.ms", "How often this broker heartbeats to the active controller."),
     ("replica.lag.time.max.ms", "A follower not caught up for this long leaves the ISR."),
+    ("fault.injection.enable", "Tests only: lets the admin endpoint cut this broker off from its cell."),
     ("replica.fetch.wait.max.ms", "How long a follower's fetch waits at the leader for data."),
     ("replica.fetch.max.bytes", "Bytes per partition in one follower fetch."),
     ("replica.fetch.response.max.bytes", "Bytes in one follower fetch response."),
@@ -409,6 +413,7 @@ impl BrokerConfig {
                 }
                 "broker.heartbeat.interval.ms" => heartbeat_interval_ms = parse_num(k, v, 10, 60_000)?,
                 "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = parse_num(k, v, 100, 3_600_000)?,
+                "fault.injection.enable" => c.fault_injection_enable = parse_bool(k, v)?,
                 "replica.fetch.wait.max.ms" => c.replication.fetch_wait_max_ms = parse_num(k, v, 0, 30_000)?,
                 "replica.fetch.max.bytes" => c.replication.fetch_max_bytes = parse_num(k, v, 1024, 1 << 30)?,
                 "replica.fetch.response.max.bytes" => {

@@ -163,7 +163,11 @@ pub(crate) fn load(logs: &LogManager, coordinator: &Coordinator, partitions: i32
 
 /// Replays one `__consumer_offsets` partition, to its log end (a leader's whole log will be
 /// committed: leaders never truncate).
-pub(crate) fn load_partition(logs: &LogManager, coordinator: &Coordinator, p: i32) -> Result<usize, LogError> {
+pub(crate) fn load_partition(
+    logs: &LogManager,
+    coordinator: &Coordinator,
+    p: i32,
+) -> Result<usize, LogError> {
     let mut n = 0;
     {
         let Some(log) = logs.get(OFFSETS_TOPIC, p) else { return Ok(0) };
@@ -207,10 +211,15 @@ pub(crate) fn load_partition(logs: &LogManager, coordinator: &Coordinator, p: i3
 /// broker leads. Partitions it lost are released at once; those it gained are replayed from
 /// the log first (clients get NOT_COORDINATOR meanwhile, and retry).
 pub(crate) fn sync_ownership(b: &Arc<Broker>, led: std::collections::BTreeSet<i32>) {
-    let owned: std::collections::BTreeSet<i32> = b.groups.owned_partitions().unwrap_or_default().into_iter().collect();
+    let owned: std::collections::BTreeSet<i32> =
+        b.groups.owned_partitions().unwrap_or_default().into_iter().collect();
     for p in owned.difference(&led) {
         let n = b.groups.release_partition(*p);
-        tracing::info!(partition = p, groups = n, "no longer coordinating the groups of this offsets partition");
+        tracing::info!(
+            partition = p,
+            groups = n,
+            "no longer coordinating the groups of this offsets partition"
+        );
     }
     for p in led.difference(&owned).copied() {
         if !b.group_loads.lock().insert(p) {
@@ -225,10 +234,17 @@ pub(crate) fn sync_ownership(b: &Arc<Broker>, led: std::collections::BTreeSet<i3
                     let image = b.controller.image();
                     if image.topic(OFFSETS_TOPIC).is_some_and(|t| t.leads(p, b.config.node_id)) {
                         b.groups.take_partition(p);
-                        tracing::info!(partition = p, records = n, elapsed_ms = started.elapsed().as_millis() as u64, "coordinating the groups of this offsets partition");
+                        tracing::info!(
+                            partition = p,
+                            records = n,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "coordinating the groups of this offsets partition"
+                        );
                     }
                 }
-                Err(e) => tracing::error!(partition = p, error = %e, "loading groups failed; the next metadata change retries"),
+                Err(e) => {
+                    tracing::error!(partition = p, error = %e, "loading groups failed; the next metadata change retries")
+                }
             }
             b.group_loads.lock().remove(&p);
         });

@@ -18,6 +18,7 @@ pub mod broker;
 pub mod cell;
 pub mod config;
 pub mod errors;
+pub mod faults;
 pub mod fetch_session;
 pub mod groups;
 mod handlers;

@@ -195,11 +195,8 @@ impl Replication {
                 }
             }
         }
-        let offsets_led: std::collections::BTreeSet<i32> = leading
-            .keys()
-            .filter(|(t, _)| t == kora_group::OFFSETS_TOPIC)
-            .map(|(_, p)| *p)
-            .collect();
+        let offsets_led: std::collections::BTreeSet<i32> =
+            leading.keys().filter(|(t, _)| t == kora_group::OFFSETS_TOPIC).map(|(_, p)| *p).collect();
         st.leading = leading;
         st.following = following;
         // One fetcher per leader broker.
@@ -434,6 +431,11 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
     loop {
         if b.is_shutting_down() {
             return;
+        }
+        if b.faults.isolated() {
+            conn = None;
+            tokio::time::sleep(backoff).await;
+            continue;
         }
         let now = tokio::time::Instant::now();
         let parts: Vec<(PartitionKey, i32, Arc<PartitionLog>)> = {

@@ -287,8 +287,7 @@ impl PartitionLog {
         let leader_epoch = epochs.last().map_or(0, |e| e.0);
         // A single replica's high watermark is its log end; the checkpointed one counts once the
         // broker says the log is replicated (`set_replicated`).
-        let recovered_hw =
-            if state.high_watermark < 0 { log_end } else { state.high_watermark.min(log_end) };
+        let recovered_hw = if state.high_watermark < 0 { log_end } else { state.high_watermark.min(log_end) };
         let high_watermark = log_end;
         let (end_tx, _) = watch::channel(log_end);
         let (hw_tx, _) = watch::channel(high_watermark);

@@ -537,7 +537,7 @@ impl Controller {
         members.sort_unstable();
         members.dedup();
         let joins_fenced =
-            isr.iter().any(|r| !s.isr.contains(r) && !image.brokers.get(r).is_some_and(|b| !b.fenced));
+            isr.iter().any(|r| !s.isr.contains(r) && image.brokers.get(r).is_none_or(|b| b.fenced));
         if members.len() != isr.len()
             || !isr.contains(&leader)
             || isr.iter().any(|r| !s.replicas.contains(r))
@@ -975,7 +975,8 @@ mod tests {
             let mut r = s.replicas.clone();
             r.sort();
             assert_eq!(r, vec![1, 2]);
-            assert_eq!((s.leader, s.leader_epoch, s.isr.clone()), (s.replicas[0], 0, vec![s.replicas[0]]));
+            // Every live replica of an empty log is in sync.
+            assert_eq!((s.leader, s.leader_epoch, s.isr.clone()), (s.replicas[0], 0, s.replicas.clone()));
         }
         let leaders: std::collections::BTreeSet<i32> = t.assignments.iter().map(|s| s.leader).collect();
         assert_eq!(leaders.len(), 2, "leaders spread: {:?}", t.assignments);
@@ -985,30 +986,46 @@ mod tests {
         // Broker 2 has been silent for 10 s: fenced; broker 1 heartbeat 5 s ago: not.
         assert_eq!(c.fence_expired(6_000).expect("fence"), vec![2]);
         assert!(c.image().brokers[&2].fenced && !c.image().brokers[&1].fenced);
-        // What broker 2 led is offline (its ISR is itself alone: no unclean election).
+        // What broker 2 led moved to broker 1 (in sync) at a new epoch; 2 left every ISR.
         let img = c.image();
         let t = img.topic("t").expect("t");
         for s in &t.assignments {
-            if s.isr == vec![2] {
-                assert_eq!((s.leader, s.leader_epoch), (-1, 1));
-            } else {
-                assert_eq!((s.leader, s.leader_epoch), (1, 0));
-            }
+            assert_eq!(s.leader, 1);
+            assert_eq!(s.isr, vec![1]);
+            assert_eq!(s.leader_epoch, if s.replicas[0] == 2 { 1 } else { 0 });
         }
         assert!(matches!(
             c.create_topic(&TopicRequest { replication_factor: 2, ..req("u", 1) }, false),
             Err(MetaError::InvalidReplicationFactor(_))
         ));
-        // It comes back: unfenced. An unknown incarnation must register again.
+        // It comes back: unfenced, but out of sync until its leader says otherwise.
         assert_eq!(c.broker_heartbeat(2, Uuid::from_u128(2)).expect("hb"), (false, true));
         assert!(!c.image().brokers[&2].fenced);
         let img = c.image();
-        for s in &img.topic("t").expect("t").assignments {
-            assert!(s.leader >= 0, "every partition led again: {s:?}");
-            if s.isr == vec![2] {
-                assert_eq!((s.leader, s.leader_epoch), (2, 2));
-            }
+        let s0 = img.topic("t").expect("t").assignments[0].clone();
+        assert_eq!(s0.isr, vec![1]);
+        // The leader's ISR change: stale epochs are refused, a current one commits.
+        let stale = c.alter_partition("t", 0, 1, s0.leader_epoch, s0.partition_epoch + 1, vec![1, 2]);
+        assert!(matches!(stale, Err(MetaError::StaleLeader(_))), "{stale:?}");
+        let not_leader = c.alter_partition("t", 0, 2, s0.leader_epoch, s0.partition_epoch, vec![1, 2]);
+        assert!(matches!(not_leader, Err(MetaError::StaleLeader(_))));
+        let bad = c.alter_partition("t", 0, 1, s0.leader_epoch, s0.partition_epoch, vec![2]);
+        assert!(matches!(bad, Err(MetaError::InvalidRequest(_))), "the ISR keeps its leader");
+        let now =
+            c.alter_partition("t", 0, 1, s0.leader_epoch, s0.partition_epoch, vec![1, 2]).expect("expand");
+        assert_eq!((now.isr.clone(), now.partition_epoch), (vec![1, 2], s0.partition_epoch + 1));
+        // Preferred leaders return where the preferred replica is in sync again.
+        for p in 1..4 {
+            let s = c.image().topic("t").expect("t").assignments[p].clone();
+            c.alter_partition("t", p as i32, 1, s.leader_epoch, s.partition_epoch, vec![1, 2])
+                .expect("expand");
         }
+        let moved = c.elect_preferred_leaders().expect("elect");
+        assert_eq!(moved, 2, "the two partitions broker 2 prefers");
+        for s in &c.image().topic("t").expect("t").assignments {
+            assert_eq!(s.leader, s.replicas[0]);
+        }
+        assert_eq!(c.elect_preferred_leaders().expect("elect"), 0);
         assert_eq!(c.broker_heartbeat(2, Uuid::from_u128(99)).expect("hb"), (true, false));
         assert_eq!(c.fence_expired(6_000).expect("fence"), Vec::<i32>::new());
     }

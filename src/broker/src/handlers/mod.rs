@@ -93,6 +93,11 @@ pub(crate) async fn dispatch(
         RequestKind::Metadata(r) => metadata::metadata(b, r, v).await.into(),
         RequestKind::DescribeCluster(r) => metadata::describe_cluster(b, r).into(),
         RequestKind::Produce(r) => return produce::produce(b, r, v).await.map(|o| o.map(Into::into)),
+        RequestKind::Fetch(r)
+            if b.faults.isolated() && (r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0) =>
+        {
+            return Err("isolated from peers by fault injection".into());
+        }
         RequestKind::Fetch(r) => fetch::fetch(b, r, v).await.into(),
         RequestKind::ListOffsets(r) => offsets::list_offsets(b, r).await.into(),
         RequestKind::DeleteRecords(r) => offsets::delete_records(b, r).await.into(),
