@@ -735,3 +735,136 @@ fn read_partition_raw(addr: &str, topic: &str, partition: i32) -> Vec<u8> {
         out.extend_from_slice(&recs);
     }
 }
+
+/// An ongoing move as ListPartitionReassignments reports it: topic, partition, replicas,
+/// adding, removing.
+type Ongoing = (String, i32, Vec<i32>, Vec<i32>, Vec<i32>);
+
+fn reassignments(addr: &str) -> Vec<Ongoing> {
+    use kafka_protocol::messages::{ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let r: ListPartitionReassignmentsResponse = common::raw::request(
+        &mut conn,
+        ApiKey::ListPartitionReassignments,
+        0,
+        &ListPartitionReassignmentsRequest::default().with_timeout_ms(5000),
+    )
+    .expect("list");
+    assert_eq!(r.error_code, 0);
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.to_string(),
+                    p.partition_index,
+                    ids(&p.replicas),
+                    ids(&p.adding_replicas),
+                    ids(&p.removing_replicas),
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_between_brokers_under_load_within_the_throttle() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    };
+    // 256 KiB/s for replicas a move adds: 2 MB take several seconds to copy.
+    let cell = Cell::up(&[
+        "--set",
+        "follower.replication.throttled.rate=262144",
+        "--leader-imbalance-check-interval-seconds",
+        "1",
+    ]);
+    let bs = cell.bootstrap();
+    create_rf(&bs, "move", 1, 2, &[("min.insync.replicas", "1")]).await;
+    let s = wait_fully_replicated(&cell, "move", Duration::from_secs(30));
+    let p0 =
+        s["partitions"].as_array().expect("p").iter().find(|p| p["topic"] == "move").expect("move").clone();
+    let before: Vec<i32> =
+        p0["replicas"].as_array().expect("r").iter().map(|r| r.as_i64().expect("id") as i32).collect();
+    let newcomer = (1..=3).find(|b| !before.contains(b)).expect("a broker without the partition");
+    // The first replica (the leader) leaves; the newcomer becomes the preferred leader.
+    let target = vec![newcomer, before[1]];
+    let p = producer(&bs);
+    let payload = vec![b'x'; 1000];
+    // All in flight at once, then every acknowledgement awaited.
+    let sends: Vec<_> = (0..2000)
+        .map(|_| {
+            p.send_result(FutureRecord::<(), _>::to("move").partition(0).payload(&payload)).expect("queue")
+        })
+        .collect();
+    for d in sends {
+        assert!(matches!(d.await, Ok(Ok(_))), "acknowledged");
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_load(&bs, "move", 1, Duration::from_millis(10), stop.clone());
+    let addr = bs.split(',').next().expect("a broker").to_string();
+    let req = AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        ReassignableTopic::default().with_name(TopicName(StrBytes::from_static_str("move"))).with_partitions(
+            vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(target.iter().map(|b| BrokerId(*b)).collect()))],
+        ),
+    ]);
+    eprintln!("preloaded 2 MB");
+    let started = Instant::now();
+    let r: AlterPartitionReassignmentsResponse = tokio::task::block_in_place(|| {
+        let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        common::raw::request(&mut conn, ApiKey::AlterPartitionReassignments, 0, &req).expect("alter")
+    });
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 0,
+        "{:?}",
+        r.responses[0].partitions[0].error_message
+    );
+    let ongoing = tokio::task::block_in_place(|| reassignments(&addr));
+    assert_eq!(ongoing.len(), 1, "listed while it runs: {ongoing:?}");
+    assert_eq!((ongoing[0].3.clone(), ongoing[0].4.clone()), (vec![newcomer], vec![before[0]]));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        tokio::task::block_in_place(|| reassignments(&addr)).len(),
+        1,
+        "2 MB at 256 KiB/s is still copying after 2 s: the throttle holds"
+    );
+    loop {
+        if tokio::task::block_in_place(|| reassignments(&addr)).is_empty() {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the move never completed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("partition moved from {before:?} to {target:?} in {:?} (throttled)", started.elapsed());
+    let s = tokio::task::block_in_place(|| wait_fully_replicated(&cell, "move", Duration::from_secs(30)));
+    let p0 =
+        s["partitions"].as_array().expect("p").iter().find(|p| p["topic"] == "move").expect("move").clone();
+    let after: Vec<i32> =
+        p0["replicas"].as_array().expect("r").iter().map(|r| r.as_i64().expect("id") as i32).collect();
+    assert_eq!(after, target);
+    assert!(target.contains(&(p0["leader"].as_i64().expect("leader") as i32)));
+    // The replica that left deleted its copy.
+    let gone = cell.dir.path().join("cell").join(format!("broker-{}", before[0])).join("logs").join("move-0");
+    let t = Instant::now();
+    while gone.exists() {
+        assert!(t.elapsed() < Duration::from_secs(10), "{} still exists", gone.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let sent = load.await.expect("load");
+    let failed: Vec<&(String, Result<i64, String>)> =
+        sent.iter().flatten().filter(|(_, r)| r.is_err()).collect();
+    assert!(failed.is_empty(), "writes failed during the move: {failed:?}");
+    let bs2 = bs.clone();
+    tokio::task::spawn_blocking(move || check_all_acknowledged_once_in_order(&bs2, "move", &sent))
+        .await
+        .expect("check");
+}

@@ -22,6 +22,8 @@ use crate::metrics::Metrics;
 
 /// Producer ids reserved from the controller at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
+/// How long a broker keeps answering after its controlled shutdown moved its partitions.
+const CONTROLLED_SHUTDOWN_DRAIN: Duration = Duration::from_millis(500);
 /// Threads that open partition logs at start-up.
 const LOG_LOAD_THREADS: usize = 4;
 
@@ -149,8 +151,13 @@ impl Broker {
             let cfg_changed = known.get(name).is_none_or(|(_, c)| *c != t.configs);
             let config = self.topic_config(&t.configs);
             for p in 0..t.partitions {
-                // In a cell a broker keeps only the partitions it holds a replica of.
+                // In a cell a broker keeps only the partitions it holds a replica of; one that
+                // moved away (a completed reassignment) is deleted here.
                 if !t.hosts(p, self.config.node_id) {
+                    if self.logs.get(name, p).is_some() {
+                        self.logs.delete_partition(name, p)?;
+                        tracing::info!(topic = %name, partition = p, "replica moved away; deleted its log");
+                    }
                     continue;
                 }
                 match self.logs.get(name, p) {
@@ -217,14 +224,18 @@ impl Broker {
         if self.creating_offsets_topic.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (c, parts, seg) = (
+        let (c, parts, seg, rf) = (
             self.controller.clone(),
             self.config.groups.offsets_topic_partitions,
             self.config.offsets_topic_segment_bytes,
+            self.config.offsets_topic_replication_factor,
         );
         let flag = self.creating_offsets_topic.clone();
         tokio::task::spawn_blocking(move || {
-            match crate::groups::ensure_offsets_topic(&c, parts, seg) {
+            // In a cell: as many replicas as asked and registered brokers allow.
+            let live = c.image().brokers.values().filter(|b| !b.fenced).count().max(1);
+            let rf = rf.min(live.min(i16::MAX as usize) as i16);
+            match crate::groups::ensure_offsets_topic(&c, parts, seg, rf) {
                 Ok(()) => tracing::info!("created __consumer_offsets"),
                 Err(e) => {
                     tracing::warn!(error = %e, "creating __consumer_offsets failed; the next FindCoordinator retries")
@@ -347,7 +358,7 @@ impl Broker {
                 if in_cell {
                     return Ok(());
                 }
-                crate::groups::ensure_offsets_topic(&c, parts, seg)
+                crate::groups::ensure_offsets_topic(&c, parts, seg, -1)
             })
             .await
             .map_err(|e| MetaError::Store(format!("metadata task failed: {e}")))??;
@@ -511,7 +522,13 @@ impl BrokerHandle {
             )
             .await;
             match done {
-                Ok(Ok(())) => tracing::info!("controlled shutdown: the cell no longer routes to this broker"),
+                Ok(Ok(())) => {
+                    tracing::info!("controlled shutdown: the cell no longer routes to this broker");
+                    // Keep answering a moment: requests still arriving get NOT_LEADER_OR_FOLLOWER
+                    // naming the new leaders (KIP-951), so clients move without a metadata
+                    // round trip instead of finding the listener closed.
+                    tokio::time::sleep(CONTROLLED_SHUTDOWN_DRAIN).await;
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed; the lease will lapse"),
                 Err(_) => tracing::warn!("controlled shutdown timed out; the lease will lapse"),
             }

@@ -84,6 +84,9 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval_ms: u64,
     /// offsets.topic.segment.bytes
     pub offsets_topic_segment_bytes: u32,
+    /// offsets.topic.replication.factor: in a cell, at most the brokers registered when the
+    /// topic is created (a single node: 1).
+    pub offsets_topic_replication_factor: i16,
     /// log.cleaner.enable
     pub log_cleaner_enable: bool,
     /// log.cleaner.backoff.ms: pause between cleaner passes over the compacted partitions.
@@ -122,6 +125,12 @@ pub struct ReplicationConfig {
     pub straggler_factor: u32,
     /// replica.straggler.min.lag.ms (Kora): lags below this never make a straggler.
     pub straggler_min_lag_ms: u64,
+    /// leader.replication.throttled.rate: bytes/s this broker serves, as leader, to replicas
+    /// being added by a reassignment (0: unlimited).
+    pub leader_throttled_rate: u64,
+    /// follower.replication.throttled.rate: bytes/s this broker fetches for partitions it is
+    /// being added to (0: unlimited).
+    pub follower_throttled_rate: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -135,6 +144,8 @@ impl Default for ReplicationConfig {
             high_watermark_checkpoint_interval_ms: 5_000,
             straggler_factor: 10,
             straggler_min_lag_ms: 2_000,
+            leader_throttled_rate: 0,
+            follower_throttled_rate: 0,
         }
     }
 }
@@ -178,6 +189,7 @@ impl Default for BrokerConfig {
             groups: kora_group::GroupConfig::default(),
             offsets_retention_check_interval_ms: 600_000,
             offsets_topic_segment_bytes: 104_857_600,
+            offsets_topic_replication_factor: 3,
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 134_217_728,
@@ -225,6 +237,7 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("offsets.retention.check.interval.ms", "How often expired offsets are removed."),
     ("offsets.topic.num.partitions", "Partitions of __consumer_offsets (fixed once created)."),
     ("offsets.topic.segment.bytes", "Segment size of __consumer_offsets (compacted)."),
+    ("offsets.topic.replication.factor", "Replicas of each __consumer_offsets partition in a cell."),
     ("log.cleaner.enable", "Run the log cleaner for compacted topics."),
     ("log.cleaner.backoff.ms", "Pause between cleaner passes."),
     ("log.cleaner.dedupe.buffer.size", "Memory for the cleaner's key map per pass."),
@@ -252,6 +265,11 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
         "A follower lagging this many times its peers' median leaves the ISR (0: off).",
     ),
     ("replica.straggler.min.lag.ms", "Lags below this never make a follower a straggler."),
+    ("leader.replication.throttled.rate", "Bytes/s served to replicas a reassignment adds (0: unlimited)."),
+    (
+        "follower.replication.throttled.rate",
+        "Bytes/s fetched for replicas a reassignment adds (0: unlimited).",
+    ),
     ("remote.log.manager.task.interval.ms", "How often segments are uploaded and remote retention runs."),
     ("remote.log.manager.copier.thread.pool.size", "Segment uploads in flight at once."),
     ("remote.log.manager.copy.max.bytes.per.second", "Upload bandwidth limit (0: none)."),
@@ -424,6 +442,12 @@ impl BrokerConfig {
                     c.replication.high_watermark_checkpoint_interval_ms = parse_num(k, v, 100, 3_600_000)?
                 }
                 "replica.straggler.factor" => c.replication.straggler_factor = parse_num(k, v, 0, 1_000)?,
+                "leader.replication.throttled.rate" => {
+                    c.replication.leader_throttled_rate = parse_num(k, v, 0, u64::MAX)?
+                }
+                "follower.replication.throttled.rate" => {
+                    c.replication.follower_throttled_rate = parse_num(k, v, 0, u64::MAX)?
+                }
                 "replica.straggler.min.lag.ms" => {
                     c.replication.straggler_min_lag_ms = parse_num(k, v, 0, 3_600_000)?
                 }
@@ -536,6 +560,9 @@ impl BrokerConfig {
                 "remote.log.reader.memory.bytes" => tier.memory_bytes = parse_num(k, v, 1 << 20, 1 << 40)?,
                 "remote.fetch.max.wait.ms" => tier.fetch_max_wait_ms = parse_num(k, v, 1, 60_000)?,
                 "remote.log.reader.chunk.bytes" => tier.chunk_bytes = parse_num(k, v, 64 << 10, 256 << 20)?,
+                "offsets.topic.replication.factor" => {
+                    c.offsets_topic_replication_factor = parse_num(k, v, 1, i16::MAX)?
+                }
                 "offsets.topic.segment.bytes" => {
                     c.offsets_topic_segment_bytes = parse_num(k, v, 1024, i32::MAX as u32)?
                 }

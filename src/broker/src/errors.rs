@@ -32,6 +32,8 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
         MetaError::InvalidConfig(_) | MetaError::Config(_) => ResponseError::InvalidConfig,
         MetaError::NotController(_) => ResponseError::NotController,
         MetaError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        MetaError::StaleLeader(_) => ResponseError::FencedLeaderEpoch,
+        MetaError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
         _ => ResponseError::UnknownServerError,
     };
     r.code()

@@ -129,6 +129,7 @@ pub(crate) fn ensure_offsets_topic(
     c: &Controller,
     partitions: i32,
     segment_bytes: u32,
+    replication_factor: i16,
 ) -> Result<(), MetaError> {
     let configs: BTreeMap<String, String> = [
         ("cleanup.policy", "compact".to_string()),
@@ -145,7 +146,7 @@ pub(crate) fn ensure_offsets_topic(
         return Ok(());
     }
     c.create_topic(
-        &TopicRequest { name: OFFSETS_TOPIC.into(), partitions, replication_factor: -1, configs },
+        &TopicRequest { name: OFFSETS_TOPIC.into(), partitions, replication_factor, configs },
         false,
     )?;
     Ok(())

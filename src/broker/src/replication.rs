@@ -35,6 +35,9 @@ use crate::config::ReplicationConfig;
 
 pub(crate) type PartitionKey = (String, i32);
 
+/// Pause of a partition whose leader does not know yet that it leads.
+const LEADERSHIP_RETRY: Duration = Duration::from_millis(50);
+
 /// Fetch version followers use: topic names, replica id in the request, diverging epochs.
 const REPLICA_FETCH_VERSION: i16 = 12;
 
@@ -98,17 +101,71 @@ struct State {
     fetchers: HashMap<i32, tokio::task::JoinHandle<()>>,
 }
 
+/// A byte-rate limit: a token bucket holding at most one second of the rate; rate 0 means
+/// unlimited. Going over (one batch larger than what is left) is a debt paid back first.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    rate_bytes_per_s: u64,
+    clock: Arc<dyn Clock>,
+    /// (tokens, when last refilled in ms)
+    state: Mutex<(f64, i64)>,
+}
+
+impl Throttle {
+    pub(crate) fn new(rate_bytes_per_s: u64, clock: Arc<dyn Clock>) -> Self {
+        let now = clock.now_ms();
+        Throttle { rate_bytes_per_s, clock, state: Mutex::new((rate_bytes_per_s as f64, now)) }
+    }
+
+    fn refill(&self, st: &mut (f64, i64)) {
+        let now = self.clock.now_ms();
+        let rate = self.rate_bytes_per_s as f64;
+        st.0 = (st.0 + rate * (now - st.1).max(0) as f64 / 1000.0).min(rate);
+        st.1 = now;
+    }
+
+    /// Bytes that may go now.
+    pub(crate) fn available(&self) -> usize {
+        if self.rate_bytes_per_s == 0 {
+            return usize::MAX;
+        }
+        let mut st = self.state.lock();
+        self.refill(&mut st);
+        st.0.max(0.0) as usize
+    }
+
+    pub(crate) fn consume(&self, bytes: usize) {
+        if self.rate_bytes_per_s == 0 {
+            return;
+        }
+        let mut st = self.state.lock();
+        self.refill(&mut st);
+        st.0 -= bytes as f64;
+    }
+}
+
 #[derive(Debug)]
 pub struct Replication {
     node_id: i32,
     config: ReplicationConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    /// leader.replication.throttled.rate: what this leader serves to replicas being added.
+    pub(crate) leader_throttle: Throttle,
+    /// follower.replication.throttled.rate: what this broker fetches as a replica being added.
+    pub(crate) follower_throttle: Throttle,
 }
 
 impl Replication {
     pub fn new(node_id: i32, config: ReplicationConfig, clock: Arc<dyn Clock>) -> Self {
-        Replication { node_id, config, clock, state: Mutex::new(State::default()) }
+        Replication {
+            node_id,
+            leader_throttle: Throttle::new(config.leader_throttled_rate, clock.clone()),
+            follower_throttle: Throttle::new(config.follower_throttled_rate, clock.clone()),
+            config,
+            clock,
+            state: Mutex::new(State::default()),
+        }
     }
 
     pub(crate) fn leading(&self, topic: &str, partition: i32) -> Option<Arc<Leading>> {
@@ -438,15 +495,27 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
             continue;
         }
         let now = tokio::time::Instant::now();
+        // Partitions this broker is being added to (a reassignment) fetch within
+        // follower.replication.throttled.rate.
+        let image = b.controller.image();
+        let me = b.config.node_id;
+        let throttled = |k: &PartitionKey| {
+            image.topic(&k.0).and_then(|t| t.partition(k.1)).is_some_and(|s| s.adding.contains(&me))
+        };
+        let allowance = b.replication.follower_throttle.available();
         let parts: Vec<(PartitionKey, i32, Arc<PartitionLog>)> = {
             let st = b.replication.state.lock();
             st.following
                 .iter()
                 .filter(|(_, f)| f.leader == leader)
                 .filter(|(k, f)| paused.get(*k).is_none_or(|(e, until)| *e != f.epoch || *until <= now))
+                .filter(|(k, _)| allowance > 0 || !throttled(k))
                 .filter_map(|(k, f)| b.logs.get(&k.0, k.1).map(|log| (k.clone(), f.epoch, log)))
                 .collect()
         };
+        let throttled_keys: std::collections::HashSet<PartitionKey> =
+            parts.iter().map(|(k, _, _)| k.clone()).filter(|k| throttled(k)).collect();
+        drop(image);
         if parts.is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -477,7 +546,7 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let req = build_request(&b, &parts, &cfg);
+        let req = build_request(&b, &parts, &cfg, &throttled_keys, allowance);
         let resp = match c.send(&req, REPLICA_FETCH_VERSION).await {
             Ok((_, r)) => r,
             Err(e) => {
@@ -499,9 +568,23 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
             for pd in t.partitions {
                 let key = (topic.clone(), pd.partition_index);
                 let Some((epoch, log)) = by_key.get(&key) else { continue };
+                if throttled_keys.contains(&key) {
+                    let n = pd.records.as_ref().map_or(0, |r| r.len());
+                    b.replication.follower_throttle.consume(n);
+                }
                 if let Err(code) = apply(&b, &key, log, pd) {
                     tracing::debug!(topic = %key.0, partition = key.1, code, "follower fetch partition error");
-                    paused.insert(key, (*epoch, tokio::time::Instant::now() + backoff));
+                    // A leader that has not seen its own election yet answers these for a
+                    // moment: retry soon rather than after a full backoff.
+                    let leadership = [
+                        ResponseError::NotLeaderOrFollower.code(),
+                        ResponseError::UnknownLeaderEpoch.code(),
+                        ResponseError::FencedLeaderEpoch.code(),
+                        ResponseError::UnknownTopicOrPartition.code(),
+                    ];
+                    let wait =
+                        if leadership.contains(&code) { LEADERSHIP_RETRY.min(backoff) } else { backoff };
+                    paused.insert(key, (*epoch, tokio::time::Instant::now() + wait));
                 }
             }
         }
@@ -512,17 +595,22 @@ fn build_request(
     b: &Broker,
     parts: &[(PartitionKey, i32, Arc<PartitionLog>)],
     cfg: &ReplicationConfig,
+    throttled: &std::collections::HashSet<PartitionKey>,
+    allowance: usize,
 ) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for ((topic, partition), epoch, log) in parts {
         let offsets = log.offsets();
+        let key = (topic.clone(), *partition);
+        let max =
+            if throttled.contains(&key) { cfg.fetch_max_bytes.min(allowance) } else { cfg.fetch_max_bytes };
         let fp = FetchPartition::default()
             .with_partition(*partition)
             .with_current_leader_epoch(*epoch)
             .with_fetch_offset(offsets.log_end_offset)
             .with_last_fetched_epoch(log.latest_epoch())
             .with_log_start_offset(offsets.log_start_offset)
-            .with_partition_max_bytes(cfg.fetch_max_bytes.min(i32::MAX as usize) as i32);
+            .with_partition_max_bytes(max.clamp(1, i32::MAX as usize) as i32);
         match topics.last_mut() {
             Some(t) if t.topic.0.as_str() == topic => t.partitions.push(fp),
             _ => topics.push(

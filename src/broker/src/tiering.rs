@@ -115,7 +115,14 @@ async fn upload_partition(
     let remote_end = manifest.last().map(|s| s.end_offset).unwrap_or(0).max(log.offsets().log_start_offset);
     let mut uploaded = 0;
     let mut end = remote_end;
+    // In a cell only the leader uploads, and only what every in-sync replica has (a follower
+    // just trims what the manifest holds).
+    let leads = b.leadership_error(topic, partition).is_none();
+    let hw = log.high_watermark();
     for seg in log.closed_segments(remote_end) {
+        if !leads || seg.next_offset > hw {
+            break;
+        }
         let started = Instant::now();
         let entry = kora_tier::upload_segment(&t.store, &seg, topic, &topic_id, partition, 0, &t.limits)
             .await
@@ -262,6 +269,9 @@ pub(crate) async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                         b.metrics.remote_upload_errors.inc();
                         failed(&t, key);
                     }
+                }
+                if b.leadership_error(&topic, partition).is_some() {
+                    return;
                 }
                 if let Err(e) = remote_retention(&b, &t, &topic, partition, &log).await {
                     tracing::warn!(%topic, partition, error = %e, "remote retention failed");

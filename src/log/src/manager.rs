@@ -145,9 +145,18 @@ impl LogManager {
 
     /// Forgets every partition of `topic` and deletes its directories.
     pub fn delete_topic(&self, topic: &str) -> Result<(), LogError> {
+        self.delete_where(|t, _| t == topic)
+    }
+
+    /// Forgets one partition and deletes its directory (its replica moved elsewhere).
+    pub fn delete_partition(&self, topic: &str, partition: i32) -> Result<(), LogError> {
+        self.delete_where(|t, p| t == topic && p == partition)
+    }
+
+    fn delete_where(&self, doomed: impl Fn(&str, i32) -> bool) -> Result<(), LogError> {
         let removed: Vec<Arc<PartitionLog>> = {
             let mut logs = self.logs.write();
-            let keys: Vec<Key> = logs.keys().filter(|(t, _)| t == topic).cloned().collect();
+            let keys: Vec<Key> = logs.keys().filter(|(t, p)| doomed(t, *p)).cloned().collect();
             keys.into_iter().filter_map(|k| logs.remove(&k)).collect()
         };
         for log in removed {

@@ -139,6 +139,12 @@ pub enum ControllerRequest {
         broker_id: i32,
         incarnation: Uuid,
     },
+    /// Moves a partition to `target` replicas, or (None) cancels an ongoing move.
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
     /// A leader changes a partition's ISR (Kafka's AlterPartition).
     AlterPartition {
         topic: String,
@@ -185,6 +191,7 @@ impl From<&MetaError> for WireError {
             MetaError::InvalidRequest(m) => ("invalid_request", m.clone()),
             MetaError::NotController(m) => ("not_controller", m.clone().unwrap_or_default()),
             MetaError::StaleLeader(m) => ("stale_leader", m.clone()),
+            MetaError::NoReassignmentInProgress(m) => ("no_reassignment", m.clone()),
             e => ("store", e.to_string()),
         };
         WireError { kind: kind.into(), message }
@@ -203,6 +210,7 @@ impl From<WireError> for MetaError {
             "invalid_request" => MetaError::InvalidRequest(w.message),
             "not_controller" => MetaError::NotController((!w.message.is_empty()).then_some(w.message)),
             "stale_leader" => MetaError::StaleLeader(w.message),
+            "no_reassignment" => MetaError::NoReassignmentInProgress(w.message),
             _ => MetaError::Store(w.message),
         }
     }
@@ -370,6 +378,9 @@ impl Controller {
             R::BrokerShutdown { broker_id, incarnation } => {
                 self.do_broker_shutdown(broker_id, incarnation).map(|()| A::Done)
             }
+            R::ReassignPartition { topic, partition, target } => {
+                self.do_reassign(&topic, partition, target).map(A::Partition)
+            }
             R::AlterPartition { topic, partition, leader, leader_epoch, partition_epoch, isr } => self
                 .do_alter_partition(&topic, partition, leader, leader_epoch, partition_epoch, isr)
                 .map(A::Partition),
@@ -381,7 +392,16 @@ impl Controller {
     }
 
     pub fn create_topic(&self, req: &TopicRequest, validate_only: bool) -> Result<TopicImage, MetaError> {
-        match self.execute(ControllerRequest::CreateTopic { request: req.clone(), validate_only })? {
+        // Defaults are the asking broker's (num.partitions, default.replication.factor), also
+        // when the active controller runs elsewhere.
+        let mut request = req.clone();
+        if request.partitions == -1 {
+            request.partitions = self.config.default_partitions;
+        }
+        if request.replication_factor == -1 {
+            request.replication_factor = self.config.default_replication_factor;
+        }
+        match self.execute(ControllerRequest::CreateTopic { request, validate_only })? {
             ControllerResponse::Topic(t) => Ok(t),
             r => Err(Self::unexpected(r)),
         }
@@ -548,7 +568,7 @@ impl Controller {
                 s.replicas
             )));
         }
-        let image = self.commit(MetadataRecord::AlterPartition {
+        let mut image = self.commit(MetadataRecord::AlterPartition {
             topic: topic.to_string(),
             partition,
             leader,
@@ -556,6 +576,78 @@ impl Controller {
             partition_epoch,
             isr,
         })?;
+        // The last added replica of a move is in sync: the move completes.
+        let done = image
+            .topic(topic)
+            .and_then(|t| t.partition(partition))
+            .is_some_and(|s| s.reassigning() && s.adding.iter().all(|r| s.isr.contains(r)));
+        if done {
+            image =
+                self.commit(MetadataRecord::CompleteReassignment { topic: topic.to_string(), partition })?;
+            tracing::info!(topic, partition, "reassignment completed");
+        }
+        let now = image.topic(topic).and_then(|t| t.partition(partition).cloned());
+        now.ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))
+    }
+
+    /// Starts moving a partition to `target` replicas (None: cancels the ongoing move).
+    /// Returns the partition as committed (the move itself completes later, once every added
+    /// replica is in sync).
+    pub fn reassign_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    ) -> Result<crate::image::PartitionState, MetaError> {
+        let req = ControllerRequest::ReassignPartition { topic: topic.to_string(), partition, target };
+        match self.execute(req)? {
+            ControllerResponse::Partition(p) => Ok(p),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    fn do_reassign(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    ) -> Result<crate::image::PartitionState, MetaError> {
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        let t = image.topic(topic).ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))?;
+        let s = t.partition(partition).ok_or_else(|| {
+            MetaError::InvalidPartitions(format!("{topic} has no placed partition {partition}"))
+        })?;
+        if let Some(target) = &target {
+            let mut distinct = target.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if target.is_empty() || distinct.len() != target.len() {
+                return Err(MetaError::InvalidReplicationFactor(format!(
+                    "replicas {target:?} must be a non-empty list of distinct brokers"
+                )));
+            }
+            if let Some(unknown) = target.iter().find(|r| !image.brokers.contains_key(r)) {
+                return Err(MetaError::InvalidRequest(format!("broker {unknown} is not registered")));
+            }
+        } else if !s.reassigning() {
+            return Err(MetaError::NoReassignmentInProgress(format!("{topic}-{partition}")));
+        }
+        let mut image = self.commit(MetadataRecord::ReassignPartition {
+            topic: topic.to_string(),
+            partition,
+            target: target.clone(),
+        })?;
+        // Nothing to wait for (only removals, or every added replica already in sync).
+        let done = image
+            .topic(topic)
+            .and_then(|t| t.partition(partition))
+            .is_some_and(|s| s.reassigning() && s.adding.iter().all(|r| s.isr.contains(r)));
+        if done {
+            image =
+                self.commit(MetadataRecord::CompleteReassignment { topic: topic.to_string(), partition })?;
+        }
+        tracing::info!(topic, partition, ?target, "reassignment started");
         let now = image.topic(topic).and_then(|t| t.partition(partition).cloned());
         now.ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))
     }

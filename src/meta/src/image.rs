@@ -38,12 +38,90 @@ pub struct PartitionState {
     /// Bumped by every change of leader or ISR; an AlterPartition names the one it saw.
     #[serde(default)]
     pub partition_epoch: i32,
+    /// An ongoing reassignment: replicas being added (they follow and must join the ISR) and
+    /// replicas leaving once it completes. `replicas` holds both (target first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 impl PartitionState {
     /// The preferred leader: the first replica.
     pub fn preferred(&self) -> i32 {
         self.replicas.first().copied().unwrap_or(-1)
+    }
+
+    /// Whether a reassignment is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas before the ongoing reassignment (or now, without one).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|r| !self.adding.contains(r)).collect()
+    }
+
+    /// The replicas once the ongoing reassignment completes.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|r| !self.removing.contains(r)).collect()
+    }
+
+    /// Starts (or replaces, or with None cancels) a move to `target`. Returns false when
+    /// nothing changes.
+    fn reassign(&mut self, target: Option<&[i32]>, alive: impl Fn(i32) -> bool) -> bool {
+        let original = self.original_replicas();
+        let target: Vec<i32> = target.map(|t| t.to_vec()).unwrap_or_else(|| original.clone());
+        let mut replicas = target.clone();
+        replicas.extend(original.iter().copied().filter(|r| !target.contains(r)));
+        let adding: Vec<i32> = target.iter().copied().filter(|r| !original.contains(r)).collect();
+        let removing: Vec<i32> = original.iter().copied().filter(|r| !target.contains(r)).collect();
+        if (&replicas, &adding, &removing) == (&self.replicas, &self.adding, &self.removing) {
+            return false;
+        }
+        // A replica no longer part of the partition leaves the ISR at once.
+        self.isr.retain(|r| replicas.contains(r));
+        self.replicas = replicas;
+        self.adding = adding;
+        self.removing = removing;
+        if self.isr.is_empty() || !self.replicas.contains(&self.leader) {
+            self.elect_within(&alive);
+        }
+        self.partition_epoch += 1;
+        true
+    }
+
+    /// Completes the move once every added replica is in sync: the removed ones go (a leader
+    /// among them hands over to an in-sync target replica). False if it cannot complete yet.
+    fn complete_reassignment(&mut self, alive: impl Fn(i32) -> bool) -> bool {
+        if !self.reassigning() || !self.adding.iter().all(|r| self.isr.contains(r)) {
+            return false;
+        }
+        let removing = std::mem::take(&mut self.removing);
+        self.adding.clear();
+        self.replicas.retain(|r| !removing.contains(r));
+        self.isr.retain(|r| !removing.contains(r));
+        if removing.contains(&self.leader) {
+            self.elect_within(&alive);
+        }
+        self.partition_epoch += 1;
+        true
+    }
+
+    /// A new leader among the in-sync replicas, target replicas first (-1 if none is alive).
+    fn elect_within(&mut self, alive: &impl Fn(i32) -> bool) {
+        let next = self
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .chain(self.removing.iter().copied())
+            .find(|r| self.isr.contains(r) && alive(*r));
+        let next = next.unwrap_or(-1);
+        if next != self.leader {
+            self.leader = next;
+            self.leader_epoch += 1;
+        }
     }
 }
 
@@ -74,6 +152,8 @@ fn initial_state(replicas: &[i32], brokers: &BTreeMap<i32, BrokerImage>) -> Part
         leader_epoch: 0,
         isr: replicas.iter().copied().filter(alive).collect(),
         partition_epoch: 0,
+        adding: Vec::new(),
+        removing: Vec::new(),
     }
 }
 
@@ -248,6 +328,26 @@ impl MetadataImage {
                     let s = &mut t.assignments[*partition as usize];
                     s.isr = isr.clone();
                     s.partition_epoch += 1;
+                }
+            }
+            MetadataRecord::ReassignPartition { topic, partition, target } => {
+                let brokers = &self.brokers;
+                let alive = |id: i32| brokers.get(&id).is_some_and(|b| !b.fenced);
+                if let Some(t) = self.topics.get_mut(topic) {
+                    if t.partition(*partition).is_some() {
+                        let t = Arc::make_mut(t);
+                        t.assignments[*partition as usize].reassign(target.as_deref(), alive);
+                    }
+                }
+            }
+            MetadataRecord::CompleteReassignment { topic, partition } => {
+                let brokers = &self.brokers;
+                let alive = |id: i32| brokers.get(&id).is_some_and(|b| !b.fenced);
+                if let Some(t) = self.topics.get_mut(topic) {
+                    if t.partition(*partition).is_some_and(|s| s.reassigning()) {
+                        let t = Arc::make_mut(t);
+                        t.assignments[*partition as usize].complete_reassignment(alive);
+                    }
                 }
             }
             MetadataRecord::ElectLeader { topic, partition, leader } => {

@@ -59,4 +59,7 @@ pub enum MetaError {
     /// looked (Kafka: FENCED_LEADER_EPOCH / INVALID_UPDATE_VERSION).
     #[error("stale partition state: {0}")]
     StaleLeader(String),
+    /// A cancellation of a reassignment that is not under way.
+    #[error("no reassignment in progress: {0}")]
+    NoReassignmentInProgress(String),
 }

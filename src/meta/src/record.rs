@@ -75,6 +75,18 @@ pub enum MetadataRecord {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// A partition moves to `target` replicas (KIP-455): the new ones join as followers and
+    /// the old ones leave once every new one is in sync. None cancels an ongoing move.
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
+    /// Every added replica of an ongoing move is in sync: the move completes.
+    CompleteReassignment {
+        topic: String,
+        partition: i32,
+    },
     /// `leader` (an unfenced ISR member) takes over the partition: preferred-leader election.
     ElectLeader {
         topic: String,

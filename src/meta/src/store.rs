@@ -138,7 +138,9 @@ impl MetaStore {
             | MetadataRecord::CreatePartitions { name, .. }
             | MetadataRecord::SetTopicConfigs { name, .. }
             | MetadataRecord::AlterPartition { topic: name, .. }
-            | MetadataRecord::ElectLeader { topic: name, .. } => match image.topic(name) {
+            | MetadataRecord::ElectLeader { topic: name, .. }
+            | MetadataRecord::ReassignPartition { topic: name, .. }
+            | MetadataRecord::CompleteReassignment { topic: name, .. } => match image.topic(name) {
                 Some(t) => self.topics.put(wtxn, name, t).map_err(store_err)?,
                 None => {
                     self.topics.delete(wtxn, name).map_err(store_err)?;

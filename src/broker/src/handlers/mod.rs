@@ -9,6 +9,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod reassign;
 mod replica_fetch;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -48,6 +49,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 pub(crate) fn supported_range(k: ApiKey) -> Option<(i16, i16)> {
@@ -106,6 +109,8 @@ pub(crate) async fn dispatch(
         RequestKind::CreateTopics(r) => admin::create_topics(b, r, v).await.into(),
         RequestKind::DeleteTopics(r) => admin::delete_topics(b, r, v).await.into(),
         RequestKind::CreatePartitions(r) => admin::create_partitions(b, r).await.into(),
+        RequestKind::AlterPartitionReassignments(r) => reassign::alter(b, r, v).await.into(),
+        RequestKind::ListPartitionReassignments(r) => reassign::list(b, r).into(),
         RequestKind::DescribeConfigs(r) => admin::describe_configs(b, r, v).into(),
         RequestKind::AlterConfigs(r) => admin::alter_configs(b, r).await.into(),
         RequestKind::IncrementalAlterConfigs(r) => admin::incremental_alter_configs(b, r).await.into(),

@@ -53,6 +53,11 @@ async fn append_partition(
     acks: i16,
 ) -> (PartitionProduceResponse, Option<Replicating>) {
     let leading = b.replication.leading(topic, index);
+    if leading.is_none() && b.config.cell.is_some() {
+        // The image says this broker leads, but its leader epoch has not started yet (a
+        // moment after the change): the client retries.
+        return (partition_error(index, ResponseError::NotLeaderOrFollower.code(), None), None);
+    }
     let min_isr = log.config().min_insync_replicas as usize;
     if let Some(l) = leading.as_ref().filter(|_| acks == -1) {
         let isr = l.isr_len();

@@ -78,15 +78,40 @@ fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: 
             crate::replication::submit(b, change);
         }
     }
-    let want = budget.min(w.max_bytes).max(1);
+    let mut want = budget.min(w.max_bytes).max(1);
+    // A replica a reassignment is adding gets leader.replication.throttled.rate.
+    let throttled = b
+        .controller
+        .image()
+        .topic(&w.topic)
+        .and_then(|t| t.partition(w.partition))
+        .is_some_and(|s| s.adding.contains(&replica));
+    if throttled {
+        let allowance = b.replication.leader_throttle.available();
+        if allowance == 0 {
+            return Out {
+                error: 0,
+                high_watermark: o.high_watermark,
+                log_start_offset: o.log_start_offset,
+                diverging: None,
+                records: Bytes::new(),
+            };
+        }
+        want = want.min(allowance);
+    }
     match log.read_replica(w.fetch_offset, want) {
-        Ok(r) => Out {
-            error: 0,
-            high_watermark: r.high_watermark,
-            log_start_offset: r.log_start_offset,
-            diverging: None,
-            records: r.records,
-        },
+        Ok(r) => {
+            if throttled {
+                b.replication.leader_throttle.consume(r.records.len());
+            }
+            Out {
+                error: 0,
+                high_watermark: r.high_watermark,
+                log_start_offset: r.log_start_offset,
+                diverging: None,
+                records: r.records,
+            }
+        }
         // Followers copy only the local log: below it they start again at the local start.
         Err(LogError::NotLocal { local_start, .. }) => Out {
             error: ResponseError::OffsetMovedToTieredStorage.code(),

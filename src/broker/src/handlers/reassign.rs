@@ -1,0 +1,111 @@
+//! AlterPartitionReassignments and ListPartitionReassignments (KIP-455): moving partitions
+//! between the brokers of a cell. A move adds the new replicas as followers (throttled by
+//! `leader.replication.throttled.rate` / `follower.replication.throttled.rate`), and completes
+//! on the active controller once every added replica is in sync: the removed replicas leave and
+//! delete their logs.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_partition_reassignments_response::{
+    ReassignablePartitionResponse, ReassignableTopicResponse,
+};
+use kafka_protocol::messages::list_partition_reassignments_response::{
+    OngoingPartitionReassignment, OngoingTopicReassignment,
+};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+};
+use kora_meta::MetaError;
+
+use super::sb;
+use crate::broker::Broker;
+use crate::errors::meta_error_code;
+
+fn ids(v: &[i32]) -> Vec<BrokerId> {
+    v.iter().map(|i| BrokerId(*i)).collect()
+}
+
+pub(super) async fn alter(
+    b: &Broker,
+    r: AlterPartitionReassignmentsRequest,
+    version: i16,
+) -> AlterPartitionReassignmentsResponse {
+    // v1 may forbid changing the replication factor; v0 always allows it.
+    let rf_change_allowed = version < 1 || r.allow_replication_factor_change;
+    let mut responses = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let name = t.name.0.to_string();
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let target: Option<Vec<i32>> = p.replicas.map(|v| v.iter().map(|x| x.0).collect());
+            let current =
+                b.controller.image().topic(&name).and_then(|x| x.partition(p.partition_index).cloned());
+            let (code, message) = match (&current, &target) {
+                (None, _) => (ResponseError::UnknownTopicOrPartition.code(), None),
+                (Some(s), Some(target))
+                    if !rf_change_allowed && target.len() != s.original_replicas().len() =>
+                {
+                    (
+                        ResponseError::InvalidReplicationFactor.code(),
+                        Some(format!(
+                            "{} replicas would become {}",
+                            s.original_replicas().len(),
+                            target.len()
+                        )),
+                    )
+                }
+                _ => {
+                    let (n, idx) = (name.clone(), p.partition_index);
+                    match b.meta(move |c| c.reassign_partition(&n, idx, target)).await {
+                        Ok(_) => (0, None),
+                        Err(e @ (MetaError::InvalidReplicationFactor(_) | MetaError::InvalidRequest(_))) => {
+                            (ResponseError::InvalidReplicaAssignment.code(), Some(e.to_string()))
+                        }
+                        Err(e) => (meta_error_code(&e), Some(e.to_string())),
+                    }
+                }
+            };
+            parts.push(
+                ReassignablePartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code)
+                    .with_error_message(message.map(|m| sb(&m))),
+            );
+        }
+        responses.push(ReassignableTopicResponse::default().with_name(t.name).with_partitions(parts));
+    }
+    AlterPartitionReassignmentsResponse::default()
+        .with_allow_replication_factor_change(rf_change_allowed)
+        .with_responses(responses)
+}
+
+pub(super) fn list(b: &Broker, r: ListPartitionReassignmentsRequest) -> ListPartitionReassignmentsResponse {
+    let image = b.controller.image();
+    let mut topics = Vec::new();
+    let wanted: Vec<(String, Option<Vec<i32>>)> = match r.topics {
+        Some(ts) => ts.into_iter().map(|t| (t.name.0.to_string(), Some(t.partition_indexes))).collect(),
+        None => image.topics.keys().map(|n| (n.clone(), None)).collect(),
+    };
+    for (name, partitions) in wanted {
+        let Some(t) = image.topic(&name) else { continue };
+        let ongoing: Vec<OngoingPartitionReassignment> = t
+            .assignments
+            .iter()
+            .enumerate()
+            .filter(|(p, s)| s.reassigning() && partitions.as_ref().is_none_or(|w| w.contains(&(*p as i32))))
+            .map(|(p, s)| {
+                OngoingPartitionReassignment::default()
+                    .with_partition_index(p as i32)
+                    .with_replicas(ids(&s.replicas))
+                    .with_adding_replicas(ids(&s.adding))
+                    .with_removing_replicas(ids(&s.removing))
+            })
+            .collect();
+        if !ongoing.is_empty() {
+            topics.push(
+                OngoingTopicReassignment::default().with_name(sb(&name).into()).with_partitions(ongoing),
+            );
+        }
+    }
+    ListPartitionReassignmentsResponse::default().with_topics(topics)
+}
