@@ -20,6 +20,30 @@ pub(crate) enum CellCommand {
     Up(UpArgs),
     /// Brokers, partition leaders, ISR and under-replicated partitions of a running cell.
     Status(StatusArgs),
+    /// Move a partition to other brokers (AlterPartitionReassignments), or cancel a move.
+    Reassign(ReassignArgs),
+    /// Partition moves under way (ListPartitionReassignments).
+    Reassignments(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ReassignArgs {
+    /// Any broker(s) of the cell, host:port comma-separated.
+    #[arg(long)]
+    bootstrap: String,
+    #[arg(long)]
+    topic: String,
+    #[arg(long)]
+    partition: i32,
+    /// The new replicas, broker ids comma-separated, preferred leader first.
+    #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+    replicas: Vec<i32>,
+    /// Cancel the partition's ongoing move instead.
+    #[arg(long, conflicts_with = "replicas")]
+    cancel: bool,
+    /// Wait until the move completes.
+    #[arg(long)]
+    wait: bool,
 }
 
 impl CellCommand {
@@ -174,6 +198,14 @@ pub(crate) fn run(cmd: CellCommand, output: Output) -> Result<()> {
         CellCommand::Status(s) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(status(s, output))
+        }
+        CellCommand::Reassign(r) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(reassign(r, output))
+        }
+        CellCommand::Reassignments(s) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(reassignments(s, output))
         }
     }
 }
@@ -348,6 +380,70 @@ fn stop_all(procs: &mut [Proc]) {
             }
         }
     }
+}
+
+async fn reassign(r: ReassignArgs, output: Output) -> Result<()> {
+    let mut admin = kora_client::Admin::connect(&r.bootstrap, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("cannot reach {}", r.bootstrap))?;
+    let target = (!r.cancel).then(|| r.replicas.clone());
+    if let Err(e) = admin.reassign(&r.topic, r.partition, target.clone()).await? {
+        anyhow::bail!("{}-{}: {e}", r.topic, r.partition);
+    }
+    let started = Instant::now();
+    if r.wait {
+        while admin.reassignments().await?.iter().any(|m| m.topic == r.topic && m.partition == r.partition) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let what = if r.cancel {
+        "cancelled"
+    } else if r.wait {
+        "completed"
+    } else {
+        "started"
+    };
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "topic": r.topic,
+                "partition": r.partition,
+                "replicas": target,
+                "state": what,
+                "elapsed_ms": started.elapsed().as_millis() as u64,
+            })
+        ),
+        Output::Text => match target {
+            Some(t) => println!("{}-{}: move to {t:?} {what}", r.topic, r.partition),
+            None => println!("{}-{}: move {what}", r.topic, r.partition),
+        },
+    }
+    Ok(())
+}
+
+async fn reassignments(s: StatusArgs, output: Output) -> Result<()> {
+    let mut admin = kora_client::Admin::connect(&s.bootstrap, Duration::from_secs(10))
+        .await
+        .with_context(|| format!("cannot reach {}", s.bootstrap))?;
+    let moves = admin.reassignments().await?;
+    match output {
+        Output::Json => println!("{}", serde_json::json!({ "reassignments": moves })),
+        Output::Text => {
+            println!("{:<32} {:>9} {:<16} {:<12} REMOVING", "TOPIC", "PARTITION", "REPLICAS", "ADDING");
+            for m in &moves {
+                println!(
+                    "{:<32} {:>9} {:<16} {:<12} {:?}",
+                    m.topic,
+                    m.partition,
+                    format!("{:?}", m.replicas),
+                    format!("{:?}", m.adding),
+                    m.removing
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn status(s: StatusArgs, output: Output) -> Result<()> {

@@ -858,6 +858,45 @@ async fn a_partition_moves_between_brokers_under_load_within_the_throttle() {
         assert!(t.elapsed() < Duration::from_secs(10), "{} still exists", gone.display());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The operator commands: nothing under way now, and cancelling nothing says so.
+    let kora = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_kora")).args(args).output().expect("kora");
+    let out = kora(&["cell", "reassignments", "--bootstrap", &bs, "--output", "json"]);
+    assert!(out.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed["reassignments"], serde_json::json!([]));
+    let out =
+        kora(&["cell", "reassign", "--bootstrap", &bs, "--topic", "move", "--partition", "0", "--cancel"]);
+    assert!(!out.status.success(), "cancelling no move fails");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error 85"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And moving it back with the CLI, waiting for it: the broker that deleted its copy
+    // fetches it all again.
+    let back = format!("{},{}", before[0], before[1]);
+    let out = kora(&[
+        "cell",
+        "reassign",
+        "--bootstrap",
+        &bs,
+        "--topic",
+        "move",
+        "--partition",
+        "0",
+        "--replicas",
+        &back,
+        "--wait",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(done["state"], "completed");
+    let s = tokio::task::block_in_place(|| wait_fully_replicated(&cell, "move", Duration::from_secs(30)));
+    let p0 =
+        s["partitions"].as_array().expect("p").iter().find(|p| p["topic"] == "move").expect("move").clone();
+    assert_eq!(p0["replicas"], serde_json::json!([before[0], before[1]]));
     stop.store(true, std::sync::atomic::Ordering::Release);
     let sent = load.await.expect("load");
     let failed: Vec<&(String, Result<i64, String>)> =

@@ -678,3 +678,122 @@ fn apply(
     log.advance_high_watermark(pd.high_watermark.min(end));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kora_common::ManualClock;
+
+    fn leading(isr: Vec<i32>, replicas: Vec<i32>, now: i64) -> Arc<Leading> {
+        let followers = replicas
+            .iter()
+            .filter(|r| **r != 1)
+            .map(|r| {
+                (
+                    *r,
+                    Progress { leo: 0, last_caught_up_ms: now, last_fetch_ms: now, last_fetch_leader_leo: 0 },
+                )
+            })
+            .collect();
+        Arc::new(Leading {
+            epoch: 0,
+            epoch_start: 0,
+            inner: Mutex::new(LeadingInner { replicas, isr, partition_epoch: 0, followers }),
+            altering: AtomicBool::new(false),
+        })
+    }
+
+    fn open_log(dir: &std::path::Path, clock: Arc<ManualClock>) -> PartitionLog {
+        PartitionLog::open(dir, kora_common::TopicConfig::default(), clock, true).expect("log")
+    }
+
+    fn produce(log: &PartitionLog, n: i32) {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        // The log's clock starts at 1,000,000 ms; CreateTime must be near it.
+        let now = 1_000_000;
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder keeps records in one batch only while sequences advance.
+                sequence: i,
+                timestamp: now,
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions { version: 2, compression: Compression::None },
+        )
+        .expect("encode");
+        let (h, bytes) = kora_log::batch::split_batches(&buf.freeze()).expect("split").remove(0);
+        log.append(&h, &bytes).expect("append");
+    }
+
+    #[test]
+    fn high_watermark_isr_shrink_and_stragglers() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let cfg = ReplicationConfig {
+            lag_time_max_ms: 10_000,
+            straggler_factor: 10,
+            straggler_min_lag_ms: 2_000,
+            ..Default::default()
+        };
+        let r = Replication::new(1, cfg, clock.clone());
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = open_log(dir.path(), clock.clone());
+        log.set_replicated(true);
+        let l = leading(vec![1, 2, 3], vec![1, 2, 3], clock.now_ms());
+        r.state.lock().leading.insert(("t".into(), 0), l.clone());
+        produce(&log, 10);
+        // Followers have not fetched past 0: the high watermark waits for every ISR member.
+        r.after_append("t", 0, &log);
+        assert_eq!(log.high_watermark(), 0);
+        assert!(r.on_follower_fetch("t", 0, &log, 2, 10).is_none());
+        assert_eq!(log.high_watermark(), 0, "broker 3 has nothing yet");
+        assert!(r.on_follower_fetch("t", 0, &log, 3, 4).is_none());
+        assert_eq!(log.high_watermark(), 4, "the smallest log end in the ISR");
+        // Broker 3 keeps fetching but never catches up; broker 2 stays current.
+        for _ in 0..3 {
+            clock.advance_ms(1_000);
+            produce(&log, 1);
+            let end = log.log_end_offset();
+            r.on_follower_fetch("t", 0, &log, 2, end);
+            r.on_follower_fetch("t", 0, &log, 3, 5);
+        }
+        // 3 s behind while its peer is current: a straggler, before the 10 s lag limit.
+        let shrinks = r.shrinks();
+        assert_eq!(shrinks.len(), 1);
+        assert_eq!(shrinks[0].isr, vec![1, 2]);
+        assert!(r.shrinks().is_empty(), "one change in flight per partition");
+        l.altering.store(false, Ordering::Release);
+        // Without straggler detection only replica.lag.time.max.ms counts.
+        let cfg = ReplicationConfig { lag_time_max_ms: 10_000, straggler_factor: 0, ..Default::default() };
+        let r2 = Replication::new(1, cfg, clock.clone());
+        let l2 = leading(vec![1, 2, 3], vec![1, 2, 3], clock.now_ms() - 3_000);
+        r2.state.lock().leading.insert(("t".into(), 0), l2);
+        assert!(r2.shrinks().is_empty());
+        clock.advance_ms(8_000);
+        let s = r2.shrinks();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].isr, vec![1], "both followers lagged past replica.lag.time.max.ms");
+        // Broker 3 catches up: back into the ISR once it has the high watermark.
+        l.inner.lock().isr = vec![1, 2];
+        let end = log.log_end_offset();
+        r.on_follower_fetch("t", 0, &log, 2, end);
+        let back = r.on_follower_fetch("t", 0, &log, 3, end).expect("expand");
+        assert_eq!(back.isr, vec![1, 2, 3]);
+    }
+}

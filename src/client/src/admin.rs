@@ -97,6 +97,16 @@ impl PartitionInfo {
 }
 
 /// Brokers, controller and every partition's leadership.
+/// A partition move under way.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ClusterDescription {
     pub cluster_id: Option<String>,
@@ -190,6 +200,73 @@ impl Admin {
             brokers,
             partitions,
         })
+    }
+
+    /// Starts moving `topic`-`partition` to `replicas` (None cancels an ongoing move), with
+    /// AlterPartitionReassignments. Err(message) when the cluster refuses it.
+    pub async fn reassign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        replicas: Option<Vec<i32>>,
+    ) -> Result<Result<(), String>, ClientError> {
+        use kafka_protocol::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
+        let req = kafka_protocol::messages::AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_topics(vec![ReassignableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![ReassignablePartition::default()
+                    .with_partition_index(partition)
+                    .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))])]);
+        let (_, r) = self.bootstrap.send(&req, 0).await?;
+        if r.error_code != 0 {
+            return Ok(Err(format!(
+                "error {}: {}",
+                r.error_code,
+                r.error_message.map(|m| m.to_string()).unwrap_or_default()
+            )));
+        }
+        let p = r.responses.first().and_then(|t| t.partitions.first());
+        Ok(match p {
+            Some(p) if p.error_code == 0 => Ok(()),
+            Some(p) => Err(format!(
+                "error {}: {}",
+                p.error_code,
+                p.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default()
+            )),
+            None => Err("empty response".into()),
+        })
+    }
+
+    /// Ongoing partition moves (ListPartitionReassignments).
+    pub async fn reassignments(&mut self) -> Result<Vec<Reassignment>, ClientError> {
+        let req = kafka_protocol::messages::ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.timeout.as_millis().min(i32::MAX as u128) as i32);
+        let (_, r) = self.bootstrap.send(&req, 0).await?;
+        if r.error_code != 0 {
+            return Err(self.bootstrap_error(format!("ListPartitionReassignments error {}", r.error_code)));
+        }
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+        let mut out = Vec::new();
+        for t in &r.topics {
+            for p in &t.partitions {
+                out.push(Reassignment {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    replicas: ids(&p.replicas),
+                    adding: ids(&p.adding_replicas),
+                    removing: ids(&p.removing_replicas),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(out)
+    }
+
+    fn bootstrap_error(&self, message: String) -> ClientError {
+        ClientError::Protocol { addr: self.bootstrap.addr().into(), message }
     }
 
     /// Every group on every broker.

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod admin;
-pub use admin::{Admin, BrokerInfo, ClusterDescription, PartitionInfo};
+pub use admin::{Admin, BrokerInfo, ClusterDescription, PartitionInfo, Reassignment};
 
 /// Largest response accepted (a describe of a huge cluster stays far below).
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
