@@ -907,3 +907,70 @@ async fn a_partition_moves_between_brokers_under_load_within_the_throttle() {
         .await
         .expect("check");
 }
+
+/// `kora_topic_bytes_out_total` for `topic` on the broker whose admin endpoint is `admin`.
+fn bytes_out(admin: &str, topic: &str) -> f64 {
+    let out = Command::new("curl").args(["-sf", &format!("http://{admin}/metrics")]).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("kora_topic_bytes_out_total") && l.contains(&format!("topic=\"{topic}\"")))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reads_from_the_replica_in_its_zone() {
+    let cell = Cell::up(&[]);
+    let bs = cell.bootstrap();
+    create_rf(&bs, "near", 1, 3, &[]).await;
+    let s = wait_fully_replicated(&cell, "near", Duration::from_secs(30));
+    let leader = leaders(&s, "near")[0];
+    let rack_of = |id: i64| -> String {
+        s["brokers"].as_array().expect("b").iter().find(|b| b["id"] == id).expect("broker")["rack"]
+            .as_str()
+            .expect("rack")
+            .to_string()
+    };
+    let follower = (1..=3i64).find(|b| *b != leader).expect("a follower");
+    let zone = rack_of(follower);
+    let p = producer(&bs);
+    let values: Vec<String> = (0..200).map(|i| format!("n{i}")).collect();
+    let sends: Vec<_> = values
+        .iter()
+        .map(|v| p.send_result(FutureRecord::<(), _>::to("near").partition(0).payload(v)).expect("queue"))
+        .collect();
+    for d in sends {
+        assert!(matches!(d.await, Ok(Ok(_))), "acknowledged");
+    }
+    let (bs2, zone2) = (bs.clone(), zone.clone());
+    let got = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bs2)
+            .set("group.id", "near-reader")
+            .set("client.rack", &zone2)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("near", 0, Offset::Beginning).expect("tpl");
+        c.assign(&tpl).expect("assign");
+        let mut got = Vec::new();
+        let start = Instant::now();
+        while got.len() < 200 && start.elapsed() < Duration::from_secs(60) {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            }
+        }
+        got
+    })
+    .await
+    .expect("consume");
+    let want: Vec<String> = (0..200).map(|i| format!("n{i}")).collect();
+    assert_eq!(got, want, "every record, in order, from the replica in {zone}");
+    let from_follower = bytes_out(&admin_of(&cell, follower as u64), "near");
+    let from_leader = bytes_out(&admin_of(&cell, leader as u64), "near");
+    eprintln!("bytes served: follower {follower} ({zone}) {from_follower}, leader {leader} {from_leader}");
+    assert!(from_follower > 0.0, "the replica in the consumer's zone served the records");
+    assert_eq!(from_leader, 0.0, "the leader only pointed the consumer at its zone's replica");
+}
