@@ -504,11 +504,16 @@ async fn rf3_loses_nothing_when_the_leader_is_killed_under_load() {
     }
     eprintln!("{total} records acknowledged across the failover, all read back once and in order");
 
+    // The new leader reports the partition under-replicated while the old one is away.
+    let new_leader = leaders(&cell.status(), "pay")[0] as u64;
+    let urp = |id: u64| gauge(&admin_of(&cell, id), "kora_under_replicated_partitions");
+    assert!(urp(new_leader) >= 1.0, "under-replicated while broker {leader} is down");
     // The killed broker returns, catches up and rejoins every ISR.
     let mut back = cell.restart_broker(leader as u64);
     let t = Instant::now();
     wait_fully_replicated(&cell, "pay", Duration::from_secs(60));
     eprintln!("broker {leader} back in every ISR {:?} after restart", t.elapsed());
+    assert_eq!(urp(new_leader), 0.0, "fully replicated again");
     let _ = back.kill();
     let _ = back.wait();
 }
@@ -906,6 +911,17 @@ async fn a_partition_moves_between_brokers_under_load_within_the_throttle() {
     tokio::task::spawn_blocking(move || check_all_acknowledged_once_in_order(&bs2, "move", &sent))
         .await
         .expect("check");
+}
+
+/// An unlabelled metric of the broker whose admin endpoint is `admin`.
+fn gauge(admin: &str, name: &str) -> f64 {
+    let out = Command::new("curl").args(["-sf", &format!("http://{admin}/metrics")]).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} at {admin}"))
 }
 
 /// `kora_topic_bytes_out_total` for `topic` on the broker whose admin endpoint is `admin`.

@@ -22,8 +22,27 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         b.metrics.remote_cache_disk_bytes.set(st.disk_bytes as i64);
         crate::tiering::refresh_lag(&b);
     }
+    replication_gauges(&b);
     let body = b.metrics.render(&b.logs, &b.groups);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+/// Leadership and ISR health of the partitions this broker leads, from the metadata image.
+fn replication_gauges(b: &Broker) {
+    let image = b.controller.image();
+    let me = b.config.node_id;
+    let (mut leading, mut under, mut under_min) = (0i64, 0i64, 0i64);
+    for t in image.topics.values() {
+        let min_isr = b.topic_config(&t.configs).min_insync_replicas as usize;
+        for s in t.assignments.iter().filter(|s| s.leader == me) {
+            leading += 1;
+            under += i64::from(s.isr.len() < s.target_replicas().len());
+            under_min += i64::from(s.isr.len() < min_isr);
+        }
+    }
+    b.metrics.leader_partitions.set(leading);
+    b.metrics.under_replicated_partitions.set(under);
+    b.metrics.under_min_isr_partitions.set(under_min);
 }
 
 /// `/v1/topics/{name}`: a topic's partitions with their offsets and local and remote sizes

@@ -70,6 +70,14 @@ pub struct Metrics {
     pub remote_read_deferred: Counter,
     /// Committed ISR changes this broker asked for as leader.
     pub isr_changes: Counter,
+    /// Partitions this broker leads, those with fewer in-sync replicas than replicas, and those
+    /// below min.insync.replicas (Kafka's LeaderCount, UnderReplicatedPartitions,
+    /// UnderMinIsrPartitionCount).
+    pub leader_partitions: Gauge,
+    pub under_replicated_partitions: Gauge,
+    pub under_min_isr_partitions: Gauge,
+    /// Per partition: the high watermark (the log end is `log_end_offset`).
+    pub log_high_watermark: Family<PartitionLabels, Gauge>,
     /// Diverged log tails this broker cut as a follower.
     pub replica_truncations: Counter,
     /// Bytes this broker appended as a follower.
@@ -181,6 +189,26 @@ impl Metrics {
             "Fetches answered without a partition's unfinished object-store read because other partitions had data ready (the read carries on into the cache)",
             remote_read_deferred.clone(),
         );
+        let leader_partitions = Gauge::default();
+        registry.register("leader_partitions", "Partitions this broker leads", leader_partitions.clone());
+        let under_replicated_partitions = Gauge::default();
+        registry.register(
+            "under_replicated_partitions",
+            "Partitions this broker leads whose ISR is smaller than their replica set",
+            under_replicated_partitions.clone(),
+        );
+        let under_min_isr_partitions = Gauge::default();
+        registry.register(
+            "under_min_isr_partitions",
+            "Partitions this broker leads with fewer in-sync replicas than min.insync.replicas (acks=all writes fail)",
+            under_min_isr_partitions.clone(),
+        );
+        let log_high_watermark = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "log_high_watermark",
+            "High watermark: what every in-sync replica has, and consumers may read",
+            log_high_watermark.clone(),
+        );
         let isr_changes = Counter::default();
         registry.register(
             "isr_changes",
@@ -276,6 +304,10 @@ impl Metrics {
             remote_read_timeouts,
             remote_read_deferred,
             isr_changes,
+            leader_partitions,
+            under_replicated_partitions,
+            under_min_isr_partitions,
+            log_high_watermark,
             replica_truncations,
             replication_bytes_in,
             under_min_isr_produce,
@@ -312,11 +344,13 @@ impl Metrics {
         self.log_size.clear();
         self.log_end_offset.clear();
         self.log_start_offset.clear();
+        self.log_high_watermark.clear();
         for (topic, partition, log) in logs.all() {
             let o = log.offsets();
             let l = PartitionLabels { topic, partition: partition.to_string() };
             self.log_size.get_or_create(&l).set(o.size_bytes as i64);
-            self.log_end_offset.get_or_create(&l).set(o.high_watermark);
+            self.log_end_offset.get_or_create(&l).set(o.log_end_offset);
+            self.log_high_watermark.get_or_create(&l).set(o.high_watermark);
             self.log_start_offset.get_or_create(&l).set(o.log_start_offset);
         }
         let mut out = String::new();
