@@ -342,6 +342,15 @@ impl Broker {
                 (quorum, controller, Some(server))
             }
         };
+        // Partitions beyond the open-file limit keep their segment files closed until used.
+        let max_open = match config.log_max_open_files {
+            0 => {
+                let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+                (soft / 2).clamp(256, 1 << 20) as usize
+            }
+            n => n,
+        };
+        kora_log::files::set_max_open_files(max_open);
         let logs = Arc::new(LogManager::open(&config.data_dir.join("logs"), clock.clone())?);
         {
             // Commits block on the quorum: off the async workers.

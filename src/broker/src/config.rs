@@ -102,6 +102,9 @@ pub struct BrokerConfig {
     pub replication: ReplicationConfig,
     /// fault.injection.enable (Kora, tests only): the admin endpoint's /v1/faults.
     pub fault_injection_enable: bool,
+    /// log.max.open.files (Kora): segment files kept open at once; others are opened on use.
+    /// 0: half the process's open-file limit.
+    pub log_max_open_files: usize,
 }
 
 /// Replication between the brokers of a cell (Kafka's replica.* settings).
@@ -197,6 +200,7 @@ impl Default for BrokerConfig {
             cell: None,
             replication: ReplicationConfig::default(),
             fault_injection_enable: false,
+            log_max_open_files: 0,
         }
     }
 }
@@ -255,6 +259,7 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("broker.heartbeat.interval.ms", "How often this broker heartbeats to the active controller."),
     ("replica.lag.time.max.ms", "A follower not caught up for this long leaves the ISR."),
     ("fault.injection.enable", "Tests only: lets the admin endpoint cut this broker off from its cell."),
+    ("log.max.open.files", "Segment files kept open at once (0: half the open-file limit)."),
     ("replica.fetch.wait.max.ms", "How long a follower's fetch waits at the leader for data."),
     ("replica.fetch.max.bytes", "Bytes per partition in one follower fetch."),
     ("replica.fetch.response.max.bytes", "Bytes in one follower fetch response."),
@@ -432,6 +437,7 @@ impl BrokerConfig {
                 "broker.heartbeat.interval.ms" => heartbeat_interval_ms = parse_num(k, v, 10, 60_000)?,
                 "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = parse_num(k, v, 100, 3_600_000)?,
                 "fault.injection.enable" => c.fault_injection_enable = parse_bool(k, v)?,
+                "log.max.open.files" => c.log_max_open_files = parse_num(k, v, 0, 100_000_000)?,
                 "replica.fetch.wait.max.ms" => c.replication.fetch_wait_max_ms = parse_num(k, v, 0, 30_000)?,
                 "replica.fetch.max.bytes" => c.replication.fetch_max_bytes = parse_num(k, v, 1024, 1 << 30)?,
                 "replica.fetch.response.max.bytes" => {

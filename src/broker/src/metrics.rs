@@ -76,6 +76,9 @@ pub struct Metrics {
     pub leader_partitions: Gauge,
     pub under_replicated_partitions: Gauge,
     pub under_min_isr_partitions: Gauge,
+    /// Segment files open now, and reopenings of files closed to stay under log.max.open.files.
+    pub open_segment_files: Gauge,
+    pub segment_file_reopens: Gauge,
     /// Per partition: the high watermark (the log end is `log_end_offset`).
     pub log_high_watermark: Family<PartitionLabels, Gauge>,
     /// Diverged log tails this broker cut as a follower.
@@ -203,6 +206,18 @@ impl Metrics {
             "Partitions this broker leads with fewer in-sync replicas than min.insync.replicas (acks=all writes fail)",
             under_min_isr_partitions.clone(),
         );
+        let open_segment_files = Gauge::default();
+        registry.register(
+            "open_segment_files",
+            "Segment files open now (at most log.max.open.files)",
+            open_segment_files.clone(),
+        );
+        let segment_file_reopens = Gauge::default();
+        registry.register(
+            "segment_file_reopens",
+            "Times a segment file closed to stay under log.max.open.files was opened again",
+            segment_file_reopens.clone(),
+        );
         let log_high_watermark = Family::<PartitionLabels, Gauge>::default();
         registry.register(
             "log_high_watermark",
@@ -308,6 +323,8 @@ impl Metrics {
             under_replicated_partitions,
             under_min_isr_partitions,
             log_high_watermark,
+            open_segment_files,
+            segment_file_reopens,
             replica_truncations,
             replication_bytes_in,
             under_min_isr_produce,
@@ -341,6 +358,9 @@ impl Metrics {
             let l = GroupLabels { group, state: state.to_string() };
             self.group_members.get_or_create(&l).set(members as i64);
         }
+        let (open, reopened) = kora_log::files::open_files_stats();
+        self.open_segment_files.set(open as i64);
+        self.segment_file_reopens.set(reopened as i64);
         self.log_size.clear();
         self.log_end_offset.clear();
         self.log_start_offset.clear();

@@ -110,6 +110,8 @@ fn for_each_batch(
 
 struct Candidate {
     base: i64,
+    /// The segment's handle (its identity) and its file, opened under the partition lock.
+    handle: Arc<crate::files::SegmentFile>,
     file: Arc<File>,
     size: u64,
     next_offset: i64,
@@ -135,7 +137,8 @@ impl PartitionLog {
                 }
                 c.push(Candidate {
                     base,
-                    file: s.file.clone(),
+                    handle: s.file.clone(),
+                    file: s.file.get()?,
                     size: s.size,
                     next_offset: s.next_offset,
                     max_timestamp: s.max_timestamp,
@@ -266,7 +269,7 @@ impl PartitionLog {
     /// goes entirely when nothing in it survived.
     fn swap_cleaned(&self, c: &Candidate, tmp: &std::path::Path, written: u64) -> Result<bool, LogError> {
         let mut inner = self.inner.lock();
-        let unchanged = inner.segments.get(&c.base).is_some_and(|s| Arc::ptr_eq(&s.file, &c.file));
+        let unchanged = inner.segments.get(&c.base).is_some_and(|s| Arc::ptr_eq(&s.file, &c.handle));
         if !unchanged {
             // Retention or DeleteRecords removed it meanwhile.
             let _ = fs::remove_file(tmp);

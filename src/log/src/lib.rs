@@ -23,6 +23,7 @@
 
 pub mod batch;
 mod cleaner;
+pub mod files;
 pub mod log;
 pub mod manager;
 pub mod producer;

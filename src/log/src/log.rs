@@ -107,7 +107,7 @@ pub struct ClosedSegment {
 /// Work left by a roll: the closed segment's fsync, its index files, a producer snapshot.
 #[derive(Debug)]
 pub(crate) struct PendingClose {
-    pub(crate) file: Arc<fs::File>,
+    pub(crate) file: Arc<crate::files::SegmentFile>,
     indexes: IndexSnapshot,
     snapshot_offset: i64,
     producers: ProducerState,
@@ -497,11 +497,11 @@ impl PartitionLog {
         };
         let had_pending = !pending.is_empty();
         for p in pending {
-            p.file.sync_data().map_err(|e| io_err(e, "fsync closed segment"))?;
+            p.file.get()?.sync_data().map_err(|e| io_err(e, "fsync closed segment"))?;
             p.indexes.write()?;
             p.producers.write_snapshot(&self.dir, p.snapshot_offset)?;
         }
-        file.sync_data().map_err(|e| io_err(e, "fsync active segment"))?;
+        file.get()?.sync_data().map_err(|e| io_err(e, "fsync active segment"))?;
         self.flushed_offset.fetch_max(end, Ordering::AcqRel);
         if had_pending {
             {
@@ -603,7 +603,8 @@ impl PartitionLog {
                     log_start_offset: log_start,
                 });
             };
-            (seg.file.clone(), seg.index_floor(offset), seg.size, hw, log_start, limit)
+            // Opened under the lock: the file read is the segment found (see crate::files).
+            (seg.file.get()?, seg.index_floor(offset), seg.size, hw, log_start, limit)
         };
         let pos = segment::find_batch(&file, start_pos, seg_size, offset)?;
         let mut records = match pos {

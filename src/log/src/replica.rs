@@ -234,7 +234,7 @@ impl PartitionLog {
         if let Some((&base, seg)) = inner.segments.iter().next_back() {
             if offset < seg.next_offset {
                 let pos = seg.position_of(offset, seg.size)?.unwrap_or(seg.size);
-                seg.file.set_len(pos).map_err(|e| io_err(e, format!("truncate segment {base}")))?;
+                seg.file.get()?.set_len(pos).map_err(|e| io_err(e, format!("truncate segment {base}")))?;
                 for ext in ["index", "timeindex"] {
                     let _ = fs::remove_file(segment::file_name(&dir, base, ext));
                 }

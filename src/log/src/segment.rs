@@ -23,6 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::batch::{peek_offset_and_len, validate_stored_batch, BatchHeader, RewrittenBatch, HEADER_LEN};
+use crate::files::SegmentFile;
 use crate::{io_err, LogError};
 
 /// How the tail of a segment is checked when it is opened.
@@ -43,7 +44,8 @@ pub(crate) fn file_name(dir: &Path, base_offset: i64, ext: &str) -> PathBuf {
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     dir: PathBuf,
-    pub(crate) file: Arc<File>,
+    /// The segment's file, opened on demand (see [`crate::files`]).
+    pub(crate) file: Arc<SegmentFile>,
     /// Bytes of complete batches.
     pub(crate) size: u64,
     /// One past the last offset in the segment (== base_offset when empty).
@@ -64,7 +66,7 @@ impl Segment {
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
+            file: SegmentFile::with_open(&file_name(dir, base_offset, "log"), file),
             size: 0,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -156,9 +158,8 @@ impl Segment {
     fn entry_points_at_batch(&self, entry: Option<(u32, u32)>, file_len: u64) -> bool {
         let Some((rel, pos)) = entry else { return true };
         let mut head = [0u8; HEADER_LEN];
-        if pos as u64 + HEADER_LEN as u64 > file_len
-            || self.file.read_exact_at(&mut head, pos as u64).is_err()
-        {
+        let Ok(file) = self.file.get() else { return false };
+        if pos as u64 + HEADER_LEN as u64 > file_len || file.read_exact_at(&mut head, pos as u64).is_err() {
             return false;
         }
         BatchHeader::parse(&head).is_ok_and(|h| h.base_offset == self.base_offset + rel as i64)
@@ -167,7 +168,7 @@ impl Segment {
     /// Walks batches from `pos` to `file_len`, adding index entries and tracking offsets and
     /// timestamps. Returns the end of the last good batch.
     fn scan_from(&mut self, mut pos: u64, file_len: u64, validate: bool) -> Result<u64, LogError> {
-        let file = self.file.clone();
+        let file = self.file.get()?;
         let mut reader = BufReader::with_capacity(1 << 20, PosReader { file: &file, pos });
         let mut buf = Vec::new();
         let mut head = [0u8; HEADER_LEN];
@@ -234,9 +235,10 @@ impl Segment {
             slices.push(IoSlice::new(&b.body));
         }
         let total: usize = batches.iter().map(|b| b.len()).sum();
-        write_all_vectored_at_end(&self.file, &mut slices, total).map_err(|e| {
+        let file = self.file.get()?;
+        write_all_vectored_at_end(&file, &mut slices, total).map_err(|e| {
             // A partial write leaves bytes past `size`; drop them so the log stays whole.
-            let _ = self.file.set_len(start);
+            let _ = file.set_len(start);
             io_err(e, format!("append to segment {}", self.base_offset))
         })?;
         let mut pos = start;
@@ -271,12 +273,13 @@ impl Segment {
         if offset >= self.next_offset {
             return Ok(None);
         }
-        find_batch(&self.file, self.index_floor(offset), size, offset)
+        find_batch(&*self.file.get()?, self.index_floor(offset), size, offset)
     }
 
     /// Calls `f` with every batch header in the segment, in order (reads headers only).
     pub(crate) fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<(), LogError> {
-        let mut reader = BufReader::with_capacity(1 << 20, PosReader { file: &self.file, pos: 0 });
+        let file = self.file.get()?;
+        let mut reader = BufReader::with_capacity(1 << 20, PosReader { file: &file, pos: 0 });
         let mut head = [0u8; HEADER_LEN];
         let mut pos = 0u64;
         while pos + HEADER_LEN as u64 <= self.size {
@@ -300,9 +303,10 @@ impl Segment {
         let start_rel = if idx == 0 { 0 } else { self.time_index[idx - 1].1 };
         let start_offset = self.base_offset + start_rel as i64;
         let Some(mut pos) = self.position_of(start_offset, size)? else { return Ok(None) };
+        let file = self.file.get()?;
         let mut head = [0u8; HEADER_LEN];
         while pos + HEADER_LEN as u64 <= size {
-            self.file.read_exact_at(&mut head, pos).map_err(|e| io_err(e, "read batch header"))?;
+            file.read_exact_at(&mut head, pos).map_err(|e| io_err(e, "read batch header"))?;
             let h = BatchHeader::parse(&head)?;
             if h.max_timestamp >= ts {
                 return Ok(Some((pos, h)));
@@ -315,12 +319,15 @@ impl Segment {
     /// Reads whole batches from `pos`, at most `max_bytes` unless the first batch alone is
     /// larger (then exactly that batch, as KIP-74 asks), never past `size`.
     pub(crate) fn read_batches(&self, pos: u64, max_bytes: usize, size: u64) -> Result<Bytes, LogError> {
-        read_batches_from(&self.file, pos, max_bytes, size)
+        read_batches_from(&*self.file.get()?, pos, max_bytes, size)
     }
 
     /// Cuts the file at `size` (the end of the last good batch).
     pub(crate) fn truncate_file_to_size(&self) -> Result<(), LogError> {
-        self.file.set_len(self.size).map_err(|e| io_err(e, format!("truncate segment {}", self.base_offset)))
+        self.file
+            .get()?
+            .set_len(self.size)
+            .map_err(|e| io_err(e, format!("truncate segment {}", self.base_offset)))
     }
 
     /// A copy of the in-memory indexes that can be written without holding the log's lock.
