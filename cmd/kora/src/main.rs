@@ -204,7 +204,11 @@ fn main() -> Result<()> {
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
-    runtime.block_on(run(config, cli.output, dev))
+    let result = runtime.block_on(run(config, cli.output, dev));
+    // The logs are closed by now; a blocking call still waiting on the network (a controller
+    // request to a cell that is stopping too) must not hold the process up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {

@@ -67,8 +67,13 @@ impl Cell {
     }
 
     fn status(&self) -> serde_json::Value {
+        self.status_from(&self.bootstrap())
+    }
+
+    /// The status as the brokers of `bootstrap` see it.
+    fn status_from(&self, bootstrap: &str) -> serde_json::Value {
         let out = Command::new(env!("CARGO_BIN_EXE_kora"))
-            .args(["cell", "status", "--bootstrap", &self.bootstrap(), "--output", "json"])
+            .args(["cell", "status", "--bootstrap", bootstrap, "--output", "json"])
             .output()
             .expect("kora cell status");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -640,9 +645,18 @@ async fn a_broker_cut_off_from_its_peers_leaves_the_isr_and_catches_up() {
     });
     assert_eq!(code, 7, "REQUEST_TIMED_OUT: the ISR never got the write");
     // The cell fences it, moves its leadership and drops it from every ISR; it keeps serving.
+    // Asked of the other brokers: the cut-off one still believes its old metadata.
+    let others: String = cell.info["brokers"]
+        .as_array()
+        .expect("b")
+        .iter()
+        .filter(|b| b["id"] != victim)
+        .map(|b| b["address"].as_str().expect("address").to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let c = &cell;
     tokio::task::block_in_place(|| loop {
-        let s = c.status();
+        let s = c.status_from(&others);
         let parts: Vec<&serde_json::Value> =
             s["partitions"].as_array().expect("p").iter().filter(|p| p["topic"] == "cut").collect();
         let out = parts.iter().all(|p| {

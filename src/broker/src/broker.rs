@@ -53,7 +53,7 @@ pub(crate) struct LeaderHint {
 }
 
 /// What `apply_image` last applied for a topic.
-type AppliedTopic = (uuid::Uuid, std::collections::BTreeMap<String, String>);
+type AppliedTopic = Arc<kora_meta::TopicImage>;
 
 #[derive(Debug)]
 pub struct Broker {
@@ -82,6 +82,8 @@ pub struct Broker {
     /// Topic id and config overrides of every topic the logs reflect; guards `apply_image`.
     sync_lock: Mutex<HashMap<String, AppliedTopic>>,
     shutting_down: AtomicBool,
+    /// A controlled shutdown began: no more heartbeats (they would bring this run back).
+    pub(crate) leaving_cell: AtomicBool,
     /// A creation of `__consumer_offsets` is under way (cells create it on demand).
     creating_offsets_topic: Arc<AtomicBool>,
     _dir_lock: File,
@@ -139,7 +141,7 @@ impl Broker {
         // Topics that went away, or came back with a new id.
         let gone: Vec<String> = known
             .iter()
-            .filter(|(name, (id, _))| image.topic(name).is_none_or(|t| t.topic_id != *id))
+            .filter(|(name, k)| image.topic(name).is_none_or(|t| t.topic_id != k.topic_id))
             .map(|(n, _)| n.clone())
             .collect();
         for name in gone {
@@ -148,7 +150,11 @@ impl Broker {
             tracing::info!(topic = %name, "deleted topic logs");
         }
         for (name, t) in &image.topics {
-            let cfg_changed = known.get(name).is_none_or(|(_, c)| *c != t.configs);
+            // Unchanged topics (the same image) need nothing: a change costs what it touched.
+            if known.get(name).is_some_and(|k| Arc::ptr_eq(k, t)) {
+                continue;
+            }
+            let cfg_changed = known.get(name).is_none_or(|k| k.configs != t.configs);
             let config = self.topic_config(&t.configs);
             for p in 0..t.partitions {
                 // In a cell a broker keeps only the partitions it holds a replica of; one that
@@ -173,7 +179,7 @@ impl Broker {
                     }
                 }
             }
-            known.insert(name.clone(), (t.topic_id, t.configs.clone()));
+            known.insert(name.clone(), t.clone());
         }
         Ok(())
     }
@@ -345,7 +351,8 @@ impl Broker {
         // Partitions beyond the open-file limit keep their segment files closed until used.
         let max_open = match config.log_max_open_files {
             0 => {
-                let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+                let soft =
+                    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
                 (soft / 2).clamp(256, 1 << 20) as usize
             }
             n => n,
@@ -385,7 +392,7 @@ impl Broker {
                     config: cfg.clone(),
                 });
             }
-            known.insert(name.clone(), (t.topic_id, t.configs.clone()));
+            known.insert(name.clone(), t.clone());
         }
         let started = std::time::Instant::now();
         let n = specs.len();
@@ -465,6 +472,7 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             sync_lock: Mutex::new(known),
             shutting_down: AtomicBool::new(false),
+            leaving_cell: AtomicBool::new(false),
             creating_offsets_topic: Arc::new(AtomicBool::new(false)),
             _dir_lock: dir_lock,
         });
@@ -524,6 +532,7 @@ impl BrokerHandle {
     pub async fn shutdown(self) -> Result<(), kora_log::LogError> {
         if self.broker.config.cell.is_some() {
             // Controlled shutdown: the cell stops routing to this broker before it stops.
+            self.broker.leaving_cell.store(true, Ordering::Release);
             let (id, inc) = (self.broker.config.node_id, self.broker.incarnation);
             let done = tokio::time::timeout(
                 Duration::from_secs(10),

@@ -156,6 +156,9 @@ pub async fn heartbeat_loop(
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
+        if b.leaving_cell.load(std::sync::atomic::Ordering::Acquire) {
+            continue;
+        }
         let (id, inc) = (b.config.node_id, b.incarnation);
         match b.meta(move |c| c.broker_heartbeat(id, inc)).await {
             Ok((_, true)) => {}

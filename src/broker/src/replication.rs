@@ -99,6 +99,19 @@ struct State {
     leading: HashMap<PartitionKey, Arc<Leading>>,
     following: HashMap<PartitionKey, Following>,
     fetchers: HashMap<i32, tokio::task::JoinHandle<()>>,
+    /// The topic images the roles above reflect (unchanged ones are skipped).
+    seen: HashMap<String, Arc<kora_meta::TopicImage>>,
+}
+
+impl State {
+    /// Drops the roles of partitions `0..partitions` of `topic`.
+    fn forget(&mut self, topic: &str, partitions: i32) {
+        for p in 0..partitions {
+            let key = (topic.to_string(), p);
+            self.leading.remove(&key);
+            self.following.remove(&key);
+        }
+    }
 }
 
 /// A byte-rate limit: a token bucket holding at most one second of the rate; rate 0 means
@@ -181,81 +194,32 @@ impl Replication {
     /// epoch; those it follows get a fetcher for their leader. Called after the logs were
     /// synced with the same image.
     pub(crate) fn sync(&self, b: &Arc<Broker>, image: &MetadataImage) {
-        let me = self.node_id;
-        let now = self.clock.now_ms();
-        let mut leading = HashMap::new();
-        let mut following = HashMap::new();
         let mut st = self.state.lock();
+        // Only topics whose image changed since the last sync are looked at: a metadata change
+        // costs the partitions it touched, not every partition of the cell.
+        let removed: Vec<String> =
+            st.seen.keys().filter(|n| !image.topics.contains_key(*n)).cloned().collect();
+        for name in removed {
+            if let Some(old) = st.seen.remove(&name) {
+                st.forget(&name, old.partitions);
+            }
+        }
         for (name, t) in &image.topics {
-            for (p, s) in t.assignments.iter().enumerate() {
-                let p = p as i32;
-                if !s.replicas.contains(&me) {
-                    continue;
-                }
-                let Some(log) = b.logs.get(name, p) else { continue };
-                let key = (name.clone(), p);
-                if s.leader == me {
-                    let existing = st.leading.get(&key).filter(|l| l.epoch == s.leader_epoch).cloned();
-                    let l = match existing {
-                        Some(l) => {
-                            let mut inner = l.inner.lock();
-                            inner.isr = s.isr.clone();
-                            inner.partition_epoch = s.partition_epoch;
-                            inner.replicas = s.replicas.clone();
-                            drop(inner);
-                            l
-                        }
-                        None => {
-                            log.set_replicated(true);
-                            if let Err(e) = log.become_leader(s.leader_epoch) {
-                                tracing::error!(topic = %name, partition = p, error = %e, "cannot start leader epoch");
-                                continue;
-                            }
-                            let followers = s
-                                .replicas
-                                .iter()
-                                .filter(|r| **r != me)
-                                .map(|r| {
-                                    let p = Progress {
-                                        leo: -1,
-                                        last_caught_up_ms: now,
-                                        last_fetch_ms: now,
-                                        last_fetch_leader_leo: -1,
-                                    };
-                                    (*r, p)
-                                })
-                                .collect();
-                            tracing::info!(topic = %name, partition = p, epoch = s.leader_epoch, isr = ?s.isr, "leading");
-                            Arc::new(Leading {
-                                epoch: s.leader_epoch,
-                                epoch_start: log.log_end_offset(),
-                                inner: Mutex::new(LeadingInner {
-                                    replicas: s.replicas.clone(),
-                                    isr: s.isr.clone(),
-                                    partition_epoch: s.partition_epoch,
-                                    followers,
-                                }),
-                                altering: AtomicBool::new(false),
-                            })
-                        }
-                    };
-                    advance_hw(me, &l, &log);
-                    leading.insert(key, l);
-                } else {
-                    log.set_replicated(true);
-                    if s.leader >= 0 {
-                        if !st.following.contains_key(&key) || st.following[&key].leader != s.leader {
-                            tracing::info!(topic = %name, partition = p, leader = s.leader, epoch = s.leader_epoch, "following");
-                        }
-                        following.insert(key, Following { leader: s.leader, epoch: s.leader_epoch });
-                    }
-                }
+            let old = st.seen.get(name).cloned();
+            if old.as_ref().is_some_and(|o| Arc::ptr_eq(o, t)) {
+                continue;
+            }
+            if let Some(o) = old.as_ref().filter(|o| o.topic_id != t.topic_id || o.partitions > t.partitions)
+            {
+                // A new topic under an old name: nothing of the old one carries over.
+                st.forget(name, o.partitions);
+            }
+            if self.sync_topic(b, &mut st, name, t) {
+                st.seen.insert(name.clone(), t.clone());
             }
         }
         let offsets_led: std::collections::BTreeSet<i32> =
-            leading.keys().filter(|(t, _)| t == kora_group::OFFSETS_TOPIC).map(|(_, p)| *p).collect();
-        st.leading = leading;
-        st.following = following;
+            st.leading.keys().filter(|(t, _)| t == kora_group::OFFSETS_TOPIC).map(|(_, p)| *p).collect();
         // One fetcher per leader broker.
         let needed: std::collections::BTreeSet<i32> = st.following.values().map(|f| f.leader).collect();
         st.fetchers.retain(|leader, task| {
@@ -270,6 +234,97 @@ impl Replication {
         }
         drop(st);
         crate::groups::sync_ownership(b, offsets_led);
+    }
+
+    /// Brings the roles of one topic's partitions in line with its image. False when a hosted
+    /// partition has no log yet (the next sync looks again).
+    fn sync_topic(
+        &self,
+        b: &Arc<Broker>,
+        st: &mut State,
+        name: &str,
+        t: &Arc<kora_meta::TopicImage>,
+    ) -> bool {
+        let me = self.node_id;
+        let now = self.clock.now_ms();
+        let mut complete = true;
+        for (p, s) in t.assignments.iter().enumerate() {
+            let p = p as i32;
+            let key = (name.to_string(), p);
+            if !s.replicas.contains(&me) {
+                st.leading.remove(&key);
+                st.following.remove(&key);
+                continue;
+            }
+            let Some(log) = b.logs.get(name, p) else {
+                complete = false;
+                continue;
+            };
+            if s.leader == me {
+                st.following.remove(&key);
+                let existing = st.leading.get(&key).filter(|l| l.epoch == s.leader_epoch).cloned();
+                let l = match existing {
+                    Some(l) => {
+                        let mut inner = l.inner.lock();
+                        inner.isr = s.isr.clone();
+                        inner.partition_epoch = s.partition_epoch;
+                        inner.replicas = s.replicas.clone();
+                        drop(inner);
+                        l
+                    }
+                    None => {
+                        log.set_replicated(true);
+                        if let Err(e) = log.become_leader(s.leader_epoch) {
+                            tracing::error!(topic = %name, partition = p, error = %e, "cannot start leader epoch");
+                            st.leading.remove(&key);
+                            complete = false;
+                            continue;
+                        }
+                        let followers = s
+                            .replicas
+                            .iter()
+                            .filter(|r| **r != me)
+                            .map(|r| {
+                                let p = Progress {
+                                    leo: -1,
+                                    last_caught_up_ms: now,
+                                    last_fetch_ms: now,
+                                    last_fetch_leader_leo: -1,
+                                };
+                                (*r, p)
+                            })
+                            .collect();
+                        tracing::info!(topic = %name, partition = p, epoch = s.leader_epoch, isr = ?s.isr, "leading");
+                        Arc::new(Leading {
+                            epoch: s.leader_epoch,
+                            epoch_start: log.log_end_offset(),
+                            inner: Mutex::new(LeadingInner {
+                                replicas: s.replicas.clone(),
+                                isr: s.isr.clone(),
+                                partition_epoch: s.partition_epoch,
+                                followers,
+                            }),
+                            altering: AtomicBool::new(false),
+                        })
+                    }
+                };
+                advance_hw(me, &l, &log);
+                st.leading.insert(key, l);
+            } else {
+                st.leading.remove(&key);
+                log.set_replicated(true);
+                if s.leader >= 0 {
+                    let f = Following { leader: s.leader, epoch: s.leader_epoch };
+                    if st.following.get(&key).is_none_or(|old| old.leader != s.leader) {
+                        tracing::info!(topic = %name, partition = p, leader = s.leader, epoch = s.leader_epoch, "following");
+                    }
+                    st.following.insert(key, f);
+                } else {
+                    st.following.remove(&key);
+                }
+            }
+        }
+        complete
     }
 
     /// Stops every fetcher (shutdown).

@@ -29,8 +29,12 @@ fn batch(tag: &str, n: usize) -> Bytes {
         })
         .collect();
     let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode");
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions { version: 2, compression: Compression::None },
+    )
+    .expect("encode");
     buf.freeze()
 }
 
@@ -42,7 +46,8 @@ fn partitions_beyond_the_open_file_limit_read_and_write_their_own_files() {
     let mut m = BTreeMap::new();
     m.insert("segment.bytes".to_string(), "1024".to_string());
     let cfg = TopicConfig::resolve(&BTreeMap::new(), &m).expect("config");
-    let open = |i: usize| PartitionLog::open(&dir.path().join(format!("p-{i}")), cfg.clone(), clock.clone(), true);
+    let open =
+        |i: usize| PartitionLog::open(&dir.path().join(format!("p-{i}")), cfg.clone(), clock.clone(), true);
     let logs: Vec<PartitionLog> = (0..60).map(|i| open(i).expect("open")).collect();
     // Several segments each, written round robin: every append may need a reopened file.
     for round in 0..8 {

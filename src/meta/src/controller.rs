@@ -246,6 +246,9 @@ pub struct Controller {
     /// Broker leases, on the active controller only (not replicated): broker id ->
     /// (incarnation, last heartbeat in clock ms).
     leases: Mutex<std::collections::HashMap<i32, (Uuid, u64)>>,
+    /// Runs of brokers that did a controlled shutdown: their heartbeats do not unfence them
+    /// (in memory, like leases: a run is gone within seconds of asking).
+    stopping: Mutex<std::collections::HashSet<(i32, Uuid)>>,
     clock: Arc<dyn kora_common::Clock>,
     image_rx: watch::Receiver<Arc<MetadataImage>>,
     /// Held from validation to commit.
@@ -294,6 +297,7 @@ impl Controller {
         Controller {
             mode: Mode::Active(log),
             leases: Mutex::default(),
+            stopping: Mutex::default(),
             clock: Arc::new(kora_common::SystemClock),
             image_rx,
             write_lock: Mutex::new(()),
@@ -311,6 +315,7 @@ impl Controller {
         Controller {
             mode: Mode::Forward(forwarder),
             leases: Mutex::default(),
+            stopping: Mutex::default(),
             clock: Arc::new(kora_common::SystemClock),
             image_rx,
             write_lock: Mutex::new(()),
@@ -705,6 +710,9 @@ impl Controller {
             tracing::info!(broker_id, "broker fenced: controlled shutdown");
         }
         self.leases.lock().remove(&broker_id);
+        let mut stopping = self.stopping.lock();
+        stopping.retain(|(id, _)| *id != broker_id);
+        stopping.insert((broker_id, incarnation));
         Ok(())
     }
 
@@ -715,6 +723,10 @@ impl Controller {
             return Ok(ControllerResponse::Heartbeat { fenced: true, known: false });
         };
         self.leases.lock().insert(broker_id, (incarnation, self.now()));
+        if self.stopping.lock().contains(&(broker_id, incarnation)) {
+            // A run that is shutting down stays out of the cell.
+            return Ok(ControllerResponse::Heartbeat { fenced: true, known: true });
+        }
         if b.fenced {
             let _w = self.write_lock.lock();
             self.commit(MetadataRecord::UnfenceBroker { broker_id, incarnation })?;
@@ -1120,5 +1132,10 @@ mod tests {
         assert_eq!(c.elect_preferred_leaders().expect("elect"), 0);
         assert_eq!(c.broker_heartbeat(2, Uuid::from_u128(99)).expect("hb"), (true, false));
         assert_eq!(c.fence_expired(6_000).expect("fence"), Vec::<i32>::new());
+        // A run in controlled shutdown stays fenced whatever it still sends.
+        c.broker_shutdown(2, Uuid::from_u128(2)).expect("shutdown");
+        assert!(c.image().brokers[&2].fenced);
+        assert_eq!(c.broker_heartbeat(2, Uuid::from_u128(2)).expect("hb"), (true, true));
+        assert!(c.image().brokers[&2].fenced, "a late heartbeat does not bring it back");
     }
 }
