@@ -170,6 +170,10 @@ pub struct PartitionLog {
     pub(crate) hw_tx: watch::Sender<i64>,
     /// The high watermark last written to partition.state.
     pub(crate) persisted_hw: AtomicI64,
+    /// Written to since it was opened after a clean stop (or opened after an unclean one):
+    /// closing must write indexes, a producer snapshot and the state. An idle log closes
+    /// without touching the disk.
+    pub(crate) touched: AtomicBool,
 }
 
 impl PartitionLog {
@@ -319,6 +323,7 @@ impl PartitionLog {
             end_tx,
             hw_tx,
             persisted_hw: AtomicI64::new(state.high_watermark),
+            touched: AtomicBool::new(!clean),
         };
         // Rewrite the state file only when it changed: start-up with many partitions should
         // not cost one fsync each.
@@ -434,6 +439,7 @@ impl PartitionLog {
         if auto_hw {
             inner.high_watermark = end;
         }
+        self.touched.store(true, Ordering::Release);
         drop(inner);
         self.end_tx.send_replace(end);
         if auto_hw {
@@ -467,6 +473,7 @@ impl PartitionLog {
     }
 
     pub(crate) fn roll(&self, inner: &mut Inner, now: i64) -> Result<(), LogError> {
+        self.touched.store(true, Ordering::Release);
         let base = inner.log_end();
         let interval = inner.config.index_interval_bytes;
         let new_seg = Segment::create(&self.dir, base, now, interval)?;
@@ -853,6 +860,10 @@ impl PartitionLog {
     /// Flushes everything and writes index files, a producer snapshot and the state, so the
     /// next start needs no recovery. The log refuses appends afterwards.
     pub fn close(&self) -> Result<(), LogError> {
+        if !self.touched.load(Ordering::Acquire) {
+            self.inner.lock().closed = true;
+            return self.checkpoint_high_watermark();
+        }
         self.flush()?;
         let mut inner = self.inner.lock();
         inner.closed = true;

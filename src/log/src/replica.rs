@@ -194,6 +194,7 @@ impl PartitionLog {
         if epochs_changed {
             self.persist_epochs(&inner.epochs)?;
         }
+        self.touched.store(true, Ordering::Release);
         let end = inner.log_end();
         let auto_hw = inner.auto_hw;
         if auto_hw {
@@ -284,6 +285,7 @@ impl PartitionLog {
 
     /// Brings the derived state in line with a log that now ends at `new_end`.
     fn after_truncation(&self, inner: &mut Inner, new_end: i64) -> Result<(), LogError> {
+        self.touched.store(true, Ordering::Release);
         inner.epochs.retain(|e| e.1 < new_end);
         self.persist_epochs(&inner.epochs)?;
         inner.high_watermark = inner.high_watermark.min(new_end);
