@@ -197,6 +197,7 @@ def main():
     ap.add_argument("--messages", type=int, default=300000)
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-failover", action="store_true")
+    ap.add_argument("--skip-kill", action="store_true", help="only the controlled-shutdown runs")
     ap.add_argument("--no-idempotence", action="store_true", help="failover with a plain acks=all producer")
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="kora-bench-cell-")
@@ -204,10 +205,12 @@ def main():
         if not a.skip_failover:
             print("failover after kill -9 of the leader:")
             idem = not a.no_idempotence
-            k = failover_runs(os.path.join(root, "k9"), a.runs, signal.SIGKILL, idem)
+            k = [] if a.skip_kill else failover_runs(os.path.join(root, "k9"), a.runs, signal.SIGKILL, idem)
             print("failover after controlled shutdown (SIGTERM) of the leader:")
             c = failover_runs(os.path.join(root, "term"), a.runs, signal.SIGTERM, idem)
             for name, f in (("kill -9", k), ("controlled shutdown", c)):
+                if not f:
+                    continue
                 firsts = [x[0] for x in f]
                 gaps = [x[1] for x in f]
                 print(f"failover after {name}: median {statistics.median(firsts):.2f} s to the first acknowledged "
@@ -220,7 +223,10 @@ def main():
                   f"(p99 {single['latency']['p99_ms']:.1f} ms), cell RF=3 {replicated['mb_per_s']:.1f} MB/s "
                   f"(p99 {replicated['latency']['p99_ms']:.1f} ms), ratio {ratio:.2f}; ISR sizes after {isr}")
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("KORA_BENCH_KEEP"):
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
