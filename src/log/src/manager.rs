@@ -194,7 +194,9 @@ impl LogManager {
                 .collect();
             handles
                 .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|_| vec![LogError::Corrupt("log close thread panicked".into())]))
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| vec![LogError::Corrupt("log close thread panicked".into())])
+                })
                 .collect()
         });
         let first_err = errors.into_iter().next();
