@@ -573,7 +573,7 @@ impl Controller {
                 s.replicas
             )));
         }
-        let mut image = self.commit(MetadataRecord::AlterPartition {
+        let image = self.commit(MetadataRecord::AlterPartition {
             topic: topic.to_string(),
             partition,
             leader,
@@ -582,6 +582,17 @@ impl Controller {
             isr,
         })?;
         // The last added replica of a move is in sync: the move completes.
+        self.complete_move_if_in_sync(image, topic, partition)
+    }
+
+    /// Commits `CompleteReassignment` when every replica a move adds is in sync (the caller
+    /// holds `write_lock`); returns the partition as it now stands.
+    fn complete_move_if_in_sync(
+        &self,
+        mut image: Arc<MetadataImage>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<crate::image::PartitionState, MetaError> {
         let done = image
             .topic(topic)
             .and_then(|t| t.partition(partition))
@@ -638,23 +649,14 @@ impl Controller {
         } else if !s.reassigning() {
             return Err(MetaError::NoReassignmentInProgress(format!("{topic}-{partition}")));
         }
-        let mut image = self.commit(MetadataRecord::ReassignPartition {
+        let image = self.commit(MetadataRecord::ReassignPartition {
             topic: topic.to_string(),
             partition,
             target: target.clone(),
         })?;
-        // Nothing to wait for (only removals, or every added replica already in sync).
-        let done = image
-            .topic(topic)
-            .and_then(|t| t.partition(partition))
-            .is_some_and(|s| s.reassigning() && s.adding.iter().all(|r| s.isr.contains(r)));
-        if done {
-            image =
-                self.commit(MetadataRecord::CompleteReassignment { topic: topic.to_string(), partition })?;
-        }
         tracing::info!(topic, partition, ?target, "reassignment started");
-        let now = image.topic(topic).and_then(|t| t.partition(partition).cloned());
-        now.ok_or_else(|| MetaError::UnknownTopic(topic.to_string()))
+        // Nothing to wait for when it only removes, or every added replica is in sync already.
+        self.complete_move_if_in_sync(image, topic, partition)
     }
 
     /// On the active controller: moves leadership back to each partition's preferred replica
