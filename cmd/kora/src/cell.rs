@@ -102,13 +102,41 @@ struct Member {
     zone: String,
 }
 
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
+/// Ports handed to the cell's processes come from below Linux's default ephemeral range
+/// (32768-60999). A port from `bind(0)` is an ephemeral one: between our check and the child's
+/// bind, any process's outgoing connection (a client, a follower fetch, a Raft RPC) may take it
+/// as its source port, and the child then fails to listen. Nothing takes these ports on its own.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// Picks ports in `PORT_RANGE` that are free now: random, so cells started side by side rarely
+/// try the same one, never the same one twice, and each checked by binding it.
+struct Ports {
+    state: u64,
+    picked: std::collections::BTreeSet<u16>,
 }
 
-fn addr() -> Result<String> {
-    Ok(format!("127.0.0.1:{}", free_port()?))
+impl Ports {
+    fn new() -> Self {
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Ports { state: (seed as u64) ^ ((std::process::id() as u64) << 32) | 1, picked: Default::default() }
+    }
+
+    fn addr(&mut self) -> Result<String> {
+        let span = (PORT_RANGE.end - PORT_RANGE.start) as u64;
+        for _ in 0..1_000 {
+            // xorshift64: cheap, and spreads picks over the range.
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            let port = PORT_RANGE.start + (self.state % span) as u16;
+            if !self.picked.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                self.picked.insert(port);
+                return Ok(format!("127.0.0.1:{port}"));
+            }
+        }
+        bail!("no free port in {PORT_RANGE:?} on 127.0.0.1")
+    }
 }
 
 fn layout(a: &UpArgs) -> Result<Layout> {
@@ -132,11 +160,12 @@ fn layout(a: &UpArgs) -> Result<Layout> {
         bail!("--brokers must be between 1 and 64");
     }
     const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+    let mut ports = Ports::new();
     let voters = (1..=a.voters as u64)
         .map(|i| {
             Ok(Member {
                 id: 1000 + i,
-                address: addr()?,
+                address: ports.addr()?,
                 admin: String::new(),
                 metadata: String::new(),
                 zone: String::new(),
@@ -147,9 +176,9 @@ fn layout(a: &UpArgs) -> Result<Layout> {
         .map(|i| {
             Ok(Member {
                 id: i,
-                address: addr()?,
-                admin: addr()?,
-                metadata: addr()?,
+                address: ports.addr()?,
+                admin: ports.addr()?,
+                metadata: ports.addr()?,
                 zone: ZONES[(i as usize - 1) % ZONES.len()].to_string(),
             })
         })

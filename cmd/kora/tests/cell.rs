@@ -39,13 +39,25 @@ impl Cell {
             .arg(dir.path().join("cell"))
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("cell-up.err")).expect("stderr file"))
             .spawn()
             .expect("kora cell up");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("first line");
-        let info: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let info: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            // Say why: cell up's own error, then the end of every process's log.
+            let mut why = std::fs::read_to_string(dir.path().join("cell-up.err")).unwrap_or_default();
+            if let Ok(logs) = std::fs::read_dir(dir.path().join("cell").join("logs")) {
+                for f in logs.flatten() {
+                    let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                    why.push_str(&format!("\n--- {}\n", f.path().display()));
+                    why.extend(tail.into_iter().rev().map(|l| format!("{l}\n")));
+                }
+            }
+            panic!("kora cell up printed {line:?} ({e}):\n{why}")
+        });
         Cell { child, info, dir }
     }
 

@@ -611,6 +611,12 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
                 continue;
             }
         };
+        // A response that arrives after fault injection cut this broker off is dropped, as a
+        // partitioned network would drop it.
+        if b.faults.isolated() {
+            conn = None;
+            continue;
+        }
         if resp.error_code != 0 {
             tracing::debug!(leader, code = resp.error_code, "follower fetch refused");
             tokio::time::sleep(backoff).await;

@@ -21,10 +21,28 @@ pub struct Kora {
     _tmp: tempfile::TempDir,
 }
 
-/// A port that was free a moment ago (for restarts on the same address).
+/// A port that was free a moment ago (for restarts on the same address). Picked below Linux's
+/// ephemeral range (32768-60999), where no outgoing connection takes it as its source port
+/// before the broker binds it, and apart from the ports `kora cell up` picks (20000-32000).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos()
+        as u64
+        ^ ((std::process::id() as u64) << 32);
+    let _ = STATE.compare_exchange(0, seed | 1, Ordering::AcqRel, Ordering::Acquire);
+    for _ in 0..1_000 {
+        let mut x = STATE.load(Ordering::Acquire);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        STATE.store(x, Ordering::Release);
+        let port = 10_000 + (x % 10_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 10000..20000")
 }
 
 impl Kora {

@@ -96,10 +96,18 @@ pub(crate) async fn dispatch(
         RequestKind::Metadata(r) => metadata::metadata(b, r, v).await.into(),
         RequestKind::DescribeCluster(r) => metadata::describe_cluster(b, r).into(),
         RequestKind::Produce(r) => return produce::produce(b, r, v).await.map(|o| o.map(Into::into)),
-        RequestKind::Fetch(r)
-            if b.faults.isolated() && (r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0) =>
-        {
-            return Err("isolated from peers by fault injection".into());
+        RequestKind::Fetch(r) if r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0 => {
+            // Fault injection cuts peers off both ways: a follower's fetch that arrives during
+            // the cut, or a long poll that was waiting when it began, gets no answer (as a
+            // partitioned network would drop it), so nothing written after the cut replicates.
+            if b.faults.isolated() {
+                return Err("isolated from peers by fault injection".into());
+            }
+            let resp = fetch::fetch(b, r, v).await;
+            if b.faults.isolated() {
+                return Err("isolated from peers by fault injection".into());
+            }
+            resp.into()
         }
         RequestKind::Fetch(r) => fetch::fetch(b, r, v).await.into(),
         RequestKind::ListOffsets(r) => offsets::list_offsets(b, r).await.into(),
