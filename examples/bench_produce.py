@@ -3,7 +3,7 @@
 Starts the null sink and Kora brokers (release build) on 127.0.0.1, runs the same generator
 against each in one run, and prints a markdown table: produce MB/s (sink, fsync on roll,
 flush.ms=10 group commit, flush.messages=1), the broker/sink ratios, consume from the head and
-from disk, open-loop latency at 20 MB/s, and broker CPU seconds per produced GB.
+from disk (with librdkafka, and with the batch reader, `kora bench consume --client batches`), open-loop latency at 20 MB/s, and broker CPU seconds per produced GB.
 
     cargo build --release && python3 examples/bench_produce.py [--messages 1000000] [--repeat 3]
 
@@ -49,6 +49,17 @@ def bench(*args):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def drop_caches():
+    """Drops the page cache (root only), so the next read comes from the disk."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1\n")
+        return "page cache dropped"
+    except OSError:
+        return "page cache not dropped (needs root)"
+
+
 def run_once(a):
     common = ["--messages", str(a.messages), "--message-bytes", str(a.message_bytes),
               "--partitions", str(a.partitions), "--acks", "all"]
@@ -74,22 +85,22 @@ def run_once(a):
             rows[name]["cpu_s_per_gb"] = (cpu_seconds(proc.pid) - before) / (rows[name]["bytes"] / 1e9)
             if name == "roll":
                 rows["consume_head"] = bench("consume", "--bootstrap", addr, "--topic", "t", "--consumers", "2")
+                rows["batches_head"] = bench("consume", "--bootstrap", addr, "--topic", "t", "--consumers", "2",
+                                             "--client", "batches")
                 rows["latency20"] = bench("produce", "--bootstrap", addr, "--topic", "lat", "--rate-mb", "20",
                                           "--duration-s", "15", "--linger-ms", "1", "--message-bytes",
                                           str(a.message_bytes), "--partitions", str(a.partitions))
                 # Cold read: restart, drop this file's pages from the cache where allowed, read again.
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
-                try:
-                    with open("/proc/sys/vm/drop_caches", "w") as f:
-                        f.write("1\n")
-                    cold = "page cache dropped"
-                except OSError:
-                    cold = "page cache not dropped (needs root)"
+                cold = drop_caches()
                 proc, addr = broker(name, [])
                 procs.append(proc)
                 rows["consume_disk"] = bench("consume", "--bootstrap", addr, "--topic", "t", "--consumers", "2")
                 rows["consume_disk"]["note"] = cold
+                drop_caches()
+                rows["batches_disk"] = bench("consume", "--bootstrap", addr, "--topic", "t", "--consumers", "2",
+                                             "--client", "batches")
     finally:
         for p in procs:
             p.kill()
@@ -129,7 +140,10 @@ def main():
     for name, label in [("roll", "broker, fsync on segment roll"), ("flush10ms", "broker, flush.ms=10 (group commit)"),
                         ("flush1", "broker, flush.messages=1 (fsync before every ack)")]:
         print(f"| {label} | {fmt(m(name, 'mb_per_s'), '.0f')} | {fmt(ratio(name), '.0f', '%')} | {fmt(m(name, 'cpu_s_per_gb'), '.2f')} |")
-    for key, label in [("consume_head", "consume, head (page cache)"), ("consume_disk", "consume, after restart, page cache dropped")]:
+    for key, label in [("consume_head", "consume (librdkafka), head (page cache)"),
+                       ("consume_disk", "consume (librdkafka), after restart, page cache dropped"),
+                       ("batches_head", "consume (batch reader), head (page cache)"),
+                       ("batches_disk", "consume (batch reader), page cache dropped")]:
         print(f"| {label} | {fmt(m(key, 'mb_per_s'), '.0f')} | {fmt(vs_produce(key), '.2f', 'x produce')} | |")
     lat = lambda q: med([r["latency20"]["latency"][q] for r in runs])
     print()

@@ -102,8 +102,20 @@ pub(crate) struct ConsumeArgs {
     /// Consumer instances (threads); partitions are split between them.
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    /// librdkafka (one message per poll, as applications read), or batches (whole record
+    /// batches per fetch through Kora's protocol client: the broker's fetch path, not the
+    /// client, sets the figure).
+    #[arg(long, value_enum, default_value = "librdkafka")]
+    client: ConsumeClient,
+    /// Extra librdkafka settings, KEY=VALUE (--client librdkafka).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConsumeClient {
+    Librdkafka,
+    Batches,
 }
 
 #[derive(Args, Debug)]
@@ -226,7 +238,17 @@ pub(crate) fn run(cmd: BenchCommand, output: Output) -> Result<()> {
                 consumers: a.consumers,
                 extra: crate::key_values(&a.set)?,
             };
-            measure(output, "consume", move |p| kora_bench::consume(&opts, p))
+            match a.client {
+                ConsumeClient::Librdkafka => {
+                    measure(output, "consume", move |p| kora_bench::consume(&opts, p))
+                }
+                ConsumeClient::Batches => {
+                    if !opts.extra.is_empty() {
+                        anyhow::bail!("--set configures librdkafka; --client batches takes none");
+                    }
+                    measure(output, "consume", move |p| kora_bench::batches::consume(&opts, p))
+                }
+            }
         }
         BenchCommand::Rebalance(a) => {
             if !matches!(a.protocol.as_str(), "classic" | "consumer") {

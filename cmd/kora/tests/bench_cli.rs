@@ -87,6 +87,37 @@ fn produce_to_sink_and_broker_then_consume() {
     let c = bench(&["consume", "--bootstrap", &kora.bootstrap, "--topic", "b"]);
     assert_eq!(c["messages"].as_u64(), Some(20000 + n), "consume reads everything produced");
     assert_eq!(c["bytes"].as_u64(), Some((20000 + n) * 100));
+    // The batch reader counts the same records and payload bytes (lz4 batches decoded, the
+    // open-loop ones walked in place), with its partitions split over two connections.
+    let c = bench(&[
+        "consume",
+        "--bootstrap",
+        &kora.bootstrap,
+        "--topic",
+        "b",
+        "--client",
+        "batches",
+        "--consumers",
+        "2",
+    ]);
+    assert_eq!(c["messages"].as_u64(), Some(20000 + n), "batch reader reads everything produced");
+    assert_eq!(c["bytes"].as_u64(), Some((20000 + n) * 100));
+    let c = bench(&[
+        "consume",
+        "--bootstrap",
+        &kora.bootstrap,
+        "--topic",
+        "b",
+        "--client",
+        "batches",
+        "--messages",
+        "1000",
+    ]);
+    let read = c["messages"].as_u64().expect("count");
+    assert!(
+        (1000..=20000 + n).contains(&read),
+        "--messages 1000 stops after the fetch that reaches it: {read}"
+    );
     // End to end: every stamped message is consumed, with a latency.
     let e = bench(&[
         "e2e",

@@ -1016,3 +1016,83 @@ async fn a_consumer_reads_from_the_replica_in_its_zone() {
     assert!(from_follower > 0.0, "the replica in the consumer's zone served the records");
     assert_eq!(from_leader, 0.0, "the leader only pointed the consumer at its zone's replica");
 }
+
+/// The group's coordinator as `kora groups describe` reports it (None while none answers).
+fn coordinator_of(bootstrap: &str, group: &str) -> Option<u64> {
+    let out = Command::new(env!("CARGO_BIN_EXE_kora"))
+        .args(["groups", "describe", group, "--bootstrap", bootstrap, "--output", "json"])
+        .output()
+        .expect("kora groups describe");
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()?["coordinator"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_the_loss_of_the_group_coordinator() {
+    let cell = Cell::up(&[]);
+    let bs = cell.bootstrap();
+    create_rf(&bs, "offs", 3, 3, &[("min.insync.replicas", "2")]).await;
+    let p = producer(&bs);
+    for part in 0..3 {
+        for i in 0..10 {
+            p.send(
+                FutureRecord::<(), _>::to("offs").partition(part).payload(&format!("v{i}")),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("acknowledged");
+        }
+    }
+    let group = "movers";
+    let consumer = || -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &bs)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer")
+    };
+    let mut want = TopicPartitionList::new();
+    for part in 0..3 {
+        want.add_partition_offset("offs", part, Offset::Offset(4 + part as i64)).expect("tpl");
+    }
+    want.find_partition("offs", 1).expect("p1").set_metadata("checkpoint-7");
+    let c = &cell;
+    let coordinator = tokio::task::block_in_place(|| {
+        let first = consumer();
+        // Answered once the offsets partition's ISR has the commit.
+        first.commit(&want, rdkafka::consumer::CommitMode::Sync).expect("commit");
+        drop(first);
+        wait_fully_replicated(c, "__consumer_offsets", Duration::from_secs(30));
+        coordinator_of(&bs, group).expect("a coordinator")
+    });
+    kill9(cell.broker_pid(coordinator));
+    let t = Instant::now();
+    // A new member of the group reads the commits back from the coordinator that took over.
+    let committed = tokio::task::block_in_place(|| {
+        let next = consumer();
+        let mut ask = TopicPartitionList::new();
+        for part in 0..3 {
+            ask.add_partition("offs", part);
+        }
+        loop {
+            if let Ok(got) = next.committed_offsets(ask.clone(), Duration::from_secs(5)) {
+                if got.elements().iter().all(|e| e.offset() != Offset::Invalid) {
+                    return got;
+                }
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "no committed offsets after the coordinator died");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    eprintln!("committed offsets served again {:?} after the coordinator was killed", t.elapsed());
+    for part in 0..3 {
+        let e = committed.find_partition("offs", part).expect("partition");
+        assert_eq!(e.offset(), Offset::Offset(4 + part as i64), "partition {part}");
+    }
+    assert_eq!(committed.find_partition("offs", 1).expect("p1").metadata(), "checkpoint-7");
+    let now = tokio::task::block_in_place(|| coordinator_of(&bs, group));
+    assert!(now.is_some_and(|n| n != coordinator), "the coordinator moved off the dead broker: {now:?}");
+}

@@ -24,6 +24,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 
+pub mod batches;
 mod rebalance;
 pub use rebalance::{rebalance, RebalanceOptions, RebalanceReport};
 

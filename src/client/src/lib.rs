@@ -136,16 +136,23 @@ impl Connection {
                     message: format!("response size {len}"),
                 });
             }
-            let mut body = vec![0u8; len as usize];
-            self.stream.read_exact(&mut body).await.map_err(io)?;
-            Ok(body)
+            // Read into uninitialised capacity: a fetch response of tens of megabytes is not
+            // zeroed first only to be overwritten.
+            let mut body = BytesMut::with_capacity(len as usize);
+            while body.len() < len as usize {
+                let mut limited = (&mut self.stream).take((len as usize - body.len()) as u64);
+                if limited.read_buf(&mut body).await.map_err(io)? == 0 {
+                    return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+            Ok(body.freeze())
         };
         let body = tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout {
             addr: self.addr.clone(),
             what: format!("{api:?}"),
             timeout,
         })??;
-        let mut body = bytes::Bytes::from(body);
+        let mut body = body;
         let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
             .map_err(|e| self.protocol(format!("decoding {api:?} response header: {e}")))?;
         if header.correlation_id != self.correlation_id {
