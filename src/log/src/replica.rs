@@ -216,6 +216,15 @@ impl PartitionLog {
         let mut inner = self.inner.lock();
         let end = inner.log_end();
         if offset >= end {
+            // No batch to cut, but an epoch that started here holds nothing (a leadership that
+            // ended before any write): it goes, as Kafka's truncateFromEnd drops it. Kept, the
+            // follower would fetch with that epoch forever, the leader answering each time that
+            // it diverged (and the follower, never counted as fetching, would hold back the high
+            // watermark until replica.lag.time.max.ms removed it from the ISR).
+            if inner.epochs.last().is_some_and(|e| e.1 >= offset) {
+                inner.epochs.retain(|e| e.1 < offset);
+                self.persist_epochs(&inner.epochs)?;
+            }
             return Ok(end);
         }
         let dir = self.dir().to_path_buf();

@@ -155,6 +155,32 @@ fn follower_copies_the_leader_and_truncates_a_diverged_tail() {
 }
 
 #[test]
+fn an_empty_leadership_is_forgotten_when_the_leader_says_it_diverged() {
+    let (ad, bd) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let (a, b) = (open(ad.path()), open(bd.path()));
+    a.set_replicated(true);
+    b.set_replicated(true);
+    a.become_leader(0).expect("leader");
+    produce(&a, 5, 1, 0);
+    assert_eq!(replicate(&a, &b), 5);
+    // b leads epoch 1 for a moment and takes no write; then a leads again at epoch 2.
+    b.become_leader(1).expect("leader");
+    a.become_leader(2).expect("leader");
+    produce(&a, 5, 1, 5);
+    // b fetches with its last epoch, 1; a never saw it: epoch 0 ended at 5.
+    let (epoch, end) = a.end_offset_for_epoch(b.latest_epoch());
+    assert_eq!((epoch, end), (0, 5));
+    let mine = b.end_offset_for_epoch(epoch).1;
+    assert_eq!(b.truncate_to(end.min(mine)).expect("truncate"), 5, "no batch to cut");
+    assert_eq!(b.epochs(), vec![(0, 0)], "the empty epoch is gone");
+    // So the next fetch (last epoch 0, offset 5) no longer diverges, and b catches up.
+    let (epoch, end) = a.end_offset_for_epoch(b.latest_epoch());
+    assert!(epoch == 0 && end >= b.log_end_offset(), "no divergence left: ({epoch}, {end})");
+    assert_eq!(replicate(&a, &b), 10);
+    assert_eq!(b.epochs(), vec![(0, 0), (2, 5)]);
+}
+
+#[test]
 fn truncation_inside_a_batch_and_below_everything() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = open(dir.path());
