@@ -109,6 +109,13 @@ impl Cell {
 
 impl Drop for Cell {
     fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("KORA_TEST_KEEP_CELL").is_some() {
+            // Keep the cell's data and logs for whoever reads the failure.
+            if let Ok(fresh) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, fresh).keep();
+                eprintln!("cell data and logs kept in {}", kept.display());
+            }
+        }
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
