@@ -27,6 +27,7 @@ pub mod replication;
 pub mod server;
 pub mod sink;
 pub mod tiering;
+pub mod zero_copy;
 
 pub use broker::{Broker, BrokerHandle, StartError};
 pub use config::{BrokerConfig, ConfigFileError};

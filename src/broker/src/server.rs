@@ -31,6 +31,9 @@ const RESPONSE_QUEUE_DEPTH: usize = 16;
 /// What to do after a request.
 pub enum Outcome {
     Respond(Bytes),
+    /// A response in parts, written with vectored writes (record bytes straight from the
+    /// log's buffers; see `zero_copy`).
+    RespondParts(Vec<Bytes>),
     /// acks=0 produce: no response.
     Silent,
     /// Close the connection; the reason is logged once.
@@ -104,10 +107,10 @@ async fn connection<H: FrameHandler>(h: Arc<H>, stream: TcpStream, peer: SocketA
     h.connection_opened();
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let (tx, mut rx) = mpsc::channel::<Bytes>(RESPONSE_QUEUE_DEPTH);
+    let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(RESPONSE_QUEUE_DEPTH);
     let writer = tokio::spawn(async move {
-        while let Some(buf) = rx.recv().await {
-            if wr.write_all(&buf).await.is_err() {
+        while let Some(parts) = rx.recv().await {
+            if crate::zero_copy::write_parts(&mut wr, &parts).await.is_err() {
                 break;
             }
         }
@@ -126,7 +129,12 @@ async fn connection<H: FrameHandler>(h: Arc<H>, stream: TcpStream, peer: SocketA
         }
         match h.handle(buf.freeze(), peer).await {
             Outcome::Respond(bytes) => {
-                if tx.send(bytes).await.is_err() {
+                if tx.send(vec![bytes]).await.is_err() {
+                    break;
+                }
+            }
+            Outcome::RespondParts(parts) => {
+                if tx.send(parts).await.is_err() {
                     break;
                 }
             }
@@ -210,6 +218,12 @@ pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, peer: SocketAddr) -> 
     b.metrics.request_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     b.metrics.requests.get_or_create(&labels).inc();
     match response {
+        Ok(Some(ResponseKind::Fetch(resp))) => {
+            match crate::zero_copy::encode_fetch(correlation_id, version, resp) {
+                Ok(parts) => Outcome::RespondParts(parts),
+                Err(reason) => Outcome::Close(reason),
+            }
+        }
         Ok(Some(resp)) => encode(correlation_id, api_key, version, resp),
         Ok(None) => Outcome::Silent,
         Err(reason) => Outcome::Close(reason),
@@ -218,18 +232,31 @@ pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, peer: SocketAddr) -> 
 
 /// Frames a response: size, header for `api_key`/`version`, body.
 pub fn encode(correlation_id: i32, api_key: ApiKey, version: i16, resp: ResponseKind) -> Outcome {
+    match encode_bytes(correlation_id, api_key, version, resp) {
+        Ok(b) => Outcome::Respond(b),
+        Err(reason) => Outcome::Close(reason),
+    }
+}
+
+/// The framed response as one buffer; Err says why it could not be encoded.
+pub fn encode_bytes(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    resp: ResponseKind,
+) -> Result<Bytes, String> {
     let mut out = BytesMut::with_capacity(64);
     out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    if let Err(e) = header.encode(&mut out, api_key.response_header_version(version)) {
-        return Outcome::Close(format!("encoding {api_key:?} response header failed: {e}"));
-    }
-    if let Err(e) = resp.encode(&mut out, version) {
-        return Outcome::Close(format!("encoding {api_key:?} v{version} response failed: {e}"));
-    }
-    let size = (out.len() - 4) as i32;
+    header
+        .encode(&mut out, api_key.response_header_version(version))
+        .map_err(|e| format!("encoding {api_key:?} response header failed: {e}"))?;
+    resp.encode(&mut out, version)
+        .map_err(|e| format!("encoding {api_key:?} v{version} response failed: {e}"))?;
+    let size =
+        i32::try_from(out.len() - 4).map_err(|_| format!("{api_key:?} response of {} bytes", out.len()))?;
     out[0..4].copy_from_slice(&size.to_be_bytes());
-    Outcome::Respond(out.freeze())
+    Ok(out.freeze())
 }
 
 pub(crate) fn api_name(k: ApiKey) -> &'static str {
