@@ -17,6 +17,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         // Closed during shutdown: retriable, the client finds the partition again.
         LogError::Closed => ResponseError::NotLeaderOrFollower,
+        LogError::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         _ => ResponseError::UnknownServerError,
     };
     r.code()

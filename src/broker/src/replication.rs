@@ -186,6 +186,12 @@ impl Replication {
     }
 
     /// Partitions this broker follows, with the leader it fetches from.
+    /// Whether this broker still follows `key` from `leader` at `epoch` (a fetch answered
+    /// after a role change is dropped).
+    pub(crate) fn is_following(&self, key: &PartitionKey, leader: i32, epoch: i32) -> bool {
+        self.state.lock().following.get(key).is_some_and(|f| f.leader == leader && f.epoch == epoch)
+    }
+
     pub fn following(&self) -> BTreeMap<PartitionKey, i32> {
         self.state.lock().following.iter().map(|(k, f)| (k.clone(), f.leader)).collect()
     }
@@ -633,6 +639,11 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
                     let n = pd.records.as_ref().map_or(0, |r| r.len());
                     b.replication.follower_throttle.consume(n);
                 }
+                if !b.replication.is_following(&key, leader, *epoch) {
+                    // Its role changed while the fetch was out (it leads now, or follows a
+                    // newer epoch): what the old leader sent must not go in.
+                    continue;
+                }
                 if let Err(code) = apply(&b, &key, log, pd) {
                     tracing::debug!(topic = %key.0, partition = key.1, code, "follower fetch partition error");
                     // A leader that has not seen its own election yet answers these for a
@@ -732,7 +743,11 @@ fn apply(
     }
     if let Some(records) = pd.records.filter(|r| !r.is_empty()) {
         let n = records.len() as u64;
-        log.append_replicated(&records).map_err(storage)?;
+        log.append_replicated(&records).map_err(|e| match e {
+            // A newer epoch started here between the check and the append (see above).
+            kora_log::LogError::StaleLeaderEpoch { .. } => crate::errors::log_error_code(&e),
+            e => storage(e),
+        })?;
         b.metrics.replication_bytes_in.inc_by(n);
     }
     let end = log.log_end_offset();

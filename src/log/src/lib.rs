@@ -62,6 +62,10 @@ pub enum LogError {
     Corrupt(String),
     #[error("the log is closed")]
     Closed,
+    /// A replicated batch from an epoch older than the newest this log holds: its sender is
+    /// not the leader any more (epochs ascend with offsets in a log).
+    #[error("batch at offset {offset} has leader epoch {batch_epoch}, older than the log's epoch {latest}")]
+    StaleLeaderEpoch { offset: i64, batch_epoch: i32, latest: i32 },
     /// The offset is in the log but no longer on local disk: read it from the object store.
     #[error("offset {offset} is below the local log start {local_start}")]
     NotLocal { offset: i64, local_start: i64 },

@@ -176,6 +176,17 @@ impl PartitionLog {
                     h.base_offset
                 )));
             }
+            // A fetch answered by the old leader that lands after this broker started a newer
+            // epoch (it became leader, or follows a newer one) must not go in behind that
+            // epoch's start: followers would find an epoch-N batch inside epoch N+1 and
+            // diverge from this log forever.
+            if let Some(&(latest, _)) = inner.epochs.last().filter(|e| e.0 > h.partition_leader_epoch) {
+                return Err(LogError::StaleLeaderEpoch {
+                    offset: h.base_offset,
+                    batch_epoch: h.partition_leader_epoch,
+                    latest,
+                });
+            }
             self.maybe_roll(&mut inner, bytes.len(), h.last_offset_delta, now)?;
             let mut header = [0u8; HEADER_LEN];
             header.copy_from_slice(&bytes[..HEADER_LEN]);

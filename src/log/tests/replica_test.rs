@@ -181,6 +181,26 @@ fn an_empty_leadership_is_forgotten_when_the_leader_says_it_diverged() {
 }
 
 #[test]
+fn a_batch_from_an_older_epoch_cannot_land_inside_a_newer_one() {
+    let (ad, bd) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let (old_leader, b) = (open(ad.path()), open(bd.path()));
+    old_leader.set_replicated(true);
+    b.set_replicated(true);
+    old_leader.become_leader(1).expect("leader");
+    produce(&old_leader, 5, 1, 0);
+    assert_eq!(replicate(&old_leader, &b), 5);
+    produce(&old_leader, 1, 1, 5);
+    // b becomes leader at epoch 2 at offset 5; then the old leader's answer to a fetch that
+    // was in flight arrives.
+    b.become_leader(2).expect("leader");
+    let late = old_leader.read_replica(5, 1 << 20).expect("read").records;
+    let err = b.append_replicated(&late).expect_err("stale epoch refused");
+    assert!(matches!(err, LogError::StaleLeaderEpoch { offset: 5, batch_epoch: 1, latest: 2 }), "{err:?}");
+    assert_eq!(b.log_end_offset(), 5);
+    assert_eq!(b.epochs(), vec![(1, 0), (2, 5)]);
+}
+
+#[test]
 fn truncation_inside_a_batch_and_below_everything() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = open(dir.path());
