@@ -93,7 +93,8 @@ impl Cell {
     }
 
     /// Restarts broker `id` from the config file `kora cell up` wrote (kill -9 leaves it).
-    fn restart_broker(&self, id: u64) -> Child {
+    /// The process is killed when the handle drops, also when the test fails.
+    fn restart_broker(&self, id: u64) -> Restarted {
         let cfg = self.dir.path().join("cell").join(format!("broker-{id}.toml"));
         let log =
             std::fs::File::create(self.dir.path().join(format!("broker-{id}-restarted.log"))).expect("log");
@@ -103,7 +104,18 @@ impl Cell {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
+            .map(Restarted)
             .expect("kora broker")
+    }
+}
+
+/// A broker started by a test rather than by `kora cell up`.
+struct Restarted(Child);
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -308,7 +320,7 @@ async fn a_cell_spreads_partitions_fences_a_dead_broker_and_takes_it_back() {
 
     // Broker 2 comes back (a new incarnation): it leads its partitions again at a new epoch,
     // with everything it had acknowledged.
-    let mut back = cell.restart_broker(2);
+    let back = cell.restart_broker(2);
     let start = Instant::now();
     loop {
         let s = cell.status();
@@ -337,8 +349,7 @@ async fn a_cell_spreads_partitions_fences_a_dead_broker_and_takes_it_back() {
         }
         assert_eq!(values, &want, "partition {part}: every acknowledged record, once, in order");
     }
-    let _ = back.kill();
-    let _ = back.wait();
+    drop(back);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,13 +544,12 @@ async fn rf3_loses_nothing_when_the_leader_is_killed_under_load() {
     let urp = |id: u64| gauge(&admin_of(&cell, id), "kora_under_replicated_partitions");
     assert!(urp(new_leader) >= 1.0, "under-replicated while broker {leader} is down");
     // The killed broker returns, catches up and rejoins every ISR.
-    let mut back = cell.restart_broker(leader as u64);
+    let back = cell.restart_broker(leader as u64);
     let t = Instant::now();
     wait_fully_replicated(&cell, "pay", Duration::from_secs(60));
     eprintln!("broker {leader} back in every ISR {:?} after restart", t.elapsed());
     assert_eq!(urp(new_leader), 0.0, "fully replicated again");
-    let _ = back.kill();
-    let _ = back.wait();
+    drop(back);
 }
 
 /// Whether process `pid` has exited (gone, or a zombie its parent has not reaped yet).
@@ -613,8 +623,8 @@ async fn rolling_restart_with_controlled_shutdown_fails_no_produce_request() {
         .expect("check");
     eprintln!("{total} records acknowledged through a rolling restart of every broker");
     for mut c in restarted {
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let _ = c.wait();
+        let _ = Command::new("kill").arg("-TERM").arg(c.0.id().to_string()).status();
+        let _ = c.0.wait();
     }
 }
 
