@@ -84,9 +84,13 @@ def run_once(a):
             rows[name] = bench("produce", "--bootstrap", addr, "--topic", "t", *common)
             rows[name]["cpu_s_per_gb"] = (cpu_seconds(proc.pid) - before) / (rows[name]["bytes"] / 1e9)
             if name == "roll":
+                before = cpu_seconds(proc.pid)
                 rows["consume_head"] = bench("consume", "--bootstrap", addr, "--topic", "t", "--consumers", "2")
+                rows["consume_head"]["cpu_s_per_gb"] = (cpu_seconds(proc.pid) - before) / (rows["consume_head"]["bytes"] / 1e9)
+                before = cpu_seconds(proc.pid)
                 rows["batches_head"] = bench("consume", "--bootstrap", addr, "--topic", "t", "--consumers", "2",
                                              "--client", "batches")
+                rows["batches_head"]["cpu_s_per_gb"] = (cpu_seconds(proc.pid) - before) / (rows["batches_head"]["bytes"] / 1e9)
                 rows["latency20"] = bench("produce", "--bootstrap", addr, "--topic", "lat", "--rate-mb", "20",
                                           "--duration-s", "15", "--linger-ms", "1", "--message-bytes",
                                           str(a.message_bytes), "--partitions", str(a.partitions))
@@ -144,7 +148,8 @@ def main():
                        ("consume_disk", "consume (librdkafka), after restart, page cache dropped"),
                        ("batches_head", "consume (batch reader), head (page cache)"),
                        ("batches_disk", "consume (batch reader), page cache dropped")]:
-        print(f"| {label} | {fmt(m(key, 'mb_per_s'), '.0f')} | {fmt(vs_produce(key), '.2f', 'x produce')} | |")
+        cpu = fmt(m(key, "cpu_s_per_gb"), ".2f") if "cpu_s_per_gb" in runs[0][key] else ""
+        print(f"| {label} | {fmt(m(key, 'mb_per_s'), '.0f')} | {fmt(vs_produce(key), '.2f', 'x produce')} | {cpu} |")
     lat = lambda q: med([r["latency20"]["latency"][q] for r in runs])
     print()
     print(f"Open loop at 20 MB/s: p50 {fmt(lat('p50_ms'), '.2f')} ms, p99 {fmt(lat('p99_ms'), '.2f')} ms, "
