@@ -349,6 +349,7 @@ impl Replication {
         log: &PartitionLog,
         replica: i32,
         fetch_offset: i64,
+        eligible: bool,
     ) -> Option<IsrChange> {
         let l = self.leading(topic, partition)?;
         let now = self.clock.now_ms();
@@ -380,7 +381,9 @@ impl Replication {
         let p = inner.followers.get(&replica)?;
         let lag_ok = self.config.straggler_factor == 0
             || now - p.last_caught_up_ms <= self.config.straggler_min_lag_ms as i64;
-        if !inner.isr.contains(&replica) && p.leo >= hw && p.leo >= l.epoch_start && lag_ok {
+        // A fenced broker (one shutting down keeps fetching while it drains) may not rejoin:
+        // the controller would refuse it (KIP-841).
+        if eligible && !inner.isr.contains(&replica) && p.leo >= hw && p.leo >= l.epoch_start && lag_ok {
             let mut isr = inner.isr.clone();
             isr.push(replica);
             return self.change(topic, partition, &l, &inner, isr);
@@ -837,17 +840,17 @@ mod tests {
         // Followers have not fetched past 0: the high watermark waits for every ISR member.
         r.after_append("t", 0, &log);
         assert_eq!(log.high_watermark(), 0);
-        assert!(r.on_follower_fetch("t", 0, &log, 2, 10).is_none());
+        assert!(r.on_follower_fetch("t", 0, &log, 2, 10, true).is_none());
         assert_eq!(log.high_watermark(), 0, "broker 3 has nothing yet");
-        assert!(r.on_follower_fetch("t", 0, &log, 3, 4).is_none());
+        assert!(r.on_follower_fetch("t", 0, &log, 3, 4, true).is_none());
         assert_eq!(log.high_watermark(), 4, "the smallest log end in the ISR");
         // Broker 3 keeps fetching but never catches up; broker 2 stays current.
         for _ in 0..3 {
             clock.advance_ms(1_000);
             produce(&log, 1);
             let end = log.log_end_offset();
-            r.on_follower_fetch("t", 0, &log, 2, end);
-            r.on_follower_fetch("t", 0, &log, 3, 5);
+            r.on_follower_fetch("t", 0, &log, 2, end, true);
+            r.on_follower_fetch("t", 0, &log, 3, 5, true);
         }
         // 3 s behind while its peer is current: a straggler, before the 10 s lag limit.
         let shrinks = r.shrinks();
@@ -868,8 +871,9 @@ mod tests {
         // Broker 3 catches up: back into the ISR once it has the high watermark.
         l.inner.lock().isr = vec![1, 2];
         let end = log.log_end_offset();
-        r.on_follower_fetch("t", 0, &log, 2, end);
-        let back = r.on_follower_fetch("t", 0, &log, 3, end).expect("expand");
+        r.on_follower_fetch("t", 0, &log, 2, end, true);
+        assert!(r.on_follower_fetch("t", 0, &log, 3, end, false).is_none(), "a fenced broker stays out");
+        let back = r.on_follower_fetch("t", 0, &log, 3, end, true).expect("expand");
         assert_eq!(back.isr, vec![1, 2, 3]);
     }
 }

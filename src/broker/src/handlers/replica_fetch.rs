@@ -72,8 +72,9 @@ fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: 
         }
     }
     if arrival {
+        let eligible = b.controller.image().brokers.get(&replica).is_some_and(|r| !r.fenced);
         if let Some(change) =
-            b.replication.on_follower_fetch(&w.topic, w.partition, &log, replica, w.fetch_offset)
+            b.replication.on_follower_fetch(&w.topic, w.partition, &log, replica, w.fetch_offset, eligible)
         {
             crate::replication::submit(b, change);
         }
