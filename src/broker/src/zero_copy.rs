@@ -9,9 +9,9 @@
 //! and the record set's index), the response is encoded as usual (now only headers), and the
 //! encoded bytes are cut at each marker, whose length prefix is rewritten for the real records
 //! (`i32` before Fetch v12, an unsigned varint of length + 1 from v12 on). The encoded headers
-//! hold nothing a client wrote, only names and numbers, so a marker cannot occur there by
-//! accident or by design; each marker is checked to sit behind the length prefix its encoding
-//! implies. Record sets below `COPY_BELOW_BYTES` are copied into the header chunk (a slice per
+//! hold no record bytes, only names and numbers; the one thing in them a client chose (topic
+//! names echoed back) cannot imitate a marker, whose 64-bit tag is random per process and never
+//! leaves it. Each marker is also checked to sit behind the length prefix its encoding implies. Record sets below `COPY_BELOW_BYTES` are copied into the header chunk (a slice per
 //! tiny record set would cost more in the kernel than the copy).
 //!
 //! Implementing kafka-protocol's `ByteBufMut` instead would need `unsafe` (bytes' `BufMut` is
