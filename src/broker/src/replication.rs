@@ -185,13 +185,13 @@ impl Replication {
         self.state.lock().leading.get(&(topic.to_string(), partition)).cloned()
     }
 
-    /// Partitions this broker follows, with the leader it fetches from.
     /// Whether this broker still follows `key` from `leader` at `epoch` (a fetch answered
     /// after a role change is dropped).
     pub(crate) fn is_following(&self, key: &PartitionKey, leader: i32, epoch: i32) -> bool {
         self.state.lock().following.get(key).is_some_and(|f| f.leader == leader && f.epoch == epoch)
     }
 
+    /// Partitions this broker follows, with the leader it fetches from.
     pub fn following(&self) -> BTreeMap<PartitionKey, i32> {
         self.state.lock().following.iter().map(|(k, f)| (k.clone(), f.leader)).collect()
     }

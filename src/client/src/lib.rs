@@ -147,12 +147,9 @@ impl Connection {
             }
             Ok(body.freeze())
         };
-        let body = tokio::time::timeout(timeout, exchange).await.map_err(|_| ClientError::Timeout {
-            addr: self.addr.clone(),
-            what: format!("{api:?}"),
-            timeout,
+        let mut body = tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+            ClientError::Timeout { addr: self.addr.clone(), what: format!("{api:?}"), timeout }
         })??;
-        let mut body = body;
         let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
             .map_err(|e| self.protocol(format!("decoding {api:?} response header: {e}")))?;
         if header.correlation_id != self.correlation_id {

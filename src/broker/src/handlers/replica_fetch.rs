@@ -48,7 +48,9 @@ impl Out {
     }
 }
 
-fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: bool) -> Out {
+/// `eligible`: the replica may join the ISR (registered and not fenced), looked up once per
+/// request.
+fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: bool, eligible: bool) -> Out {
     if let Some(code) = b.leadership_error(&w.topic, w.partition) {
         return Out::error(code);
     }
@@ -72,7 +74,6 @@ fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: 
         }
     }
     if arrival {
-        let eligible = b.controller.image().brokers.get(&replica).is_some_and(|r| !r.fenced);
         if let Some(change) =
             b.replication.on_follower_fetch(&w.topic, w.partition, &log, replica, w.fetch_offset, eligible)
         {
@@ -159,6 +160,7 @@ pub(super) async fn replica_fetch(b: &Broker, r: FetchRequest, version: i16, rep
             });
         }
     }
+    let eligible = image.brokers.get(&replica).is_some_and(|r| !r.fenced);
     drop(image);
     let max_bytes = (r.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes);
     let min_bytes = r.min_bytes.max(0) as usize;
@@ -176,7 +178,7 @@ pub(super) async fn replica_fetch(b: &Broker, r: FetchRequest, version: i16, rep
         let mut urgent = false;
         let mut outs = Vec::with_capacity(wants.len());
         for w in &wants {
-            let o = read_for_replica(b, w, budget, replica, arrival);
+            let o = read_for_replica(b, w, budget, replica, arrival, eligible);
             budget = budget.saturating_sub(o.records.len());
             total += o.records.len();
             urgent |= o.error != 0 || o.diverging.is_some();
