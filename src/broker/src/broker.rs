@@ -310,9 +310,10 @@ impl Broker {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         // The object store first: a broker that cannot use its store says so before anything.
         let tiering = match &config.tiering {
-            Some(t) => Some(Arc::new(
-                crate::tiering::Tiering::open(t.clone(), &config.data_dir.join("remote-cache")).await?,
-            )),
+            Some(t) => {
+                let cache_dir = config.data_dir.join("remote-cache");
+                Some(Arc::new(crate::tiering::Tiering::open(t.clone(), &cache_dir, clock.clone()).await?))
+            }
             None => None,
         };
         let controller_config = ControllerConfig {
@@ -335,10 +336,10 @@ impl Broker {
                     &config.data_dir.join("meta"),
                 )
                 .await?;
-                let controller = Arc::new(Controller::with_log(
-                    Arc::new(kora_quorum::RaftLog::new(quorum.clone(), tokio::runtime::Handle::current())),
-                    controller_config,
-                ));
+                let log =
+                    Arc::new(kora_quorum::RaftLog::new(quorum.clone(), tokio::runtime::Handle::current()));
+                let controller =
+                    Arc::new(Controller::with_log(log, controller_config).with_clock(clock.clone()));
                 (quorum, controller, None)
             }
             Some(cell) => {
@@ -394,7 +395,7 @@ impl Broker {
             }
             known.insert(name.clone(), t.clone());
         }
-        let started = std::time::Instant::now();
+        let started = clock.now();
         let n = specs.len();
         let load_logs = logs.clone();
         tokio::task::spawn_blocking(move || load_logs.load(specs, LOG_LOAD_THREADS))
@@ -403,7 +404,7 @@ impl Broker {
         tracing::info!(
             partitions = n,
             clean = logs.clean_start(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = clock.elapsed(started).as_millis() as u64,
             "logs loaded"
         );
 
@@ -429,12 +430,16 @@ impl Broker {
             groups.serve_owned_partitions_only();
         } else {
             let (logs, groups) = (logs.clone(), groups.clone());
-            let started = std::time::Instant::now();
+            let started = clock.now();
             let n =
                 tokio::task::spawn_blocking(move || crate::groups::load(&logs, &groups, offsets_partitions))
                     .await
                     .map_err(|e| kora_log::LogError::Corrupt(format!("group loading failed: {e}")))??;
-            tracing::info!(records = n, elapsed_ms = started.elapsed().as_millis() as u64, "groups loaded");
+            tracing::info!(
+                records = n,
+                elapsed_ms = clock.elapsed(started).as_millis() as u64,
+                "groups loaded"
+            );
         }
 
         let listener = tokio::net::TcpListener::bind(config.listener)
@@ -534,7 +539,8 @@ impl BrokerHandle {
             // Controlled shutdown: the cell stops routing to this broker before it stops.
             self.broker.leaving_cell.store(true, Ordering::Release);
             let (id, inc) = (self.broker.config.node_id, self.broker.incarnation);
-            let done = tokio::time::timeout(
+            let done = kora_common::timeout(
+                &*self.broker.clock,
                 Duration::from_secs(10),
                 self.broker.meta(move |c| c.broker_shutdown(id, inc)),
             )
@@ -545,7 +551,7 @@ impl BrokerHandle {
                     // Keep answering a moment: requests still arriving get NOT_LEADER_OR_FOLLOWER
                     // naming the new leaders (KIP-951), so clients move without a metadata
                     // round trip instead of finding the listener closed.
-                    tokio::time::sleep(CONTROLLED_SHUTDOWN_DRAIN).await;
+                    self.broker.clock.sleep(CONTROLLED_SHUTDOWN_DRAIN).await;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown failed; the lease will lapse"),
                 Err(_) => tracing::warn!("controlled shutdown timed out; the lease will lapse"),
@@ -555,7 +561,7 @@ impl BrokerHandle {
         self.broker.replication.stop();
         let _ = self.shutdown_tx.send(true);
         for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            let _ = kora_common::timeout(&*self.broker.clock, Duration::from_secs(5), t).await;
         }
         let logs = self.broker.logs.clone();
         let result = tokio::task::spawn_blocking(move || logs.shutdown())
@@ -596,7 +602,7 @@ async fn retention_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let period = Duration::from_millis(b.config.log_retention_check_interval_ms);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = b.clock.sleep(period) => {}
             _ = shutdown.changed() => return,
         }
         let logs = b.logs.clone();
@@ -627,7 +633,7 @@ async fn cleaner_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let max_keys = (b.config.log_cleaner_dedupe_buffer_size / 24).max(1024) as usize;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = b.clock.sleep(period) => {}
             _ = shutdown.changed() => return,
         }
         let b2 = b.clone();
@@ -667,7 +673,7 @@ async fn flush_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let period = Duration::from_millis(b.config.log_flush_scheduler_interval_ms);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = b.clock.sleep(period) => {}
             _ = shutdown.changed() => return,
         }
         let now = b.clock.now_ms();

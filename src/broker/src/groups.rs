@@ -228,7 +228,7 @@ pub(crate) fn sync_ownership(b: &Arc<Broker>, led: std::collections::BTreeSet<i3
         }
         let b = b.clone();
         tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
+            let started = b.clock.now();
             b.groups.release_partition(p);
             match load_partition(&b.logs, &b.groups, p) {
                 Ok(n) => {
@@ -238,7 +238,7 @@ pub(crate) fn sync_ownership(b: &Arc<Broker>, led: std::collections::BTreeSet<i3
                         tracing::info!(
                             partition = p,
                             records = n,
-                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            elapsed_ms = b.clock.elapsed(started).as_millis() as u64,
                             "coordinating the groups of this offsets partition"
                         );
                     }
@@ -256,7 +256,7 @@ pub(crate) fn sync_ownership(b: &Arc<Broker>, led: std::collections::BTreeSet<i3
 pub(crate) async fn tick_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
+            _ = b.clock.sleep(TICK) => {}
             _ = shutdown.changed() => return,
         }
         let b2 = b.clone();
@@ -268,16 +268,17 @@ pub(crate) async fn tick_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool
 /// checkpoints at least every minute).
 pub(crate) async fn maintenance_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let period = Duration::from_millis(b.config.offsets_retention_check_interval_ms.min(60_000));
-    let mut last_expiry = std::time::Instant::now();
+    let mut last_expiry = b.clock.now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = b.clock.sleep(period) => {}
             _ = shutdown.changed() => return,
         }
         let b2 = b.clone();
-        let expire = last_expiry.elapsed().as_millis() as u64 >= b.config.offsets_retention_check_interval_ms;
+        let expire =
+            b.clock.elapsed(last_expiry).as_millis() as u64 >= b.config.offsets_retention_check_interval_ms;
         if expire {
-            last_expiry = std::time::Instant::now();
+            last_expiry = b.clock.now();
         }
         let _ = tokio::task::spawn_blocking(move || {
             if expire {

@@ -459,10 +459,15 @@ impl Replication {
     }
 }
 
-/// Waits until `log`'s high watermark reaches `upto`; false after `timeout`.
-pub(crate) async fn wait_for_high_watermark(log: &PartitionLog, upto: i64, timeout: Duration) -> bool {
+/// Waits until `log`'s high watermark reaches `upto`; false after `timeout` on `clock`.
+pub(crate) async fn wait_for_high_watermark(
+    clock: &dyn Clock,
+    log: &PartitionLog,
+    upto: i64,
+    timeout: Duration,
+) -> bool {
     let mut rx = log.subscribe();
-    tokio::time::timeout(timeout, rx.wait_for(|hw| *hw >= upto)).await.is_ok_and(|r| r.is_ok())
+    kora_common::timeout(clock, timeout, rx.wait_for(|hw| *hw >= upto)).await.is_ok_and(|r| r.is_ok())
 }
 
 /// The high watermark: the smallest log end over the ISR (unknown follower: no move).
@@ -521,7 +526,7 @@ pub(crate) async fn isr_loop(b: Arc<Broker>, mut shutdown: tokio::sync::watch::R
     let mut last_checkpoint = b.clock.now_ms();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = b.clock.sleep(period) => {}
             _ = shutdown.changed() => return,
         }
         for c in b.replication.shrinks() {
@@ -548,17 +553,17 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
     let backoff = Duration::from_millis(cfg.fetch_backoff_ms.max(10));
     let mut conn: Option<kora_client::Connection> = None;
     // Partitions that answered an error wait until this time (or a new epoch).
-    let mut paused: HashMap<PartitionKey, (i32, tokio::time::Instant)> = HashMap::new();
+    let mut paused: HashMap<PartitionKey, (i32, std::time::Instant)> = HashMap::new();
     loop {
         if b.is_shutting_down() {
             return;
         }
         if b.faults.isolated() {
             conn = None;
-            tokio::time::sleep(backoff).await;
+            b.clock.sleep(backoff).await;
             continue;
         }
-        let now = tokio::time::Instant::now();
+        let now = b.clock.now();
         // Partitions this broker is being added to (a reassignment) fetch within
         // follower.replication.throttled.rate.
         let image = b.controller.image();
@@ -581,7 +586,7 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
             parts.iter().map(|(k, _, _)| k.clone()).filter(|k| throttled(k)).collect();
         drop(image);
         if parts.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            b.clock.sleep(Duration::from_millis(50)).await;
             continue;
         }
         let addr = {
@@ -589,7 +594,7 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
             image.brokers.get(&leader).map(|x| format!("{}:{}", x.registration.host, x.registration.port))
         };
         let Some(addr) = addr else {
-            tokio::time::sleep(backoff).await;
+            b.clock.sleep(backoff).await;
             continue;
         };
         if conn.as_ref().is_none_or(|c| c.addr() != addr) {
@@ -604,7 +609,7 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::debug!(leader, %addr, error = %e, "cannot reach leader");
-                    tokio::time::sleep(backoff).await;
+                    b.clock.sleep(backoff).await;
                     continue;
                 }
             }
@@ -616,7 +621,7 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
             Err(e) => {
                 tracing::debug!(leader, %addr, error = %e, "follower fetch failed");
                 conn = None;
-                tokio::time::sleep(backoff).await;
+                b.clock.sleep(backoff).await;
                 continue;
             }
         };
@@ -628,7 +633,7 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
         }
         if resp.error_code != 0 {
             tracing::debug!(leader, code = resp.error_code, "follower fetch refused");
-            tokio::time::sleep(backoff).await;
+            b.clock.sleep(backoff).await;
             continue;
         }
         let by_key: HashMap<PartitionKey, (i32, Arc<PartitionLog>)> =
@@ -659,7 +664,7 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
                     ];
                     let wait =
                         if leadership.contains(&code) { LEADERSHIP_RETRY.min(backoff) } else { backoff };
-                    paused.insert(key, (*epoch, tokio::time::Instant::now() + wait));
+                    paused.insert(key, (*epoch, b.clock.now() + wait));
                 }
             }
         }

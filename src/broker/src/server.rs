@@ -10,11 +10,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use kora_common::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -46,6 +46,8 @@ pub trait FrameHandler: Send + Sync + 'static {
     fn handle(&self, frame: Bytes, peer: SocketAddr) -> impl std::future::Future<Output = Outcome> + Send;
     fn max_frame_bytes(&self) -> usize;
     fn stopping(&self) -> bool;
+    /// The clock the connection loop waits on (the back-off after a failed accept).
+    fn clock(&self) -> &dyn Clock;
     fn connection_opened(&self) {}
     fn connection_closed(&self) {}
 }
@@ -59,6 +61,9 @@ impl FrameHandler for Broker {
     }
     fn stopping(&self) -> bool {
         self.is_shutting_down()
+    }
+    fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
     fn connection_opened(&self) {
         self.metrics.connections.inc();
@@ -83,7 +88,7 @@ pub async fn serve<H: FrameHandler>(
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        handler.clock().sleep(std::time::Duration::from_millis(10)).await;
                         continue;
                     }
                 };
@@ -212,10 +217,10 @@ pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, peer: SocketAddr) -> 
         Err(reason) => return Outcome::Close(reason),
     };
     let correlation_id = header.correlation_id;
-    let started = Instant::now();
+    let started = b.clock.now();
     let response = handlers::dispatch(b, &header, request, peer).await;
     let labels = ApiLabels { api: api_name(api_key) };
-    b.metrics.request_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    b.metrics.request_latency.get_or_create(&labels).observe(b.clock.elapsed(started).as_secs_f64());
     b.metrics.requests.get_or_create(&labels).inc();
     match response {
         Ok(Some(ResponseKind::Fetch(resp))) => {

@@ -178,4 +178,8 @@ impl FrameHandler for Sink {
     fn stopping(&self) -> bool {
         false
     }
+    /// The real clock: the sink is the loopback limit `kora bench` measures in real time.
+    fn clock(&self) -> &dyn kora_common::Clock {
+        &kora_common::SystemClock
+    }
 }

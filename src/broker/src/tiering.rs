@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kora_common::Clock;
 use kora_log::PartitionLog;
 use kora_meta::RemoteSegment;
 use kora_tier::{ChunkCache, RemoteReader, Store, UploadLimits};
@@ -59,6 +60,8 @@ pub struct Tiering {
     limits: UploadLimits,
     config: TieringConfig,
     backoff: parking_lot::Mutex<HashMap<(String, i32), (Instant, Duration)>>,
+    /// The broker's clock: upload back-off, bandwidth windows and the orphan sweep's age.
+    clock: Arc<dyn Clock>,
 }
 
 impl Tiering {
@@ -71,6 +74,7 @@ impl Tiering {
     pub async fn open(
         config: TieringConfig,
         cache_dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, kora_tier::TierError> {
         let store = kora_tier::open_store(&config.url, &config.options)?;
         kora_tier::probe(&store).await?;
@@ -83,21 +87,23 @@ impl Tiering {
         Ok(Tiering {
             reader: RemoteReader::new(store.clone(), cache),
             store,
-            limits: UploadLimits::new(config.upload_bytes_per_second),
+            limits: UploadLimits::new(config.upload_bytes_per_second, clock.clone()),
             config,
             backoff: parking_lot::Mutex::new(HashMap::new()),
+            clock,
         })
     }
 }
 
 fn ready(t: &Tiering, key: &(String, i32)) -> bool {
-    t.backoff.lock().get(key).is_none_or(|(at, _)| Instant::now() >= *at)
+    let now = t.clock.now();
+    t.backoff.lock().get(key).is_none_or(|(at, _)| now >= *at)
 }
 
 fn failed(t: &Tiering, key: (String, i32)) {
     let mut b = t.backoff.lock();
     let delay = b.get(&key).map(|(_, d)| (*d * 2).min(MAX_BACKOFF)).unwrap_or(Duration::from_millis(500));
-    b.insert(key, (Instant::now() + delay, delay));
+    b.insert(key, (t.clock.now() + delay, delay));
 }
 
 /// Uploads what is due for one partition, then trims local disk. Returns bytes uploaded.
@@ -123,7 +129,7 @@ async fn upload_partition(
         if !leads || seg.next_offset > hw {
             break;
         }
-        let started = Instant::now();
+        let started = b.clock.now();
         let entry = kora_tier::upload_segment(&t.store, &seg, topic, &topic_id, partition, 0, &t.limits)
             .await
             .map_err(|e| e.to_string())?;
@@ -134,7 +140,7 @@ async fn upload_partition(
         uploaded += seg.size_bytes;
         end = seg.next_offset;
         b.metrics.remote_bytes_uploaded.inc_by(seg.size_bytes);
-        b.metrics.remote_upload_seconds.observe(started.elapsed().as_secs_f64());
+        b.metrics.remote_upload_seconds.observe(b.clock.elapsed(started).as_secs_f64());
         tracing::debug!(%topic, partition, base = seg.base_offset, bytes = seg.size_bytes, key = %entry.log_key, "segment uploaded");
     }
     let log2 = log.clone();
@@ -225,7 +231,7 @@ async fn sweep(b: &Arc<Broker>, t: &Tiering, min_age: Duration) {
             segs.iter().flat_map(|s| s.keys().into_iter().map(str::to_string).collect::<Vec<_>>())
         })
         .collect();
-    match kora_tier::sweep_orphans(&t.store, &referenced, min_age).await {
+    match kora_tier::sweep_orphans(&t.store, &referenced, min_age, &*t.clock).await {
         Ok((0, _)) => {}
         Ok((n, bytes)) => {
             b.metrics.remote_bytes_deleted.inc_by(bytes);
@@ -240,12 +246,12 @@ async fn sweep(b: &Arc<Broker>, t: &Tiering, min_age: Duration) {
 pub(crate) async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let Some(t) = b.tiering.clone() else { return };
     sweep(&b, &t, Duration::ZERO).await;
-    let mut last_sweep = Instant::now();
+    let mut last_sweep = b.clock.now();
     let period = Duration::from_millis(t.config.task_interval_ms);
     let slots = Arc::new(Semaphore::new(t.config.upload_concurrency.max(1)));
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(period) => {}
+            _ = b.clock.sleep(period) => {}
             _ = shutdown.changed() => return,
         }
         let mut tasks = tokio::task::JoinSet::new();
@@ -279,9 +285,9 @@ pub(crate) async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             });
         }
         while tasks.join_next().await.is_some() {}
-        if last_sweep.elapsed() >= SWEEP_EVERY {
+        if b.clock.elapsed(last_sweep) >= SWEEP_EVERY {
             sweep(&b, &t, ORPHAN_MIN_AGE).await;
-            last_sweep = Instant::now();
+            last_sweep = b.clock.now();
         }
     }
 }

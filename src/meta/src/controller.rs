@@ -323,7 +323,8 @@ impl Controller {
         }
     }
 
-    /// Replaces the clock broker leases are measured with (tests drive a manual clock).
+    /// Replaces the clock broker leases and the wait for a forwarded write are measured with
+    /// (tests drive a manual clock; the broker passes its own).
     pub fn with_clock(mut self, clock: Arc<dyn kora_common::Clock>) -> Self {
         self.clock = clock;
         self
@@ -336,14 +337,15 @@ impl Controller {
             Mode::Active(_) => self.handle(request),
             Mode::Forward(f) => {
                 let reply = f.forward(&request)?;
-                let deadline = std::time::Instant::now() + READ_YOUR_WRITES_TIMEOUT;
+                let deadline = self.clock.now() + READ_YOUR_WRITES_TIMEOUT;
                 while self.image().applied_index < reply.record_index {
-                    if std::time::Instant::now() >= deadline {
+                    if self.clock.now() >= deadline {
                         return Err(MetaError::Store(format!(
                             "record {} committed but not yet in this broker's metadata",
                             reply.record_index
                         )));
                     }
+                    // A poll interval of this synchronous wait, not a reading of the time.
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
                 reply.result.map_err(MetaError::from)

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
+use kora_common::Clock;
 use kora_log::batch::{peek_offset_and_len, BatchHeader};
 use kora_log::ClosedSegment;
 use kora_meta::RemoteSegment;
@@ -36,11 +37,13 @@ pub struct UploadLimits {
     /// 0: unlimited.
     bytes_per_second: u64,
     window: Mutex<(Instant, u64)>,
+    /// Windows are measured, and waits slept, on this clock.
+    clock: Arc<dyn Clock>,
 }
 
 impl UploadLimits {
-    pub fn new(bytes_per_second: u64) -> Self {
-        Self { bytes_per_second, window: Mutex::new((Instant::now(), 0)) }
+    pub fn new(bytes_per_second: u64, clock: Arc<dyn Clock>) -> Self {
+        Self { bytes_per_second, window: Mutex::new((clock.now(), 0)), clock }
     }
 
     /// Waits until `n` more bytes fit in the budget (one-second windows).
@@ -51,19 +54,19 @@ impl UploadLimits {
         loop {
             let wait = {
                 let mut w = self.window.lock();
-                if w.0.elapsed() >= Duration::from_secs(1) {
-                    *w = (Instant::now(), 0);
+                if self.clock.elapsed(w.0) >= Duration::from_secs(1) {
+                    *w = (self.clock.now(), 0);
                 }
                 if w.1 == 0 || w.1 + n <= self.bytes_per_second {
                     w.1 += n;
                     None
                 } else {
-                    Some(Duration::from_secs(1).saturating_sub(w.0.elapsed()))
+                    Some(Duration::from_secs(1).saturating_sub(self.clock.elapsed(w.0)))
                 }
             };
             match wait {
                 None => return,
-                Some(d) => tokio::time::sleep(d.max(Duration::from_millis(1))).await,
+                Some(d) => self.clock.sleep(d.max(Duration::from_millis(1))).await,
             }
         }
     }
@@ -160,13 +163,15 @@ pub async fn upload_segment(
 }
 
 /// Deletes objects under the store's prefix that no manifest references and that are older
-/// than `min_age` (younger ones may be uploads in flight). Returns (objects, bytes) deleted.
+/// than `min_age` by `clock`'s wall time (younger ones may be uploads in flight). Returns
+/// (objects, bytes) deleted.
 pub async fn sweep_orphans(
     store: &Store,
     referenced: &HashSet<String>,
     min_age: Duration,
+    clock: &dyn Clock,
 ) -> Result<(u64, u64), TierError> {
-    let cutoff = chrono_cutoff(min_age);
+    let cutoff = chrono_cutoff(clock.now_ms(), min_age);
     let listed: Vec<object_store::ObjectMeta> = store.inner.list(Some(&store.prefix)).try_collect().await?;
     let (mut n, mut bytes) = (0, 0);
     for o in listed {
@@ -185,8 +190,9 @@ pub async fn sweep_orphans(
     Ok((n, bytes))
 }
 
-fn chrono_cutoff(min_age: Duration) -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now() - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::zero())
+fn chrono_cutoff(now_ms: i64, min_age: Duration) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+    now - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::zero())
 }
 
 /// A downloaded offset index: (offset relative to the segment base, file position) pairs.

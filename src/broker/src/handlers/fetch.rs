@@ -68,7 +68,7 @@ fn remote_outcome(
 ) -> Outcome {
     match result {
         Ok(records) => {
-            b.metrics.remote_read_seconds.observe(started.elapsed().as_secs_f64());
+            b.metrics.remote_read_seconds.observe(b.clock.elapsed(started).as_secs_f64());
             Outcome { error: 0, high_watermark, log_start_offset, records: Some(records.unwrap_or_default()) }
         }
         Err(e) => {
@@ -108,7 +108,7 @@ fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_log::Pa
     };
     // The manifest is shared with the image: no copy per remote read.
     let segments = image.remote_manifest(&topic.topic_id, p.partition);
-    let started = std::time::Instant::now();
+    let started = b.clock.now();
     let offsets = (o.high_watermark, o.log_start_offset);
     // Everything in the cache: the read finishes on its first poll.
     if let Some(result) = t.reader.read(&segments, p.fetch_offset, want.max(1)).now_or_never() {
@@ -134,10 +134,10 @@ async fn finish_remote(
     pending: Vec<(usize, PendingRemote)>,
     wait: Duration,
 ) {
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = b.clock.now() + wait;
     for (i, mut r) in pending {
         let offsets = (r.high_watermark, r.log_start_offset);
-        let o = match tokio::time::timeout_at(deadline, &mut r.task).await {
+        let o = match kora_common::timeout_at(&*b.clock, deadline, &mut r.task).await {
             Ok(Ok(result)) => remote_outcome(b, &partitions[i], result, r.started, offsets),
             Ok(Err(e)) => {
                 tracing::warn!(topic = %partitions[i].topic, error = %e, "remote read task failed");
@@ -317,7 +317,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
     let max_bytes = (r.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes);
     let min_bytes = r.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = b.clock.now() + wait;
     let mut receivers: Vec<watch::Receiver<i64>> =
         partitions.iter().filter_map(|p| b.logs.get(&p.topic, p.partition)).map(|l| l.subscribe()).collect();
     let outcomes = loop {
@@ -378,14 +378,14 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
             || errors
             || remote_pending
             || preferred.iter().any(|p| *p >= 0)
-            || tokio::time::Instant::now() >= deadline
+            || b.clock.now() >= deadline
             || receivers.is_empty()
         {
             break outs;
         }
         let closed = {
             let changed = select_all(receivers.iter_mut().map(|rx| Box::pin(rx.changed())));
-            match tokio::time::timeout_at(deadline, changed).await {
+            match kora_common::timeout_at(&*b.clock, deadline, changed).await {
                 // Deadline: one last pass picks up whatever is there.
                 Err(_) => continue,
                 Ok((Ok(()), _, _)) => None,

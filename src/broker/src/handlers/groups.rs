@@ -146,7 +146,7 @@ pub(super) async fn offset_commit(b: &Broker, r: OffsetCommitRequest) -> OffsetC
     let p = b.groups.partition_of(r.group_id.as_str());
     let Some(log) = b.logs.get(kora_group::OFFSETS_TOPIC, p) else { return resp };
     let upto = log.log_end_offset();
-    if !crate::replication::wait_for_high_watermark(&log, upto, COMMIT_REPLICATION_TIMEOUT).await {
+    if !crate::replication::wait_for_high_watermark(&*b.clock, &log, upto, COMMIT_REPLICATION_TIMEOUT).await {
         tracing::warn!(group = %r.group_id.as_str(), "offset commit not replicated in time");
         for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
             if p.error_code == 0 {

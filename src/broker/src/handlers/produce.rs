@@ -89,7 +89,7 @@ async fn append_partition(
 /// Waits until the high watermark passes the write (every ISR member has it), the leader
 /// loses the partition, or `timeout` passes. Returns the error code (0: replicated).
 async fn wait_replicated(b: &Broker, w: Replicating, index: i32, timeout: Duration) -> i16 {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = b.clock.now() + timeout;
     let mut rx = w.log.subscribe();
     loop {
         if *rx.borrow_and_update() >= w.upto {
@@ -104,13 +104,13 @@ async fn wait_replicated(b: &Broker, w: Replicating, index: i32, timeout: Durati
         if !still_leading {
             return ResponseError::NotLeaderOrFollower.code();
         }
-        let now = tokio::time::Instant::now();
+        let now = b.clock.now();
         if now >= deadline {
             b.metrics.under_min_isr_produce.inc();
             return ResponseError::RequestTimedOut.code();
         }
         let slice = (deadline - now).min(Duration::from_millis(100));
-        if let Ok(Err(_)) = tokio::time::timeout(slice, rx.changed()).await {
+        if let Ok(Err(_)) = kora_common::timeout(&*b.clock, slice, rx.changed()).await {
             return ResponseError::NotLeaderOrFollower.code();
         }
     }

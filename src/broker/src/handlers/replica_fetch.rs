@@ -165,7 +165,7 @@ pub(super) async fn replica_fetch(b: &Broker, r: FetchRequest, version: i16, rep
     let max_bytes = (r.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes);
     let min_bytes = r.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = b.clock.now() + wait;
     let mut receivers: Vec<watch::Receiver<i64>> =
         wants.iter().filter_map(|w| b.logs.get(&w.topic, w.partition)).map(|l| l.subscribe_end()).collect();
     let mut arrival = true;
@@ -188,14 +188,14 @@ pub(super) async fn replica_fetch(b: &Broker, r: FetchRequest, version: i16, rep
         if total >= min_bytes.max(1)
             || urgent
             || receivers.is_empty()
-            || tokio::time::Instant::now() >= deadline
+            || b.clock.now() >= deadline
             || b.is_shutting_down()
         {
             break outs;
         }
         let closed = {
             let changed = select_all(receivers.iter_mut().map(|rx| Box::pin(rx.changed())));
-            match tokio::time::timeout_at(deadline, changed).await {
+            match kora_common::timeout_at(&*b.clock, deadline, changed).await {
                 Err(_) | Ok((Ok(()), _, _)) => None,
                 Ok((Err(_), idx, _)) => Some(idx),
             }
