@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
+use crate::access::Access;
 use crate::Output;
 
 #[derive(Subcommand, Debug)]
@@ -221,9 +222,9 @@ fn wait_port(address: &str, within: Duration) -> bool {
     false
 }
 
-pub(crate) fn run(cmd: CellCommand, output: Output) -> Result<()> {
+pub(crate) fn run(cmd: CellCommand, output: Output, access: &Access) -> Result<()> {
     match cmd {
-        CellCommand::Up(a) => up(a, output),
+        CellCommand::Up(a) => up(a, output, access),
         CellCommand::Status(s) => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(status(s, output))
@@ -239,11 +240,53 @@ pub(crate) fn run(cmd: CellCommand, output: Output) -> Result<()> {
     }
 }
 
-fn up(a: UpArgs, output: Output) -> Result<()> {
+/// A broker's config file: Kafka names, values from the layout, then `--set` overrides.
+fn broker_config(
+    a: &UpArgs,
+    b: &Member,
+    voter_list: &str,
+    token_file: &Path,
+    extra: &[(String, String)],
+) -> Result<String> {
+    let dir = a.data_dir.join(format!("broker-{}", b.id));
+    let mut t = toml::Table::new();
+    let mut set = |k: &str, v: toml::Value| {
+        t.insert(k.to_string(), v);
+    };
+    set("node.id", toml::Value::Integer(b.id as i64));
+    set("data.dir", toml::Value::String(dir.display().to_string()));
+    set("listeners", toml::Value::String(b.address.clone()));
+    set("admin.listeners", toml::Value::String(b.admin.clone()));
+    set("admin.token.file", toml::Value::String(token_file.display().to_string()));
+    set("controller.quorum.voters", toml::Value::String(voter_list.to_string()));
+    set("broker.rack", toml::Value::String(b.zone.clone()));
+    set("metadata.listener", toml::Value::String(b.metadata.clone()));
+    for (k, v) in extra {
+        set(k, toml::Value::String(v.clone()));
+    }
+    Ok(toml::to_string(&t)?)
+}
+
+fn up(a: UpArgs, output: Output, access: &Access) -> Result<()> {
+    let mut a = a;
+    // Child processes run with other working directories in mind: every path is absolute.
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
+    a.data_dir = std::fs::canonicalize(&a.data_dir)
+        .with_context(|| format!("cannot resolve {}", a.data_dir.display()))?;
     let l = layout(&a)?;
     let extra = crate::key_values(&a.set)?;
     let logs = a.data_dir.join("logs");
     std::fs::create_dir_all(&logs)?;
+    // The cell's token: voters and brokers present it to each other, operators to any of them.
+    let token_file = match &access.token_file {
+        Some(f) => std::fs::canonicalize(f).with_context(|| format!("cannot resolve {}", f.display()))?,
+        None => {
+            let f = a.data_dir.join("admin.token");
+            kora_api::Token::load_or_create(&f, &mut rand::rng())?;
+            f
+        }
+    };
     let voter_list = l.voters.iter().map(|v| format!("{}@{}", v.id, v.address)).collect::<Vec<_>>().join(",");
     let mut procs = Vec::new();
     for v in &l.voters {
@@ -261,24 +304,13 @@ fn up(a: UpArgs, output: Output) -> Result<()> {
             a.broker_session_timeout_ms.to_string(),
             "--leader-imbalance-check-interval-seconds".into(),
             a.leader_imbalance_check_interval_seconds.to_string(),
+            "--token-file".into(),
+            token_file.display().to_string(),
         ];
         procs.push(spawn(&format!("voter {}", v.id), &args, &logs.join(format!("voter-{}.log", v.id)))?);
     }
     for b in &l.brokers {
-        let mut cfg = format!(
-            "node.id = {}\ndata.dir = \"{}\"\nlisteners = \"{}\"\nadmin.listeners = \"{}\"\n\
-             controller.quorum.voters = \"{}\"\nbroker.rack = \"{}\"\nmetadata.listener = \"{}\"\n",
-            b.id,
-            a.data_dir.join(format!("broker-{}", b.id)).display(),
-            b.address,
-            b.admin,
-            voter_list,
-            b.zone,
-            b.metadata
-        );
-        for (k, v) in &extra {
-            cfg.push_str(&format!("\"{k}\" = \"{v}\"\n"));
-        }
+        let cfg = broker_config(&a, b, &voter_list, &token_file, &extra)?;
         let path = a.data_dir.join(format!("broker-{}.toml", b.id));
         std::fs::write(&path, cfg).with_context(|| format!("cannot write {}", path.display()))?;
         let args: Vec<String> = vec!["broker".into(), "--config".into(), path.display().to_string()];
@@ -318,6 +350,11 @@ fn up(a: UpArgs, output: Output) -> Result<()> {
         }
         bail!("not every broker registered with the cell in time; see the logs in {}", logs.display());
     }
+    let mut servers: Vec<String> = l.brokers.iter().map(|b| b.admin.clone()).collect();
+    servers.extend(l.voters.iter().map(|v| v.address.clone()));
+    if let Err(e) = crate::access::remember(&servers, &token_file) {
+        tracing::warn!(error = %e, "cannot record the operator token for the CLI");
+    }
     let pid_of = |name: &str| procs.iter().find(|p| p.name == name).map(|p| p.child.id());
     match output {
         Output::Json => println!(
@@ -332,10 +369,12 @@ fn up(a: UpArgs, output: Output) -> Result<()> {
                     "id": v.id, "pid": pid_of(&format!("voter {}", v.id)), "address": v.address,
                 })).collect::<Vec<_>>(),
                 "data_dir": a.data_dir.display().to_string(),
+                "token_file": token_file.display().to_string(),
             })
         ),
         Output::Text => {
             println!("{bootstrap}");
+            println!("  operator token {}", token_file.display());
             for b in &l.brokers {
                 println!(
                     "  broker {}  {}  {}  pid {}",

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kora_broker::{Broker, BrokerConfig};
 use kora_common::SystemClock;
 
+mod access;
 mod bench;
 mod cell;
 mod groups;
@@ -31,6 +32,10 @@ struct Cli {
     /// Log format (RUST_LOG sets the filter; default info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The operator token for admin calls that change state (default: the one `kora dev` or
+    /// `kora cell up` recorded for the address). A voter (`kora meta`) takes it as the cell's.
+    #[arg(long, global = true, env = "KORA_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -158,12 +163,13 @@ fn main() -> Result<()> {
     // One TLS crypto provider for every HTTPS client in the process (object stores, admin HTTP).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dev = matches!(cli.command, Command::Dev(_));
+    let access = access::Access { token_file: cli.token_file.clone() };
     let config = match cli.command {
         Command::Bench(b) => return bench::run(b, cli.output),
         Command::Groups(g) => return groups::run(g, cli.output),
-        Command::Topics(t) => return topics::run(t, cli.output),
-        Command::Meta(m) => return meta::run(m, cli.output),
-        Command::Cell(c) => return cell::run(c, cli.output),
+        Command::Topics(t) => return topics::run(t, cli.output, &access),
+        Command::Meta(m) => return meta::run(m, cli.output, &access),
+        Command::Cell(c) => return cell::run(c, cli.output, &access),
         Command::Dev(a) => {
             let mut flat = parse_overrides(&a.overrides)?;
             flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());
@@ -180,6 +186,20 @@ fn main() -> Result<()> {
                 }
             };
             flat.entry("object_store.url".into()).or_insert(objects);
+            // The operator token: the one given, else one kept in the data dir.
+            if !flat.contains_key("admin.token.file") {
+                let path = match &cli.token_file {
+                    Some(p) => p.clone(),
+                    None => {
+                        std::fs::create_dir_all(&a.data_dir)
+                            .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
+                        let p = a.data_dir.join("admin.token");
+                        kora_api::Token::load_or_create(&p, &mut rand::rng())?;
+                        p
+                    }
+                };
+                flat.insert("admin.token.file".into(), path.display().to_string());
+            }
             // As Kafka's own development config does: no wait before a new group's first
             // rebalance, so a single consumer starts at once. KIP-848 members heartbeat every
             // 500 ms instead of 5 s, so a group settles in about half a second.
@@ -218,6 +238,13 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
     let object_store = handle.broker.tiering.as_ref().map(|t| t.store.url.clone());
     let bootstrap =
         format!("{}:{}", handle.broker.config.advertised.host, handle.broker.config.advertised.port);
+    let token_file = handle.broker.config.admin_token_file.clone();
+    if let Some(f) = &token_file {
+        // Later commands against this admin address find the token without --token-file.
+        if let Err(e) = access::remember(&[handle.admin_addr.to_string()], f) {
+            tracing::warn!(error = %e, "cannot record the operator token for the CLI");
+        }
+    }
     match output {
         Output::Json => println!(
             "{}",
@@ -229,6 +256,7 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
                 "node_id": handle.broker.config.node_id,
                 "data_dir": data_dir.display().to_string(),
                 "object_store": object_store,
+                "token_file": token_file.as_ref().map(|f| f.display().to_string()),
             })
         ),
         Output::Text => {
@@ -250,6 +278,9 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
             println!("  bootstrap servers: {bootstrap}");
             println!("  admin:             http://{}  (/metrics, /health)", handle.admin_addr);
             println!("  cluster id:        {cluster_id}");
+            if let Some(f) = &token_file {
+                println!("  operator token:    {}  (admin calls that change state need it)", f.display());
+            }
             if let Some(url) = &object_store {
                 println!("  object store:      {url}  (topics with remote.storage.enable=true tier there)");
             }

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use kora_api::client::first_answer;
+use kora_api::{AddVoter, Client, CreateTopic, QuorumStatus, Token};
 use kora_meta::controller::ControllerConfig;
-use kora_meta::Controller;
-use kora_quorum::api::{AddVoter, ApiState, CreateTopic};
-use kora_quorum::{Node, NodeId, Quorum, QuorumConfig, QuorumStatus, RaftLog};
+use kora_quorum::{Duties, Node, NodeId, QuorumConfig, Voter, VoterOptions};
 
+use crate::access::Access;
 use crate::Output;
 
 #[derive(Args, Debug)]
@@ -130,17 +131,24 @@ pub(crate) fn parse_voters(s: &str) -> Result<BTreeMap<NodeId, Node>> {
     Ok(out)
 }
 
-pub(crate) fn run(args: MetaArgs, output: Output) -> Result<()> {
+pub(crate) fn run(args: MetaArgs, output: Output, access: &Access) -> Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
     match args.command {
-        None => runtime.block_on(run_voter(args.run, output)),
-        Some(cmd) => runtime.block_on(admin(cmd, output)),
+        None => runtime.block_on(run_voter(args.run, output, access)),
+        Some(cmd) => runtime.block_on(admin(cmd, output, access)),
     }
 }
 
-async fn run_voter(a: RunArgs, output: Output) -> Result<()> {
+/// Runs a voter. `--token-file` names the cell's token (one line, at least 16 characters):
+/// required of every call that changes state, and presented to the other members. `kora cell
+/// up` writes one.
+async fn run_voter(a: RunArgs, output: Output, access: &Access) -> Result<()> {
     let node_id = a.node_id.context("--node-id is required to run a voter")?;
+    let token_file = access.token_file.as_deref().context(
+        "--token-file is required to run a voter: the cell's token, which its members and operators present",
+    )?;
+    let token = Arc::new(Token::load(token_file)?);
     let voters = a.voters.as_deref().map(parse_voters).transpose()?;
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
@@ -158,15 +166,12 @@ async fn run_voter(a: RunArgs, output: Output) -> Result<()> {
     config.snapshot_after_entries = a.snapshot_entries;
     // Entries kept behind a snapshot for followers that lag a little (they need no snapshot).
     config.max_in_snapshot_log_to_keep = a.snapshot_entries.min(1_000);
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .context("http client")?;
-    let quorum = Quorum::open(config, http.clone()).await.context("cannot start the voter")?;
-    let controller = Arc::new(Controller::with_log(
-        Arc::new(RaftLog::new(quorum.clone(), tokio::runtime::Handle::current())),
-        ControllerConfig {
+    config.token = Some(token);
+    let voter = Voter::start(VoterOptions {
+        quorum: config,
+        listener,
+        bootstrap: voters,
+        controller: ControllerConfig {
             default_partitions: 1,
             default_replication_factor: 1,
             // Replicas go to the registered, unfenced brokers.
@@ -174,62 +179,13 @@ async fn run_voter(a: RunArgs, output: Output) -> Result<()> {
             topic_defaults: BTreeMap::new(),
             max_partitions_per_topic: 100_000,
         },
-    ));
-    let app =
-        kora_quorum::api::router(ApiState { quorum: quorum.clone(), controller: controller.clone(), http });
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    if let Some(v) = voters {
-        quorum.bootstrap(v).await.context("cannot bootstrap the quorum")?;
-    }
-    // The first leader of a new cell gives it its cluster id.
-    let (q, c) = (quorum.clone(), controller.clone());
-    tokio::spawn(async move {
-        let mut rx = q.raft.metrics();
-        loop {
-            if q.is_leader() && q.image().cluster_id.is_empty() {
-                let c = c.clone();
-                match tokio::task::spawn_blocking(move || c.ensure_cluster_id()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot commit the cluster id yet"),
-                    Err(e) => tracing::warn!(error = %e, "cluster id task"),
-                }
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    });
-    // The leader fences brokers whose heartbeats stopped.
-    // It also restores preferred leaders (auto.leader.rebalance.enable).
-    let (q, c, timeout_ms) = (quorum.clone(), controller.clone(), a.broker_session_timeout_ms);
-    let rebalance_every = Duration::from_secs(a.leader_imbalance_check_interval_seconds);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let mut last_rebalance = tokio::time::Instant::now();
-        loop {
-            tick.tick().await;
-            if !q.is_leader() {
-                continue;
-            }
-            let rebalance = !rebalance_every.is_zero() && last_rebalance.elapsed() >= rebalance_every;
-            if rebalance {
-                last_rebalance = tokio::time::Instant::now();
-            }
-            let c = c.clone();
-            let work = move || -> Result<(), kora_meta::MetaError> {
-                c.fence_expired(timeout_ms)?;
-                if rebalance {
-                    c.elect_preferred_leaders()?;
-                }
-                Ok(())
-            };
-            match tokio::task::spawn_blocking(work).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "fencing brokers or restoring leaders failed"),
-                Err(e) => tracing::warn!(error = %e, "fencing task"),
-            }
-        }
-    });
+        duties: Duties {
+            broker_session_timeout_ms: a.broker_session_timeout_ms,
+            leader_imbalance_check_interval: Duration::from_secs(a.leader_imbalance_check_interval_seconds),
+        },
+    })
+    .await
+    .context("cannot start the voter")?;
     match output {
         Output::Json => println!(
             "{}",
@@ -246,9 +202,10 @@ async fn run_voter(a: RunArgs, output: Output) -> Result<()> {
             println!("  status: kora meta status --voter {advertised}");
         }
     }
+    let mut voter = voter;
     tokio::select! {
         _ = crate::wait_for_signal() => {}
-        r = server => {
+        r = &mut voter.server => {
             match r {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "listener failed"),
@@ -257,29 +214,22 @@ async fn run_voter(a: RunArgs, output: Output) -> Result<()> {
         }
     }
     tracing::info!("voter shutting down");
-    quorum.shutdown().await;
+    voter.shutdown().await;
     Ok(())
 }
 
-/// Sends a request to the first voter that answers.
-async fn call(
-    voters: &str,
-    f: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
-) -> Result<(reqwest::StatusCode, serde_json::Value)> {
-    let client =
-        reqwest::Client::builder().timeout(Duration::from_secs(60)).build().context("http client")?;
-    let mut last = None;
-    for v in voters.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-        match f(&client, v).send().await {
-            Ok(r) => {
-                let status = r.status();
-                let body: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
-                return Ok((status, body));
-            }
-            Err(e) => last = Some(format!("{v}: {e}")),
-        }
+/// A client per voter named in `--voter` (comma-separated), each with the operator token.
+fn voters(list: &str, access: &Access) -> Result<Vec<Client>> {
+    let clients = list
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| access.client(v, Duration::from_secs(60)))
+        .collect::<Result<Vec<_>>>()?;
+    if clients.is_empty() {
+        bail!("--voter names no voter");
     }
-    bail!("no voter answered ({})", last.unwrap_or_else(|| "no voter given".into()))
+    Ok(clients)
 }
 
 fn print_status(s: &QuorumStatus, output: Output) -> Result<()> {
@@ -322,50 +272,47 @@ fn opt(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
-fn check(status: reqwest::StatusCode, body: &serde_json::Value) -> Result<()> {
-    if !status.is_success() {
-        bail!("{} ({status})", body["error"].as_str().unwrap_or("request failed"));
+/// A failed call, said for a person: which voter could not be reached, or what to do about a
+/// refusal.
+fn failed(e: kora_api::ApiError, access: &Access) -> anyhow::Error {
+    if e.is_unreachable() {
+        return anyhow::Error::new(e).context("no voter answered");
     }
-    Ok(())
+    access.explain(e)
 }
 
-async fn admin(cmd: MetaCommand, output: Output) -> Result<()> {
-    match cmd {
+async fn admin(cmd: MetaCommand, output: Output, access: &Access) -> Result<()> {
+    let status = match cmd {
         MetaCommand::Status(v) => {
-            let (status, body) = call(&v.voter, |c, addr| c.get(format!("http://{addr}/v1/quorum"))).await?;
-            check(status, &body)?;
-            print_status(&serde_json::from_value(body)?, output)
+            first_answer(&voters(&v.voter, access)?, |c| async move { c.quorum_status().await }).await
         }
         MetaCommand::AddVoter { voter, id, address } => {
             let req = AddVoter { id, address };
-            let (status, body) =
-                call(&voter.voter, |c, addr| c.post(format!("http://{addr}/v1/quorum/voters")).json(&req))
-                    .await?;
-            check(status, &body)?;
-            print_status(&serde_json::from_value(body)?, output)
+            first_answer(&voters(&voter.voter, access)?, |c| {
+                let req = req.clone();
+                async move { c.add_voter(&req).await }
+            })
+            .await
         }
         MetaCommand::RemoveVoter { voter, id } => {
-            let (status, body) =
-                call(&voter.voter, |c, addr| c.delete(format!("http://{addr}/v1/quorum/voters/{id}")))
-                    .await?;
-            check(status, &body)?;
-            print_status(&serde_json::from_value(body)?, output)
+            first_answer(&voters(&voter.voter, access)?, |c| async move { c.remove_voter(id).await }).await
         }
         MetaCommand::CreateTopic { voter, name, partitions, replication_factor } => {
             let req = CreateTopic { name, partitions, replication_factor, configs: BTreeMap::new() };
-            let (status, body) =
-                call(&voter.voter, |c, addr| c.post(format!("http://{addr}/v1/topics")).json(&req)).await?;
-            check(status, &body)?;
+            let t = first_answer(&voters(&voter.voter, access)?, |c| {
+                let req = req.clone();
+                async move { c.create_topic(&req).await }
+            })
+            .await
+            .map_err(|e| failed(e, access))?;
             match output {
-                Output::Json => println!("{body}"),
-                Output::Text => println!(
-                    "created topic {} ({} partitions, id {})",
-                    body["name"].as_str().unwrap_or(""),
-                    body["partitions"],
-                    body["topic_id"].as_str().unwrap_or("")
-                ),
+                Output::Json => println!("{}", serde_json::to_string(&t)?),
+                Output::Text => {
+                    println!("created topic {} ({} partitions, id {})", t.name, t.partitions, t.topic_id)
+                }
             }
-            Ok(())
+            return Ok(());
         }
-    }
+    };
+    print_status(&status.map_err(|e| failed(e, access))?, output)
 }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use crate::access::Access;
 use crate::Output;
 
 #[derive(Subcommand, Debug)]
@@ -22,52 +23,40 @@ pub(crate) struct DescribeArgs {
     admin: String,
 }
 
-fn mb(v: &serde_json::Value) -> String {
-    v.as_u64().map(|b| format!("{:.1}", b as f64 / 1e6)).unwrap_or_else(|| "-".into())
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map(|b| format!("{:.1}", b as f64 / 1e6)).unwrap_or_else(|| "-".into())
 }
 
-pub(crate) fn run(cmd: TopicsCommand, output: Output) -> Result<()> {
+fn opt(v: Option<i64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+pub(crate) fn run(cmd: TopicsCommand, output: Output, access: &Access) -> Result<()> {
     let TopicsCommand::Describe(a) = cmd;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
-    let base = if a.admin.starts_with("http") { a.admin.clone() } else { format!("http://{}", a.admin) };
-    let url = format!("{}/v1/topics/{}", base.trim_end_matches('/'), a.topic);
-    let (status, body) = rt
-        .block_on(async {
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-            let resp = client.get(&url).send().await?;
-            let status = resp.status();
-            Ok::<_, reqwest::Error>((status, resp.text().await?))
-        })
-        .with_context(|| format!("GET {url}"))?;
-    if !status.is_success() {
-        bail!("{url}: {status}: {}", body.trim());
-    }
-    let v: serde_json::Value =
-        serde_json::from_str(&body).with_context(|| format!("{url} returned no JSON"))?;
+    let client = access.client(&a.admin, Duration::from_secs(10))?;
+    let t = rt.block_on(client.broker_topic(&a.topic)).map_err(|e| access.explain(e))?;
     match output {
-        Output::Json => println!("{}", v),
+        Output::Json => println!("{}", serde_json::to_string(&t)?),
         Output::Text => {
             println!(
                 "topic {}  id {}  remote storage {}  cleanup {}",
-                v["topic"].as_str().unwrap_or("?"),
-                v["topic_id"].as_str().unwrap_or("?"),
-                v["remote_storage_enable"],
-                v["cleanup_policy"].as_str().unwrap_or("?")
+                t.topic, t.topic_id, t.remote_storage_enable, t.cleanup_policy
             );
             println!(
                 "{:>9} {:>14} {:>14} {:>14} {:>12} {:>12} {:>8}",
                 "PARTITION", "LOG-START", "LOCAL-START", "END", "LOCAL-MB", "REMOTE-MB", "REMOTE#"
             );
-            for p in v["partitions"].as_array().into_iter().flatten() {
+            for p in &t.partitions {
                 println!(
                     "{:>9} {:>14} {:>14} {:>14} {:>12} {:>12} {:>8}",
-                    p["partition"],
-                    p["log_start_offset"],
-                    p["local_start_offset"],
-                    p["high_watermark"],
-                    mb(&p["local_bytes"]),
-                    mb(&p["remote_bytes"]),
-                    p["remote_segments"].as_array().map_or(0, Vec::len)
+                    p.partition,
+                    opt(p.log_start_offset),
+                    p.local_start_offset,
+                    opt(p.high_watermark),
+                    mb(p.local_bytes),
+                    mb(Some(p.remote_bytes)),
+                    p.remote_segments.len()
                 );
             }
         }

@@ -634,10 +634,14 @@ fn admin_of(cell: &Cell, id: u64) -> String {
     a.trim_start_matches("http://").to_string()
 }
 
-fn isolate(admin: &str, on: bool) {
+/// Fault injection through the broker's admin API, with the cell's operator token.
+fn isolate(cell: &Cell, admin: &str, on: bool) {
     let method = if on { "POST" } else { "DELETE" };
+    let token_file = cell.info["token_file"].as_str().expect("token_file");
+    let token = std::fs::read_to_string(token_file).expect("token");
     let out = Command::new("curl")
         .args(["-sf", "-X", method, &format!("http://{admin}/v1/faults/isolate")])
+        .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
         .output()
         .expect("curl");
     assert!(out.status.success(), "fault injection at {admin}: {}", String::from_utf8_lossy(&out.stdout));
@@ -656,7 +660,7 @@ async fn a_broker_cut_off_from_its_peers_leaves_the_isr_and_catches_up() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = steady_load(&bs, "cut", 3, Duration::from_millis(10), stop.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
-    isolate(&admin, true);
+    isolate(&cell, &admin, true);
     let t = Instant::now();
     // A write the cut-off leader takes but cannot replicate: never acknowledged, and a tail
     // its log must lose when it returns.
@@ -701,7 +705,7 @@ async fn a_broker_cut_off_from_its_peers_leaves_the_isr_and_catches_up() {
     });
     eprintln!("isolated broker {victim} out of every ISR {:?} after the cut", t.elapsed());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    isolate(&admin, false);
+    isolate(&cell, &admin, false);
     let t = Instant::now();
     tokio::task::block_in_place(|| wait_fully_replicated(&cell, "cut", Duration::from_secs(60)));
     eprintln!("broker {victim} caught up and back in every ISR {:?} after healing", t.elapsed());

@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 use common::free_port;
 
+/// The cell's token (one per test process): voters are started with it, and the commands
+/// these tests type present it through KORA_TOKEN_FILE.
+fn token_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tmp").keep();
+        let f = dir.join("cell.token");
+        std::fs::write(&f, "test-cell-token-0123456789abcdef\n").expect("write token");
+        f
+    })
+}
+
 struct Voter {
     id: u64,
     port: u16,
@@ -28,6 +40,8 @@ impl Voter {
             .arg(&self.dir)
             // The broker these tests register never heartbeats: keep it unfenced.
             .args(["--broker-session-timeout-ms", "600000"])
+            .arg("--token-file")
+            .arg(token_file())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -80,7 +94,11 @@ impl Cell {
 }
 
 fn kora(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kora")).args(args).output().expect("kora");
+    let out = Command::new(env!("CARGO_BIN_EXE_kora"))
+        .args(args)
+        .env("KORA_TOKEN_FILE", token_file())
+        .output()
+        .expect("kora");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -153,7 +171,8 @@ fn register_broker(voters: &str, id: i32) {
         for v in voters.split(',') {
             let Ok(mut c) = std::net::TcpStream::connect(v) else { continue };
             let req = format!(
-                "POST /v1/controller HTTP/1.1\r\nHost: {v}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "POST /v1/controller HTTP/1.1\r\nHost: {v}\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                std::fs::read_to_string(token_file()).expect("token").trim(),
                 body.len()
             );
             let mut reply = String::new();
@@ -289,4 +308,57 @@ fn voter_commands_fail_clearly() {
     assert!(!ok && err.contains("expected id@host:port"), "{err}");
     let (ok, _, err) = kora(&["meta", "--listen", "127.0.0.1:0"]);
     assert!(!ok && err.contains("--node-id is required"), "{err}");
+}
+
+/// Every call that changes state needs the cell's token: the CLI without it is refused with
+/// 401 and says what to do, with another token is refused, and with the right one succeeds.
+/// A raw controller request (what a broker sends) without it is refused too.
+#[test]
+fn state_changes_need_the_operator_token() {
+    let cell = Cell::start(1, &[]);
+    let addr = cell.voters[0].addr();
+    wait_leader(&addr, None, Duration::from_secs(20));
+    register_broker(&addr, 1);
+    let empty_config = tempfile::tempdir().expect("tmp");
+    let run = |token: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kora"));
+        cmd.args(["meta", "create-topic", "--voter", &addr, "guarded", "--partitions", "1"])
+            .env_remove("KORA_TOKEN_FILE")
+            .env("KORA_CONFIG_DIR", empty_config.path());
+        if let Some(t) = token {
+            cmd.arg("--token-file").arg(t);
+        }
+        let out = cmd.output().expect("kora");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (ok, err) = run(None);
+    assert!(!ok, "created without a token");
+    assert!(err.contains("HTTP 401") && err.contains("needs the operator token"), "{err}");
+    assert!(err.contains("--token-file"), "the CLI says what to do: {err}");
+
+    let wrong = empty_config.path().join("wrong.token");
+    std::fs::write(&wrong, "some-other-cells-token-0123456789").expect("write");
+    let (ok, err) = run(Some(&wrong));
+    assert!(!ok, "created with another cell's token");
+    assert!(err.contains("HTTP 401") && err.contains("not this server's"), "{err}");
+    assert_eq!(topics(&addr), Some(0), "nothing was created by refused calls");
+
+    let (ok, err) = run(Some(token_file()));
+    assert!(ok, "refused with the right token: {err}");
+    wait_topics(&addr, 1, Duration::from_secs(10));
+
+    // A broker's controller request without the token: refused before it reaches the controller.
+    use std::io::{Read, Write};
+    let body = r#"{"op":"AllocateProducerIds","count":1}"#;
+    let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        c,
+        "POST /v1/controller HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).expect("read");
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
 }

@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`, and `/v1/topics/{name}`
-//! (JSON, for `kora topics describe`).
+//! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`, `/v1/topics/{name}` (for
+//! `kora topics describe`) and fault injection, with kora-api's types. Calls that change state
+//! need the operator token (`admin.token.file`); reads are open.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +9,10 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use kora_api::{
+    BrokerHealth, ErrorBody, Isolation, PartitionDescription, RemoteSegmentDescription, TopicDescription,
+};
 
 use crate::broker::Broker;
 
@@ -50,82 +54,88 @@ fn replication_gauges(b: &Broker) {
 async fn topic(
     State(b): State<Arc<Broker>>,
     axum::extract::Path(name): axum::extract::Path<String>,
-) -> impl IntoResponse {
+) -> axum::response::Response {
     let image = b.controller.image();
     let Some(t) = image.topic(&name) else {
-        return (StatusCode::NOT_FOUND, format!("{{\"error\":\"unknown topic '{name}'\"}}\n"));
+        return not_found(format!("unknown topic '{name}'"));
     };
     let cfg = b.topic_config(&t.configs);
-    let partitions: Vec<serde_json::Value> = (0..t.partitions)
+    let partitions = (0..t.partitions)
         .map(|p| {
             let remote = image.remote_segments(&t.topic_id, p);
             let (o, local_start) = match b.logs.get(&name, p) {
                 Some(l) => (Some(l.offsets()), l.local_start_offset()),
                 None => (None, -1),
             };
-            serde_json::json!({
-                "partition": p,
-                "log_start_offset": o.map(|o| o.log_start_offset),
-                "local_start_offset": local_start,
-                "high_watermark": o.map(|o| o.high_watermark),
-                "local_bytes": o.map(|o| o.size_bytes),
-                "local_segments": o.map(|o| o.segments),
-                "remote_bytes": remote.iter().map(|s| s.size_bytes).sum::<u64>(),
-                "remote_segments": remote.iter().map(|s| serde_json::json!({
-                    "base_offset": s.base_offset,
-                    "end_offset": s.end_offset,
-                    "size_bytes": s.size_bytes,
-                    "max_timestamp": s.max_timestamp,
-                    "leader_epoch": s.leader_epoch,
-                    "keys": s.keys(),
-                })).collect::<Vec<_>>(),
-            })
+            PartitionDescription {
+                partition: p,
+                log_start_offset: o.as_ref().map(|o| o.log_start_offset),
+                local_start_offset: local_start,
+                high_watermark: o.as_ref().map(|o| o.high_watermark),
+                local_bytes: o.as_ref().map(|o| o.size_bytes),
+                local_segments: o.as_ref().map(|o| o.segments),
+                remote_bytes: remote.iter().map(|s| s.size_bytes).sum::<u64>(),
+                remote_segments: remote
+                    .iter()
+                    .map(|s| RemoteSegmentDescription {
+                        base_offset: s.base_offset,
+                        end_offset: s.end_offset,
+                        size_bytes: s.size_bytes,
+                        max_timestamp: s.max_timestamp,
+                        leader_epoch: s.leader_epoch,
+                        keys: s.keys().into_iter().map(str::to_string).collect(),
+                    })
+                    .collect(),
+            }
         })
         .collect();
-    let body = serde_json::json!({
-        "topic": t.name,
-        "topic_id": t.topic_id.to_string(),
-        "internal": crate::groups::is_internal(&t.name),
-        "remote_storage_enable": cfg.remote_storage_enable,
-        "cleanup_policy": format!("{:?}", cfg.cleanup_policy),
-        "object_store": b.tiering.as_ref().map(|x| x.store.url.clone()),
-        "partitions": partitions,
-    });
-    (StatusCode::OK, format!("{body}\n"))
+    Json(TopicDescription {
+        topic: t.name.clone(),
+        topic_id: t.topic_id.to_string(),
+        internal: crate::groups::is_internal(&t.name),
+        remote_storage_enable: cfg.remote_storage_enable,
+        cleanup_policy: format!("{:?}", cfg.cleanup_policy),
+        object_store: b.tiering.as_ref().map(|x| x.store.url.clone()),
+        partitions,
+    })
+    .into_response()
+}
+
+fn not_found(error: String) -> axum::response::Response {
+    (StatusCode::NOT_FOUND, Json(ErrorBody { error })).into_response()
 }
 
 /// Fault injection (fault.injection.enable): cut this broker off from its cell.
-async fn isolate(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+async fn isolate(State(b): State<Arc<Broker>>) -> axum::response::Response {
     set_isolation(&b, true)
 }
 
-async fn heal(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+async fn heal(State(b): State<Arc<Broker>>) -> axum::response::Response {
     set_isolation(&b, false)
 }
 
-fn set_isolation(b: &Broker, on: bool) -> (StatusCode, String) {
+fn set_isolation(b: &Broker, on: bool) -> axum::response::Response {
     if b.faults.set_isolated(on) {
-        (StatusCode::OK, format!("{{\"isolated\":{on}}}\n"))
+        Json(Isolation { isolated: on }).into_response()
     } else {
-        (StatusCode::NOT_FOUND, "{\"error\":\"fault injection is off (fault.injection.enable)\"}\n".into())
+        not_found("fault injection is off (fault.injection.enable)".into())
     }
 }
 
-async fn health(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+async fn health(State(b): State<Arc<Broker>>) -> axum::response::Response {
     if b.is_shutting_down() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_string());
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody { error: "shutting down".into() }))
+            .into_response();
     }
     let img = b.controller.image();
-    (
-        StatusCode::OK,
-        format!(
-            "{{\"status\":\"ok\",\"node_id\":{},\"cluster_id\":\"{}\",\"topics\":{},\"partitions\":{}}}\n",
-            b.config.node_id,
-            img.cluster_id,
-            img.topics.len(),
-            img.partition_count()
-        ),
-    )
+    Json(BrokerHealth {
+        status: "ok".into(),
+        node_id: b.config.node_id,
+        cluster_id: img.cluster_id.clone(),
+        topics: img.topics.len(),
+        partitions: img.partition_count(),
+    })
+    .into_response()
 }
 
 /// Serves until `shutdown` resolves.
@@ -138,8 +148,9 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/v1/topics/{name}", get(topic))
-        .route("/v1/faults/isolate", axum::routing::post(isolate).delete(heal))
-        .with_state(broker);
+        .route(kora_api::paths::FAULTS_ISOLATE, axum::routing::post(isolate).delete(heal))
+        .with_state(broker.clone());
+    let app = kora_api::auth::protect(app, broker.config.admin_token.clone(), "admin.token.file");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

@@ -49,11 +49,17 @@ pub async fn join(
     let mut qc = QuorumConfig::new(node_id, addr.to_string(), config.data_dir.clone());
     qc.log_dir = config.data_dir.join("meta-raft");
     qc.state_dir = config.data_dir.join("meta");
+    qc.token = config.admin_token.clone();
     let http = http_client()?;
     let quorum = Quorum::open(qc, http.clone()).await?;
     // Fault injection: an isolated broker receives no metadata.
     let gate = faults.clone();
-    let app = kora_quorum::api::raft_routes(quorum.clone()).layer(axum::middleware::from_fn(
+    let raft = kora_api::auth::protect(
+        kora_quorum::api::raft_routes(quorum.clone()),
+        config.admin_token.clone(),
+        "admin.token.file",
+    );
+    let app = raft.layer(axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
             let isolated = gate.isolated();
             async move {
@@ -76,7 +82,15 @@ pub async fn join(
         }
     });
     let voters: Vec<String> = cell.voters.iter().map(|(_, a)| a.clone()).collect();
-    kora_quorum::join_as_learner(&http, &voters, node_id, &addr.to_string(), JOIN_TIMEOUT).await?;
+    kora_quorum::join_as_learner(
+        &http,
+        config.admin_token.clone(),
+        &voters,
+        node_id,
+        &addr.to_string(),
+        JOIN_TIMEOUT,
+    )
+    .await?;
     // The image is usable once the log (or a snapshot) with the cell's first records arrived.
     let mut rx = quorum.subscribe();
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
@@ -89,7 +103,12 @@ pub async fn join(
     }
     tracing::info!(cell = %cell.name, metadata_listener = %addr, "following the cell's metadata quorum");
     let forwarder = Arc::new(Isolating {
-        inner: HttpForwarder::new(voters, http, tokio::runtime::Handle::current()),
+        inner: HttpForwarder::new(
+            voters,
+            http,
+            config.admin_token.clone(),
+            tokio::runtime::Handle::current(),
+        ),
         faults,
     });
     let controller = Arc::new(Controller::forwarding(forwarder, quorum.subscribe(), controller_config));

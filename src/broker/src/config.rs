@@ -56,6 +56,12 @@ pub struct BrokerConfig {
     pub advertised: Advertised,
     /// admin.listeners: HTTP for /metrics and /health.
     pub admin_listener: SocketAddr,
+    /// admin.token.file (Kora): the operator token, read once at start. Required of every
+    /// admin call that changes state, and in a cell the token its members present to each
+    /// other. None: such calls are refused (403); a broker in a cell must have one.
+    pub admin_token: Option<std::sync::Arc<kora_api::Token>>,
+    /// Where `admin_token` was read from (printed for operators).
+    pub admin_token_file: Option<PathBuf>,
     /// auto.create.topics.enable
     pub auto_create_topics_enable: bool,
     /// num.partitions
@@ -201,6 +207,8 @@ impl Default for BrokerConfig {
             replication: ReplicationConfig::default(),
             fault_injection_enable: false,
             log_max_open_files: 0,
+            admin_token: None,
+            admin_token_file: None,
         }
     }
 }
@@ -213,6 +221,7 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("listeners", "Kafka listener, host:port or PLAINTEXT://host:port."),
     ("advertised.listeners", "Address given to clients in Metadata."),
     ("admin.listeners", "HTTP address for /metrics and /health."),
+    ("admin.token.file", "File holding the operator token that admin calls changing state need."),
     ("auto.create.topics.enable", "Create unknown topics on Metadata requests."),
     ("num.partitions", "Partitions of auto-created topics and CreateTopics without a count."),
     ("default.replication.factor", "Replication factor when none is given."),
@@ -437,6 +446,12 @@ impl BrokerConfig {
                 "broker.heartbeat.interval.ms" => heartbeat_interval_ms = parse_num(k, v, 10, 60_000)?,
                 "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = parse_num(k, v, 100, 3_600_000)?,
                 "fault.injection.enable" => c.fault_injection_enable = parse_bool(k, v)?,
+                "admin.token.file" => {
+                    let token = kora_api::Token::load(std::path::Path::new(v.trim()))
+                        .map_err(|e| invalid(k, e.to_string()))?;
+                    c.admin_token = Some(std::sync::Arc::new(token));
+                    c.admin_token_file = Some(PathBuf::from(v.trim()));
+                }
                 "log.max.open.files" => c.log_max_open_files = parse_num(k, v, 0, 100_000_000)?,
                 "replica.fetch.wait.max.ms" => c.replication.fetch_wait_max_ms = parse_num(k, v, 0, 30_000)?,
                 "replica.fetch.max.bytes" => c.replication.fetch_max_bytes = parse_num(k, v, 1024, 1 << 30)?,
@@ -633,6 +648,12 @@ impl BrokerConfig {
             }
             if list.is_empty() {
                 return Err(invalid("controller.quorum.voters", "names no voter"));
+            }
+            if c.admin_token.is_none() {
+                return Err(invalid(
+                    "admin.token.file",
+                    "a broker in a cell needs the cell's token (the voters' --token-file)",
+                ));
             }
             c.cell = Some(CellConfig {
                 name: cell_name,

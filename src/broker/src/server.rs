@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::broker::Broker;
+use crate::edge::ConnectionContext;
 use crate::handlers::{self, api_versions_unsupported, supported_range};
 use crate::metrics::ApiLabels;
 
@@ -43,7 +44,13 @@ pub enum Outcome {
 /// What the connection loop asks of a server: handle one request frame. The broker and the
 /// benchmark sink implement it; both share the framing, limits and ordering below.
 pub trait FrameHandler: Send + Sync + 'static {
-    fn handle(&self, frame: Bytes, peer: SocketAddr) -> impl std::future::Future<Output = Outcome> + Send;
+    /// Handles one request of the connection `ctx` describes (requests of a connection arrive
+    /// one at a time, so a handler may update the context, as authentication will).
+    fn handle(
+        &self,
+        frame: Bytes,
+        ctx: &mut ConnectionContext,
+    ) -> impl std::future::Future<Output = Outcome> + Send;
     fn max_frame_bytes(&self) -> usize;
     fn stopping(&self) -> bool;
     /// The clock the connection loop waits on (the back-off after a failed accept).
@@ -53,8 +60,12 @@ pub trait FrameHandler: Send + Sync + 'static {
 }
 
 impl FrameHandler for Broker {
-    fn handle(&self, frame: Bytes, peer: SocketAddr) -> impl std::future::Future<Output = Outcome> + Send {
-        handle_frame(self, frame, peer)
+    fn handle(
+        &self,
+        frame: Bytes,
+        ctx: &mut ConnectionContext,
+    ) -> impl std::future::Future<Output = Outcome> + Send {
+        handle_frame(self, frame, ctx)
     }
     fn max_frame_bytes(&self) -> usize {
         self.config.socket_request_max_bytes
@@ -110,6 +121,8 @@ pub async fn serve<H: FrameHandler>(
 
 async fn connection<H: FrameHandler>(h: Arc<H>, stream: TcpStream, peer: SocketAddr) {
     h.connection_opened();
+    // The only listener today: PLAINTEXT, anonymous clients in the default namespace.
+    let mut ctx = ConnectionContext::plaintext("PLAINTEXT", peer);
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(RESPONSE_QUEUE_DEPTH);
@@ -132,7 +145,7 @@ async fn connection<H: FrameHandler>(h: Arc<H>, stream: TcpStream, peer: SocketA
         if rd.read_exact(&mut buf).await.is_err() {
             break;
         }
-        match h.handle(buf.freeze(), peer).await {
+        match h.handle(buf.freeze(), &mut ctx).await {
             Outcome::Respond(bytes) => {
                 if tx.send(vec![bytes]).await.is_err() {
                     break;
@@ -207,7 +220,7 @@ pub fn decode_frame(frame: Bytes) -> Result<Decoded, String> {
 }
 
 /// Decodes, handles and encodes one request frame.
-pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, peer: SocketAddr) -> Outcome {
+pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, ctx: &mut ConnectionContext) -> Outcome {
     let (api_key, version, header, request) = match decode_frame(frame) {
         Ok(Decoded::Request { api_key, version, header, body }) => (api_key, version, *header, *body),
         // Answer with v0 so any client can read our ranges and retry (KIP-511).
@@ -218,7 +231,7 @@ pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, peer: SocketAddr) -> 
     };
     let correlation_id = header.correlation_id;
     let started = b.clock.now();
-    let response = handlers::dispatch(b, &header, request, peer).await;
+    let response = handlers::dispatch(b, ctx, &header, request).await;
     let labels = ApiLabels { api: api_name(api_key) };
     b.metrics.request_latency.get_or_create(&labels).observe(b.clock.elapsed(started).as_secs_f64());
     b.metrics.requests.get_or_create(&labels).inc();

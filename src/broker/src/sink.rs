@@ -159,7 +159,7 @@ fn records_in(records: &Bytes) -> i64 {
 }
 
 impl FrameHandler for Sink {
-    async fn handle(&self, frame: Bytes, _peer: std::net::SocketAddr) -> Outcome {
+    async fn handle(&self, frame: Bytes, _ctx: &mut crate::edge::ConnectionContext) -> Outcome {
         match decode_frame(frame) {
             Err(reason) => Outcome::Close(reason),
             Ok(Decoded::UnsupportedApiVersions { correlation_id }) => {

@@ -6,9 +6,11 @@
 //! a config means.
 
 pub mod clock;
+pub mod namespace;
 pub mod topic_config;
 
 pub use clock::{timeout, timeout_at, Clock, Elapsed, ManualClock, Sleep, SystemClock, Ticker};
+pub use namespace::{Namespace, NamespaceError, TenantId};
 pub use topic_config::{
     topic_config_def, topic_config_def_by_synonym, validate_topic_config, CleanupPolicy, ConfigError,
     ConfigType, TimestampType, TopicConfig, TopicConfigDef, TOPIC_CONFIGS,

@@ -15,8 +15,10 @@
 //! | `DELETE /v1/quorum/voters/{id}` | remove a voter |
 //! | `GET /v1/topics` | topics in the applied image |
 //! | `POST /v1/topics` `{"name":..,"partitions":..,"replication_factor":..,"configs":{..}}` | create a topic |
+//!
+//! The bodies are kora-api's types. Every call but GET needs `Authorization: Bearer` with the
+//! cell's token (`kora_api::auth::protect`); a voter relaying to its leader presents its own.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -25,15 +27,16 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use kora_api::paths::FORWARDED_HEADER;
+pub use kora_api::{AddVoter, CreateTopic, ErrorBody as ApiError, TopicInfo};
 use kora_meta::{Controller, ControllerRequest, ForwardedReply, MetaError, TopicRequest, WireError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use serde::{Deserialize, Serialize};
 
 use crate::network::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
 use crate::{NodeId, Quorum, QuorumError, TypeConfig};
 
 /// Where brokers (and voters that are not the leader) send controller requests.
-pub const CONTROLLER_PATH: &str = "/v1/controller";
+pub const CONTROLLER_PATH: &str = kora_api::paths::CONTROLLER;
 
 /// Largest Raft RPC body accepted (axum's default is 2 MiB): a batch of entries or a snapshot
 /// chunk (`SNAPSHOT_CHUNK_BYTES`) with room to spare.
@@ -47,52 +50,20 @@ pub struct ApiState {
     pub quorum: Arc<Quorum>,
     pub controller: Arc<Controller>,
     pub http: reqwest::Client,
+    /// The cell's token: required of every call that changes state, presented when relaying.
+    pub token: Option<Arc<kora_api::Token>>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AddVoter {
-    pub id: NodeId,
-    pub address: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CreateTopic {
-    pub name: String,
-    #[serde(default = "minus_one")]
-    pub partitions: i32,
-    #[serde(default = "minus_one_i16")]
-    pub replication_factor: i16,
-    #[serde(default)]
-    pub configs: BTreeMap<String, String>,
-}
-
-fn minus_one() -> i32 {
-    -1
-}
-
-fn minus_one_i16() -> i16 {
-    -1
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TopicInfo {
-    pub name: String,
-    pub topic_id: String,
-    pub partitions: i32,
-    pub replication_factor: i16,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ApiError {
-    pub error: String,
-}
+/// The setting that gives a voter its token, named in refusals.
+pub const VOTER_TOKEN_SETTING: &str = "token file (kora meta --token-file)";
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(ApiError { error: msg.into() })).into_response()
 }
 
 /// The Raft RPC routes alone: what a broker (a learner of the quorum) serves on its admin
-/// listener so the leader can replicate the metadata log to it.
+/// listener so the leader can replicate the metadata log to it. Unprotected: callers put
+/// `kora_api::auth::protect` in front (`router` does; so does a broker's learner listener).
 pub fn raft_routes(quorum: Arc<Quorum>) -> Router {
     Router::new()
         .route(APPEND_PATH, post(append))
@@ -102,9 +73,11 @@ pub fn raft_routes(quorum: Arc<Quorum>) -> Router {
         .with_state(quorum)
 }
 
-/// A voter's routes: Raft RPCs and the admin API.
+/// A voter's routes: Raft RPCs and the admin API, every call that changes state behind the
+/// cell's token.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let token = state.token.clone();
+    let routes = Router::new()
         .route("/v1/quorum", get(status))
         .route("/v1/quorum/learners", post(add_learner))
         .route("/v1/quorum/voters", post(add_voter))
@@ -112,7 +85,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/topics", get(list_topics).post(create_topic))
         .route(CONTROLLER_PATH, post(controller_request))
         .with_state(state.clone())
-        .merge(raft_routes(state.quorum))
+        .merge(raft_routes(state.quorum));
+    kora_api::auth::protect(routes, token, VOTER_TOKEN_SETTING)
 }
 
 async fn append(State(q): State<Arc<Quorum>>, Json(req): Json<AppendEntriesRequest<TypeConfig>>) -> Response {
@@ -151,7 +125,7 @@ async fn membership_reply(
 ) -> Response {
     match result {
         Ok(()) => Json(s.quorum.status()).into_response(),
-        Err(QuorumError::NotLeader { leader }) if !headers.contains_key("x-kora-forwarded") => {
+        Err(QuorumError::NotLeader { leader }) if !headers.contains_key(FORWARDED_HEADER) => {
             forward(s, leader.map(|l| l.1), method, path, body).await
         }
         Err(QuorumError::NotLeader { .. }) => {
@@ -170,21 +144,11 @@ async fn forward(s: &ApiState, leader: Option<String>, method: Method, path: &st
     let Some(addr) = leader else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "no leader elected yet; retry");
     };
-    let url = format!("http://{addr}{path}");
-    let req = s
-        .http
-        .request(method, &url)
-        .timeout(FORWARD_TIMEOUT)
-        .header("content-type", "application/json")
-        .header("x-kora-forwarded", "1")
-        .body(body.to_vec());
-    match req.send().await {
-        Ok(r) => {
-            let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            match r.bytes().await {
-                Ok(b) => (status, [("content-type", "application/json")], b.to_vec()).into_response(),
-                Err(e) => error(StatusCode::BAD_GATEWAY, format!("leader {addr}: {e}")),
-            }
+    let leader = kora_api::Client::with_http(s.http.clone(), &addr, s.token.clone());
+    match leader.post_raw(method, path, body.to_vec(), &[(FORWARDED_HEADER, "1")], FORWARD_TIMEOUT).await {
+        Ok((status, b)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, [("content-type", "application/json")], b.to_vec()).into_response()
         }
         Err(e) => error(StatusCode::BAD_GATEWAY, format!("leader {addr}: {e}")),
     }
@@ -238,7 +202,7 @@ async fn create_topic(State(s): State<ApiState>, headers: axum::http::HeaderMap,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
     };
     if !s.quorum.is_leader() {
-        if headers.contains_key("x-kora-forwarded") {
+        if headers.contains_key(FORWARDED_HEADER) {
             return error(StatusCode::SERVICE_UNAVAILABLE, "leadership moved; retry");
         }
         return forward(&s, s.quorum.leader().map(|l| l.1), Method::POST, "/v1/topics", body).await;
@@ -293,7 +257,7 @@ async fn controller_request(
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")),
     };
     if !s.quorum.is_leader() || s.quorum.raft.ensure_linearizable().await.is_err() {
-        if headers.contains_key("x-kora-forwarded") {
+        if headers.contains_key(FORWARDED_HEADER) {
             return error(StatusCode::SERVICE_UNAVAILABLE, "leadership moved; retry");
         }
         return forward(&s, s.quorum.leader().map(|l| l.1), Method::POST, CONTROLLER_PATH, body).await;

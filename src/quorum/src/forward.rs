@@ -7,10 +7,13 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use kora_api::{AddVoter, ApiError, Client, Token};
 use kora_meta::{ControllerRequest, ForwardedReply, Forwarder, MetaError};
 use parking_lot::Mutex;
 
-use crate::api::{AddVoter, CONTROLLER_PATH};
+use crate::api::CONTROLLER_PATH;
 use crate::{NodeId, QuorumError};
 
 /// Longest a controller request is retried across elections before it fails.
@@ -19,17 +22,22 @@ const FORWARD_DEADLINE: Duration = Duration::from_secs(30);
 /// Sends controller requests to a cell's voters.
 #[derive(Debug)]
 pub struct HttpForwarder {
-    voters: Vec<String>,
-    http: reqwest::Client,
+    voters: Vec<Client>,
     runtime: tokio::runtime::Handle,
     /// The voter that answered last (tried first next time).
     last_good: Mutex<usize>,
 }
 
 impl HttpForwarder {
-    pub fn new(voters: Vec<String>, http: reqwest::Client, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        voters: Vec<String>,
+        http: reqwest::Client,
+        token: Option<Arc<Token>>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         assert!(!voters.is_empty(), "a cell has voters");
-        Self { voters, http, runtime, last_good: Mutex::new(0) }
+        let voters = voters.iter().map(|v| Client::with_http(http.clone(), v, token.clone())).collect();
+        Self { voters, runtime, last_good: Mutex::new(0) }
     }
 
     async fn send(&self, request: &ControllerRequest) -> Result<ForwardedReply, MetaError> {
@@ -40,17 +48,20 @@ impl HttpForwarder {
             let first = *self.last_good.lock();
             for i in 0..self.voters.len() {
                 let at = (first + i) % self.voters.len();
-                let url = format!("http://{}{CONTROLLER_PATH}", self.voters[at]);
-                match self.http.post(&url).timeout(Duration::from_secs(15)).json(request).send().await {
-                    Ok(r) if r.status().is_success() => match r.json::<ForwardedReply>().await {
-                        Ok(reply) => {
-                            *self.last_good.lock() = at;
-                            return Ok(reply);
-                        }
-                        Err(e) => last_error = format!("{url}: {e}"),
-                    },
-                    Ok(r) => last_error = format!("{url}: HTTP {}", r.status()),
-                    Err(e) => last_error = format!("{url}: {e}"),
+                let voter = &self.voters[at];
+                match voter
+                    .post::<_, ForwardedReply>(CONTROLLER_PATH, request, Some(Duration::from_secs(15)))
+                    .await
+                {
+                    Ok(reply) => {
+                        *self.last_good.lock() = at;
+                        return Ok(reply);
+                    }
+                    // A wrong token will not become right: say so at once.
+                    Err(e) if e.is_auth() => {
+                        return Err(MetaError::Store(format!("the quorum refused this broker: {e}")))
+                    }
+                    Err(e) => last_error = e.to_string(),
                 }
             }
             if tokio::time::Instant::now() + backoff > deadline {
@@ -72,6 +83,7 @@ impl Forwarder for HttpForwarder {
 /// leader takes it or `within` passes.
 pub async fn join_as_learner(
     http: &reqwest::Client,
+    token: Option<Arc<Token>>,
     voters: &[String],
     id: NodeId,
     address: &str,
@@ -82,15 +94,24 @@ pub async fn join_as_learner(
     let mut last = String::new();
     loop {
         for v in voters {
-            let url = format!("http://{v}/v1/quorum/learners");
-            match http.post(&url).timeout(Duration::from_secs(10)).json(&body).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) if r.status() == reqwest::StatusCode::BAD_REQUEST => {
-                    let text = r.text().await.unwrap_or_default();
-                    return Err(QuorumError::Config(format!("the quorum refused node {id}: {text}")));
+            let voter = Client::with_http(http.clone(), v, token.clone());
+            match voter
+                .post::<_, kora_api::QuorumStatus>(
+                    kora_api::paths::QUORUM_LEARNERS,
+                    &body,
+                    Some(Duration::from_secs(10)),
+                )
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(
+                    e @ (ApiError::Status { status: 400, .. }
+                    | ApiError::Unauthorized { .. }
+                    | ApiError::Forbidden { .. }),
+                ) => {
+                    return Err(QuorumError::Config(format!("the quorum refused node {id}: {e}")));
                 }
-                Ok(r) => last = format!("{url}: HTTP {}", r.status()),
-                Err(e) => last = format!("{url}: {e}"),
+                Err(e) => last = e.to_string(),
             }
         }
         if tokio::time::Instant::now() >= deadline {

@@ -3,7 +3,8 @@
 //!
 //! Owns: the Raft type configuration, the log store ([`log_store`]), the state machine adapter
 //! ([`state_machine`]), the transport ([`network`]), a voter ([`node::Quorum`]) and its HTTP
-//! API ([`api`]: Raft RPCs, status, voter changes, metadata writes forwarded to the leader).
+//! API ([`api`]: Raft RPCs, status, voter changes, metadata writes forwarded to the leader),
+//! and a whole running voter with the active controller's duties ([`voter::Voter`]).
 //!
 //! Invariants:
 //! - an entry is acknowledged to Raft only once it is durable in LMDB;
@@ -19,13 +20,17 @@
 
 pub mod api;
 pub mod forward;
+pub mod learner;
 pub mod log_store;
 pub mod network;
 pub mod node;
 pub mod state_machine;
+pub mod voter;
 
 pub use forward::{join_as_learner, HttpForwarder};
+pub use learner::{Learner, LearnerOptions};
 pub use node::{Quorum, QuorumConfig, QuorumStatus, RaftLog};
+pub use voter::{Duties, Voter, VoterOptions};
 
 pub type NodeId = u64;
 pub type Node = openraft::BasicNode;

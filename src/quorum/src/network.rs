@@ -13,37 +13,45 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use kora_api::{ApiError, Client, Token};
+
 use crate::{Node, NodeId, TypeConfig};
 
 /// Paths of the Raft RPCs on a voter's HTTP listener.
-pub const APPEND_PATH: &str = "/raft/append";
-pub const VOTE_PATH: &str = "/raft/vote";
-pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
+pub use kora_api::paths::{
+    RAFT_APPEND as APPEND_PATH, RAFT_SNAPSHOT as SNAPSHOT_PATH, RAFT_VOTE as VOTE_PATH,
+};
 
-/// Creates one connection per target voter; they share one HTTP client (connection pool).
+/// Creates one connection per target voter; they share one HTTP client (connection pool) and
+/// present the cell's token.
 #[derive(Debug, Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    token: Option<Arc<Token>>,
 }
 
 impl HttpNetwork {
-    pub fn new(client: reqwest::Client) -> Self {
-        Self { client }
+    pub fn new(client: reqwest::Client, token: Option<Arc<Token>>) -> Self {
+        Self { client, token }
     }
 }
 
 #[derive(Debug)]
 pub struct HttpConnection {
-    client: reqwest::Client,
+    client: Client,
     target: NodeId,
-    addr: String,
 }
 
 impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = HttpConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
-        HttpConnection { client: self.client.clone(), target, addr: node.addr.clone() }
+        HttpConnection {
+            client: Client::with_http(self.client.clone(), &node.addr, self.token.clone()),
+            target,
+        }
     }
 }
 
@@ -59,22 +67,11 @@ impl HttpConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!("http://{}{path}", self.addr);
-        let resp = self
-            .client
-            .post(&url)
-            .timeout(option.hard_ttl())
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let e = std::io::Error::other(format!("{url}: HTTP {status}"));
-            return Err(RPCError::Network(NetworkError::new(&e)));
-        }
         let result: Result<Resp, RaftError<NodeId, E>> =
-            resp.json().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            self.client.post(path, req, Some(option.hard_ttl())).await.map_err(|e| match e {
+                e @ ApiError::Transport { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                e => RPCError::Network(NetworkError::new(&e)),
+            })?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

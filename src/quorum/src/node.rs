@@ -14,7 +14,6 @@ use std::time::Duration;
 use kora_meta::{MetaError, MetadataImage, MetadataRecord, RecordLog};
 use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
 use openraft::{Raft, ServerState, SnapshotPolicy};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::log_store::LogStore;
@@ -42,6 +41,8 @@ pub struct QuorumConfig {
     /// then purged (keeping `max_in_snapshot_log_to_keep` for lagging followers).
     pub snapshot_after_entries: u64,
     pub max_in_snapshot_log_to_keep: u64,
+    /// The cell's token: presented on every Raft RPC and relayed call, and required of them.
+    pub token: Option<Arc<kora_api::Token>>,
 }
 
 impl QuorumConfig {
@@ -57,6 +58,7 @@ impl QuorumConfig {
             election_timeout_max_ms: 1000,
             snapshot_after_entries: 10_000,
             max_in_snapshot_log_to_keep: 1_000,
+            token: None,
         }
     }
 
@@ -82,25 +84,8 @@ impl QuorumConfig {
     }
 }
 
-/// What `kora meta status` shows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct QuorumStatus {
-    pub node_id: NodeId,
-    pub state: String,
-    pub term: u64,
-    pub leader: Option<NodeId>,
-    pub leader_address: Option<String>,
-    pub voters: BTreeMap<NodeId, String>,
-    pub learners: BTreeMap<NodeId, String>,
-    pub last_log_index: Option<u64>,
-    pub last_applied_index: Option<u64>,
-    pub snapshot_index: Option<u64>,
-    pub purged_index: Option<u64>,
-    /// Records applied to the metadata image.
-    pub record_index: u64,
-    pub cluster_id: String,
-    pub topics: usize,
-}
+/// What `kora meta status` shows (the API crate's type).
+pub use kora_api::QuorumStatus;
 
 pub struct Quorum {
     pub raft: Raft<TypeConfig>,
@@ -120,9 +105,15 @@ impl Quorum {
         let raft_config = Arc::new(config.raft_config()?);
         let log = LogStore::open(&config.log_dir)?;
         let sm = StateMachine::open(&config.state_dir)?;
-        let raft = Raft::new(config.node_id, raft_config, HttpNetwork::new(http), log, sm.clone())
-            .await
-            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            HttpNetwork::new(http, config.token.clone()),
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| QuorumError::Raft(e.to_string()))?;
         Ok(Arc::new(Self { raft, sm, config }))
     }
 

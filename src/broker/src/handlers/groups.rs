@@ -2,8 +2,6 @@
 //! JoinGroup and SyncGroup may wait for the rest of the group; the wait happens here, outside
 //! the coordinator's lock, and occupies only the requesting connection (as in Kafka).
 
-use std::net::SocketAddr;
-
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
 use kafka_protocol::messages::*;
@@ -20,10 +18,10 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(header: &RequestHeader, peer: SocketAddr) -> Self {
+    pub(crate) fn new(header: &RequestHeader, ctx: &crate::edge::ConnectionContext) -> Self {
         Client {
             id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-            host: format!("/{}", peer.ip()),
+            host: format!("/{}", ctx.peer.ip()),
         }
     }
 }

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, Reque
 use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::edge::ConnectionContext;
 pub(crate) use metadata::single_node_partitions;
 
 /// (API, min version, max version) served by Kora.
@@ -81,14 +82,17 @@ pub(crate) fn sb(s: &str) -> StrBytes {
 
 /// Runs the handler for one decoded request. `Ok(None)`: no response (acks=0).
 /// `Err(reason)`: close the connection.
+///
+/// This is the request edge (`crate::edge`): the one place that sees both a request and who
+/// sent it, where names are scoped to the connection's namespace on the way in and out.
 pub(crate) async fn dispatch(
     b: &Broker,
+    ctx: &mut ConnectionContext,
     header: &RequestHeader,
     req: RequestKind,
-    peer: std::net::SocketAddr,
 ) -> Result<Option<ResponseKind>, String> {
     let v = header.request_api_version;
-    let client = || groups::Client::new(header, peer);
+    let client = || groups::Client::new(header, ctx);
     let resp: ResponseKind = match req {
         RequestKind::ApiVersions(_) => {
             ApiVersionsResponse::default().with_api_keys(api_versions_list()).into()

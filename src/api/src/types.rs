@@ -1,0 +1,158 @@
+//! Request and response bodies of the HTTP surfaces, as JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Every error answer: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+// ---- broker admin ----
+
+/// `GET /health` on a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerHealth {
+    pub status: String,
+    pub node_id: i32,
+    pub cluster_id: String,
+    pub topics: usize,
+    pub partitions: usize,
+}
+
+/// `GET /v1/topics/{name}` on a broker: the topic as this broker holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDescription {
+    pub topic: String,
+    pub topic_id: String,
+    pub internal: bool,
+    pub remote_storage_enable: bool,
+    pub cleanup_policy: String,
+    /// The object store's URL, when the broker tiers.
+    pub object_store: Option<String>,
+    pub partitions: Vec<PartitionDescription>,
+}
+
+/// One partition in a [`TopicDescription`]. Local fields are null (and `local_start_offset`
+/// is -1) on a broker that holds no replica of the partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDescription {
+    pub partition: i32,
+    pub log_start_offset: Option<i64>,
+    pub local_start_offset: i64,
+    pub high_watermark: Option<i64>,
+    pub local_bytes: Option<u64>,
+    pub local_segments: Option<usize>,
+    pub remote_bytes: u64,
+    pub remote_segments: Vec<RemoteSegmentDescription>,
+}
+
+/// A segment in the object store, as the partition's manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteSegmentDescription {
+    pub base_offset: i64,
+    /// One past the segment's last offset.
+    pub end_offset: i64,
+    pub size_bytes: u64,
+    pub max_timestamp: i64,
+    pub leader_epoch: i32,
+    /// The segment's object keys.
+    pub keys: Vec<String>,
+}
+
+/// The answer to `POST`/`DELETE /v1/faults/isolate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Isolation {
+    pub isolated: bool,
+}
+
+// ---- metadata voters ----
+
+/// A voter's view of its quorum (`GET /v1/quorum`, and the answer to membership changes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    pub node_id: u64,
+    /// Raft role: Leader, Follower, Candidate, Learner.
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub leader_address: Option<String>,
+    pub voters: BTreeMap<u64, String>,
+    pub learners: BTreeMap<u64, String>,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    /// Records applied to the metadata image.
+    pub record_index: u64,
+    pub cluster_id: String,
+    pub topics: usize,
+}
+
+/// A member joining a quorum: `POST /v1/quorum/voters` or `/v1/quorum/learners`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddVoter {
+    pub id: u64,
+    /// Its Raft listener (host:port).
+    pub address: String,
+}
+
+/// `POST /v1/topics` on a voter. -1 takes the cell's default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTopic {
+    pub name: String,
+    #[serde(default = "minus_one")]
+    pub partitions: i32,
+    #[serde(default = "minus_one_i16")]
+    pub replication_factor: i16,
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+fn minus_one() -> i32 {
+    -1
+}
+
+fn minus_one_i16() -> i16 {
+    -1
+}
+
+/// A topic in a voter's image (`GET /v1/topics`, and the answer to a creation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub topic_id: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_topic_defaults_to_the_cells_settings() {
+        let t: CreateTopic = serde_json::from_str(r#"{"name":"a"}"#).expect("decode");
+        assert_eq!((t.partitions, t.replication_factor), (-1, -1));
+        assert!(t.configs.is_empty());
+    }
+
+    #[test]
+    fn partition_without_a_local_replica_round_trips_with_nulls() {
+        let p = PartitionDescription {
+            partition: 3,
+            log_start_offset: None,
+            local_start_offset: -1,
+            high_watermark: None,
+            local_bytes: None,
+            local_segments: None,
+            remote_bytes: 0,
+            remote_segments: vec![],
+        };
+        let text = serde_json::to_string(&p).expect("encode");
+        assert!(text.contains(r#""high_watermark":null"#), "{text}");
+        assert_eq!(serde_json::from_str::<PartitionDescription>(&text).expect("decode"), p);
+    }
+}
