@@ -14,17 +14,33 @@ use kora_api::{
     BrokerHealth, ErrorBody, Isolation, PartitionDescription, RemoteSegmentDescription, TopicDescription,
 };
 
-use crate::broker::Broker;
+use crate::faults::Faults;
+use crate::metrics::Metrics;
+use crate::tiering::TierManager;
+use crate::view::View;
 
-async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
-    if let Some(t) = &b.tiering {
-        let st = t.reader.cache().stats();
+/// What the admin endpoint reads and touches.
+#[derive(Debug)]
+pub struct AdminState {
+    pub view: View,
+    pub logs: Arc<kora_log::LogManager>,
+    pub metrics: Arc<Metrics>,
+    pub groups: Arc<kora_group::Coordinator>,
+    pub tier_manager: Option<Arc<TierManager>>,
+    pub faults: Arc<Faults>,
+    /// The broker is stopping: /health answers 503.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+async fn metrics(State(b): State<Arc<AdminState>>) -> impl IntoResponse {
+    if let Some(m) = &b.tier_manager {
+        let st = m.tiering.reader.cache().stats();
         b.metrics.remote_cache_hits.set(st.hits as i64);
         b.metrics.remote_cache_misses.set(st.misses as i64);
         b.metrics.remote_cache_bytes.set(st.cached_bytes as i64);
         b.metrics.remote_cache_disk_hits.set(st.disk_hits as i64);
         b.metrics.remote_cache_disk_bytes.set(st.disk_bytes as i64);
-        crate::tiering::refresh_lag(&b);
+        crate::tiering::refresh_lag(m);
     }
     replication_gauges(&b);
     let body = b.metrics.render(&b.logs, &b.groups);
@@ -32,12 +48,12 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
 }
 
 /// Leadership and ISR health of the partitions this broker leads, from the metadata image.
-fn replication_gauges(b: &Broker) {
-    let image = b.controller.image();
-    let me = b.config.node_id;
+fn replication_gauges(b: &AdminState) {
+    let image = b.view.controller.image();
+    let me = b.view.node_id;
     let (mut leading, mut under, mut under_min) = (0i64, 0i64, 0i64);
     for t in image.topics.values() {
-        let min_isr = b.topic_config(&t.configs).min_insync_replicas as usize;
+        let min_isr = b.view.topic_config(&t.configs).min_insync_replicas as usize;
         for s in t.assignments.iter().filter(|s| s.leader == me) {
             leading += 1;
             under += i64::from(s.isr.len() < s.target_replicas().len());
@@ -52,14 +68,14 @@ fn replication_gauges(b: &Broker) {
 /// `/v1/topics/{name}`: a topic's partitions with their offsets and local and remote sizes
 /// (what `kora topics describe` prints).
 async fn topic(
-    State(b): State<Arc<Broker>>,
+    State(b): State<Arc<AdminState>>,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> axum::response::Response {
-    let image = b.controller.image();
+    let image = b.view.controller.image();
     let Some(t) = image.topic(&name) else {
         return not_found(format!("unknown topic '{name}'"));
     };
-    let cfg = b.topic_config(&t.configs);
+    let cfg = b.view.topic_config(&t.configs);
     let partitions = (0..t.partitions)
         .map(|p| {
             let remote = image.remote_segments(&t.topic_id, p);
@@ -95,7 +111,7 @@ async fn topic(
         internal: crate::groups::is_internal(&t.name),
         remote_storage_enable: cfg.remote_storage_enable,
         cleanup_policy: format!("{:?}", cfg.cleanup_policy),
-        object_store: b.tiering.as_ref().map(|x| x.store.url.clone()),
+        object_store: b.tier_manager.as_ref().map(|m| m.tiering.store.url.clone()),
         partitions,
     })
     .into_response()
@@ -106,15 +122,15 @@ fn not_found(error: String) -> axum::response::Response {
 }
 
 /// Fault injection (fault.injection.enable): cut this broker off from its cell.
-async fn isolate(State(b): State<Arc<Broker>>) -> axum::response::Response {
+async fn isolate(State(b): State<Arc<AdminState>>) -> axum::response::Response {
     set_isolation(&b, true)
 }
 
-async fn heal(State(b): State<Arc<Broker>>) -> axum::response::Response {
+async fn heal(State(b): State<Arc<AdminState>>) -> axum::response::Response {
     set_isolation(&b, false)
 }
 
-fn set_isolation(b: &Broker, on: bool) -> axum::response::Response {
+fn set_isolation(b: &AdminState, on: bool) -> axum::response::Response {
     if b.faults.set_isolated(on) {
         Json(Isolation { isolated: on }).into_response()
     } else {
@@ -122,15 +138,15 @@ fn set_isolation(b: &Broker, on: bool) -> axum::response::Response {
     }
 }
 
-async fn health(State(b): State<Arc<Broker>>) -> axum::response::Response {
-    if b.is_shutting_down() {
+async fn health(State(b): State<Arc<AdminState>>) -> axum::response::Response {
+    if b.stopping.load(std::sync::atomic::Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody { error: "shutting down".into() }))
             .into_response();
     }
-    let img = b.controller.image();
+    let img = b.view.controller.image();
     Json(BrokerHealth {
         status: "ok".into(),
-        node_id: b.config.node_id,
+        node_id: b.view.node_id,
         cluster_id: img.cluster_id.clone(),
         topics: img.topics.len(),
         partitions: img.partition_count(),
@@ -141,7 +157,8 @@ async fn health(State(b): State<Arc<Broker>>) -> axum::response::Response {
 /// Serves until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    broker: Arc<Broker>,
+    state: Arc<AdminState>,
+    token: Option<Arc<kora_api::Token>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -149,8 +166,8 @@ pub async fn serve(
         .route("/health", get(health))
         .route("/v1/topics/{name}", get(topic))
         .route(kora_api::paths::FAULTS_ISOLATE, axum::routing::post(isolate).delete(heal))
-        .with_state(broker.clone());
-    let app = kora_api::auth::protect(app, broker.config.admin_token.clone(), "admin.token.file");
+        .with_state(state);
+    let app = kora_api::auth::protect(app, token, "admin.token.file");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 

@@ -23,7 +23,42 @@ use kora_meta::{Controller, MetaError, MetadataImage};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::broker::Broker;
+/// The coordinator's work on this broker, with the handles it takes: the broker's logs (its
+/// internal log), the metadata image (who leads which offsets partition, topics for expiry)
+/// and the clock.
+#[derive(Debug)]
+pub struct GroupsEdge {
+    pub coordinator: Arc<Coordinator>,
+    logs: Arc<LogManager>,
+    controller: Arc<Controller>,
+    clock: Arc<dyn Clock>,
+    node_id: i32,
+    /// offsets.retention.check.interval.ms
+    retention_check_interval_ms: u64,
+    /// `__consumer_offsets` partitions whose groups are being loaded (cells).
+    loads: parking_lot::Mutex<std::collections::HashSet<i32>>,
+}
+
+impl GroupsEdge {
+    pub fn new(
+        coordinator: Arc<Coordinator>,
+        logs: Arc<LogManager>,
+        controller: Arc<Controller>,
+        clock: Arc<dyn Clock>,
+        node_id: i32,
+        retention_check_interval_ms: u64,
+    ) -> Self {
+        Self {
+            coordinator,
+            logs,
+            controller,
+            clock,
+            node_id,
+            retention_check_interval_ms,
+            loads: Default::default(),
+        }
+    }
+}
 
 /// Records in a partition beyond `CHECKPOINT_FACTOR` × live keys + `CHECKPOINT_SLACK` trigger a
 /// checkpoint.
@@ -211,11 +246,12 @@ pub(crate) fn load_partition(
 /// In a cell: the coordinator serves the groups of the `__consumer_offsets` partitions this
 /// broker leads. Partitions it lost are released at once; those it gained are replayed from
 /// the log first (clients get NOT_COORDINATOR meanwhile, and retry).
-pub(crate) fn sync_ownership(b: &Arc<Broker>, led: std::collections::BTreeSet<i32>) {
+pub(crate) fn sync_ownership(e: &Arc<GroupsEdge>, led: std::collections::BTreeSet<i32>) {
     let owned: std::collections::BTreeSet<i32> =
-        b.groups.owned_partitions().unwrap_or_default().into_iter().collect();
+        e.coordinator.owned_partitions().unwrap_or_default().into_iter().collect();
+    let b = e;
     for p in owned.difference(&led) {
-        let n = b.groups.release_partition(*p);
+        let n = b.coordinator.release_partition(*p);
         tracing::info!(
             partition = p,
             groups = n,
@@ -223,18 +259,18 @@ pub(crate) fn sync_ownership(b: &Arc<Broker>, led: std::collections::BTreeSet<i3
         );
     }
     for p in led.difference(&owned).copied() {
-        if !b.group_loads.lock().insert(p) {
+        if !b.loads.lock().insert(p) {
             continue;
         }
         let b = b.clone();
         tokio::task::spawn_blocking(move || {
             let started = b.clock.now();
-            b.groups.release_partition(p);
-            match load_partition(&b.logs, &b.groups, p) {
+            b.coordinator.release_partition(p);
+            match load_partition(&b.logs, &b.coordinator, p) {
                 Ok(n) => {
                     let image = b.controller.image();
-                    if image.topic(OFFSETS_TOPIC).is_some_and(|t| t.leads(p, b.config.node_id)) {
-                        b.groups.take_partition(p);
+                    if image.topic(OFFSETS_TOPIC).is_some_and(|t| t.leads(p, b.node_id)) {
+                        b.coordinator.take_partition(p);
                         tracing::info!(
                             partition = p,
                             records = n,
@@ -247,27 +283,27 @@ pub(crate) fn sync_ownership(b: &Arc<Broker>, led: std::collections::BTreeSet<i3
                     tracing::error!(partition = p, error = %e, "loading groups failed; the next metadata change retries")
                 }
             }
-            b.group_loads.lock().remove(&p);
+            b.loads.lock().remove(&p);
         });
     }
 }
 
 /// Timeouts of every group, every `TICK`.
-pub(crate) async fn tick_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn tick_loop(b: Arc<GroupsEdge>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = b.clock.sleep(TICK) => {}
             _ = shutdown.changed() => return,
         }
         let b2 = b.clone();
-        let _ = tokio::task::spawn_blocking(move || b2.groups.tick()).await;
+        let _ = tokio::task::spawn_blocking(move || b2.coordinator.tick()).await;
     }
 }
 
 /// Offset expiry and internal-log checkpoints, every offsets.retention.check.interval.ms (and
 /// checkpoints at least every minute).
-pub(crate) async fn maintenance_loop(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let period = Duration::from_millis(b.config.offsets_retention_check_interval_ms.min(60_000));
+pub(crate) async fn maintenance_loop(b: Arc<GroupsEdge>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(b.retention_check_interval_ms.min(60_000));
     let mut last_expiry = b.clock.now();
     loop {
         tokio::select! {
@@ -275,14 +311,13 @@ pub(crate) async fn maintenance_loop(b: Arc<Broker>, mut shutdown: watch::Receiv
             _ = shutdown.changed() => return,
         }
         let b2 = b.clone();
-        let expire =
-            b.clock.elapsed(last_expiry).as_millis() as u64 >= b.config.offsets_retention_check_interval_ms;
+        let expire = b.clock.elapsed(last_expiry).as_millis() as u64 >= b.retention_check_interval_ms;
         if expire {
             last_expiry = b.clock.now();
         }
         let _ = tokio::task::spawn_blocking(move || {
             if expire {
-                let n = b2.groups.expire_offsets(&ImageTopics(b2.controller.image()));
+                let n = b2.coordinator.expire_offsets(&ImageTopics(b2.controller.image()));
                 if n > 0 {
                     tracing::info!(offsets = n, "expired committed offsets");
                 }
@@ -293,20 +328,20 @@ pub(crate) async fn maintenance_loop(b: Arc<Broker>, mut shutdown: watch::Receiv
     }
 }
 
-fn checkpoint_if_due(b: &Broker) {
-    let owned = b.groups.owned_partitions();
-    for p in 0..b.groups.config().offsets_topic_partitions {
+fn checkpoint_if_due(b: &GroupsEdge) {
+    let owned = b.coordinator.owned_partitions();
+    for p in 0..b.coordinator.config().offsets_topic_partitions {
         if owned.as_ref().is_some_and(|o| !o.contains(&p)) {
             continue;
         }
         let Some(log) = b.logs.get(OFFSETS_TOPIC, p) else { continue };
         let o = log.offsets();
-        let live = b.groups.live_records(p) as i64;
+        let live = b.coordinator.live_records(p) as i64;
         if o.high_watermark - o.log_start_offset <= CHECKPOINT_FACTOR * live + CHECKPOINT_SLACK {
             continue;
         }
         let start = o.high_watermark;
-        match b.groups.checkpoint(p) {
+        match b.coordinator.checkpoint(p) {
             Ok(n) => match log.delete_records_before(start) {
                 Ok(_) => tracing::info!(
                     partition = p,

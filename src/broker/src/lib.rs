@@ -23,12 +23,16 @@ pub mod faults;
 pub mod fetch_session;
 pub mod groups;
 mod handlers;
+pub mod log_sync;
 pub mod metrics;
 pub mod replication;
+mod root;
 pub mod server;
 pub mod sink;
 pub mod tiering;
+pub mod view;
 pub mod zero_copy;
 
-pub use broker::{Broker, BrokerHandle, StartError};
+pub use broker::{Broker, StartError};
 pub use config::{BrokerConfig, ConfigFileError};
+pub use root::BrokerHandle;

@@ -30,8 +30,9 @@ use kora_log::PartitionLog;
 use kora_meta::MetadataImage;
 use parking_lot::Mutex;
 
-use crate::broker::Broker;
 use crate::config::ReplicationConfig;
+use crate::faults::Faults;
+use crate::metrics::Metrics;
 
 pub(crate) type PartitionKey = (String, i32);
 
@@ -157,11 +158,24 @@ impl Throttle {
     }
 }
 
+/// What replication works with: the logs it appends to and reads, the image and controller it
+/// takes roles from and sends ISR changes to, its metrics, and the fault-injection switch.
+#[derive(Debug, Clone)]
+pub struct ReplicaHandles {
+    pub logs: Arc<kora_log::LogManager>,
+    pub controller: Arc<kora_meta::Controller>,
+    pub metrics: Arc<Metrics>,
+    pub faults: Arc<Faults>,
+}
+
 #[derive(Debug)]
 pub struct Replication {
     node_id: i32,
     config: ReplicationConfig,
     clock: Arc<dyn Clock>,
+    h: ReplicaHandles,
+    /// Set by `stop`: fetchers end.
+    stopped: AtomicBool,
     state: Mutex<State>,
     /// leader.replication.throttled.rate: what this leader serves to replicas being added.
     pub(crate) leader_throttle: Throttle,
@@ -170,9 +184,11 @@ pub struct Replication {
 }
 
 impl Replication {
-    pub fn new(node_id: i32, config: ReplicationConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(node_id: i32, config: ReplicationConfig, clock: Arc<dyn Clock>, h: ReplicaHandles) -> Self {
         Replication {
             node_id,
+            h,
+            stopped: AtomicBool::new(false),
             leader_throttle: Throttle::new(config.leader_throttled_rate, clock.clone()),
             follower_throttle: Throttle::new(config.follower_throttled_rate, clock.clone()),
             config,
@@ -198,8 +214,9 @@ impl Replication {
 
     /// Brings roles in line with the image: partitions this broker now leads start a leader
     /// epoch; those it follows get a fetcher for their leader. Called after the logs were
-    /// synced with the same image.
-    pub(crate) fn sync(&self, b: &Arc<Broker>, image: &MetadataImage) {
+    /// synced with the same image. Returns the `__consumer_offsets` partitions this broker
+    /// leads (their groups follow that leadership).
+    pub(crate) fn sync(self: &Arc<Self>, image: &MetadataImage) -> std::collections::BTreeSet<i32> {
         let mut st = self.state.lock();
         // Only topics whose image changed since the last sync are looked at: a metadata change
         // costs the partitions it touched, not every partition of the cell.
@@ -220,7 +237,7 @@ impl Replication {
                 // A new topic under an old name: nothing of the old one carries over.
                 st.forget(name, o.partitions);
             }
-            if self.sync_topic(b, &mut st, name, t) {
+            if self.sync_topic(&mut st, name, t) {
                 st.seen.insert(name.clone(), t.clone());
             }
         }
@@ -236,21 +253,14 @@ impl Replication {
             keep
         });
         for leader in needed {
-            st.fetchers.entry(leader).or_insert_with(|| tokio::spawn(fetcher(b.clone(), leader)));
+            st.fetchers.entry(leader).or_insert_with(|| tokio::spawn(fetcher(self.clone(), leader)));
         }
-        drop(st);
-        crate::groups::sync_ownership(b, offsets_led);
+        offsets_led
     }
 
     /// Brings the roles of one topic's partitions in line with its image. False when a hosted
     /// partition has no log yet (the next sync looks again).
-    fn sync_topic(
-        &self,
-        b: &Arc<Broker>,
-        st: &mut State,
-        name: &str,
-        t: &Arc<kora_meta::TopicImage>,
-    ) -> bool {
+    fn sync_topic(&self, st: &mut State, name: &str, t: &Arc<kora_meta::TopicImage>) -> bool {
         let me = self.node_id;
         let now = self.clock.now_ms();
         let mut complete = true;
@@ -262,7 +272,7 @@ impl Replication {
                 st.following.remove(&key);
                 continue;
             }
-            let Some(log) = b.logs.get(name, p) else {
+            let Some(log) = self.h.logs.get(name, p) else {
                 complete = false;
                 continue;
             };
@@ -335,6 +345,7 @@ impl Replication {
 
     /// Stops every fetcher (shutdown).
     pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
         for (_, t) in self.state.lock().fetchers.drain() {
             t.abort();
         }
@@ -486,9 +497,9 @@ fn advance_hw(me: i32, l: &Leading, log: &PartitionLog) -> i64 {
 }
 
 /// Sends an ISR change to the controller, off the async workers.
-pub(crate) fn submit(b: &Broker, c: IsrChange) {
+pub(crate) fn submit(r: &Replication, c: IsrChange) {
     let (controller, logs, counter, me) =
-        (b.controller.clone(), b.logs.clone(), b.metrics.isr_changes.clone(), b.config.node_id);
+        (r.h.controller.clone(), r.h.logs.clone(), r.h.metrics.isr_changes.clone(), r.node_id);
     tokio::spawn(async move {
         let (topic, partition, isr) = (c.topic.clone(), c.partition, c.isr.clone());
         let (le, pe) = (c.leader_epoch, c.partition_epoch);
@@ -520,21 +531,21 @@ pub(crate) fn submit(b: &Broker, c: IsrChange) {
 
 /// Checks for ISR shrinks every half replica.lag.time.max.ms (at most every second), and
 /// checkpoints high watermarks.
-pub(crate) async fn isr_loop(b: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let period = Duration::from_millis((b.config.replication.lag_time_max_ms / 2).clamp(50, 1_000));
-    let checkpoint_every = b.config.replication.high_watermark_checkpoint_interval_ms as i64;
-    let mut last_checkpoint = b.clock.now_ms();
+pub(crate) async fn isr_loop(r: Arc<Replication>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let period = Duration::from_millis((r.config.lag_time_max_ms / 2).clamp(50, 1_000));
+    let checkpoint_every = r.config.high_watermark_checkpoint_interval_ms as i64;
+    let mut last_checkpoint = r.clock.now_ms();
     loop {
         tokio::select! {
-            _ = b.clock.sleep(period) => {}
+            _ = r.clock.sleep(period) => {}
             _ = shutdown.changed() => return,
         }
-        for c in b.replication.shrinks() {
-            submit(&b, c);
+        for c in r.shrinks() {
+            submit(&r, c);
         }
-        if b.clock.now_ms() - last_checkpoint >= checkpoint_every {
-            last_checkpoint = b.clock.now_ms();
-            let logs = b.logs.clone();
+        if r.clock.now_ms() - last_checkpoint >= checkpoint_every {
+            last_checkpoint = r.clock.now_ms();
+            let logs = r.h.logs.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 for (topic, partition, log) in logs.all() {
                     if let Err(e) = log.checkpoint_high_watermark() {
@@ -548,92 +559,88 @@ pub(crate) async fn isr_loop(b: Arc<Broker>, mut shutdown: tokio::sync::watch::R
 }
 
 /// Fetches every partition this broker follows from `leader`, until stopped.
-async fn fetcher(b: Arc<Broker>, leader: i32) {
-    let cfg = b.config.replication.clone();
+async fn fetcher(r: Arc<Replication>, leader: i32) {
+    let cfg = r.config.clone();
     let backoff = Duration::from_millis(cfg.fetch_backoff_ms.max(10));
     let mut conn: Option<kora_client::Connection> = None;
     // Partitions that answered an error wait until this time (or a new epoch).
     let mut paused: HashMap<PartitionKey, (i32, std::time::Instant)> = HashMap::new();
     loop {
-        if b.is_shutting_down() {
+        if r.stopped.load(Ordering::Acquire) {
             return;
         }
-        if b.faults.isolated() {
+        if r.h.faults.isolated() {
             conn = None;
-            b.clock.sleep(backoff).await;
+            r.clock.sleep(backoff).await;
             continue;
         }
-        let now = b.clock.now();
+        let now = r.clock.now();
         // Partitions this broker is being added to (a reassignment) fetch within
         // follower.replication.throttled.rate.
-        let image = b.controller.image();
-        let me = b.config.node_id;
+        let image = r.h.controller.image();
+        let me = r.node_id;
         let throttled = |k: &PartitionKey| {
             image.topic(&k.0).and_then(|t| t.partition(k.1)).is_some_and(|s| s.adding.contains(&me))
         };
-        let allowance = b.replication.follower_throttle.available();
+        let allowance = r.follower_throttle.available();
         let parts: Vec<(PartitionKey, i32, Arc<PartitionLog>)> = {
-            let st = b.replication.state.lock();
+            let st = r.state.lock();
             st.following
                 .iter()
                 .filter(|(_, f)| f.leader == leader)
                 .filter(|(k, f)| paused.get(*k).is_none_or(|(e, until)| *e != f.epoch || *until <= now))
                 .filter(|(k, _)| allowance > 0 || !throttled(k))
-                .filter_map(|(k, f)| b.logs.get(&k.0, k.1).map(|log| (k.clone(), f.epoch, log)))
+                .filter_map(|(k, f)| r.h.logs.get(&k.0, k.1).map(|log| (k.clone(), f.epoch, log)))
                 .collect()
         };
         let throttled_keys: std::collections::HashSet<PartitionKey> =
             parts.iter().map(|(k, _, _)| k.clone()).filter(|k| throttled(k)).collect();
         drop(image);
         if parts.is_empty() {
-            b.clock.sleep(Duration::from_millis(50)).await;
+            r.clock.sleep(Duration::from_millis(50)).await;
             continue;
         }
         let addr = {
-            let image = b.controller.image();
+            let image = r.h.controller.image();
             image.brokers.get(&leader).map(|x| format!("{}:{}", x.registration.host, x.registration.port))
         };
         let Some(addr) = addr else {
-            b.clock.sleep(backoff).await;
+            r.clock.sleep(backoff).await;
             continue;
         };
         if conn.as_ref().is_none_or(|c| c.addr() != addr) {
             let timeout = Duration::from_millis(cfg.fetch_wait_max_ms) + Duration::from_secs(10);
-            match kora_client::Connection::connect(
-                &addr,
-                &format!("kora-replica-{}", b.config.node_id),
-                timeout,
-            )
-            .await
+            match kora_client::Connection::connect(&addr, &format!("kora-replica-{}", r.node_id), timeout)
+                .await
             {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::debug!(leader, %addr, error = %e, "cannot reach leader");
-                    b.clock.sleep(backoff).await;
+                    r.clock.sleep(backoff).await;
                     continue;
                 }
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let req = build_request(&b, &parts, &cfg, &throttled_keys, allowance);
+        let req = build_request(r.node_id, &parts, &cfg, &throttled_keys, allowance);
         let resp = match c.send(&req, REPLICA_FETCH_VERSION).await {
             Ok((_, r)) => r,
             Err(e) => {
                 tracing::debug!(leader, %addr, error = %e, "follower fetch failed");
                 conn = None;
-                b.clock.sleep(backoff).await;
+                r.clock.sleep(backoff).await;
                 continue;
             }
         };
         // A response that arrives after fault injection cut this broker off is dropped, as a
         // partitioned network would drop it.
-        if b.faults.isolated() {
+        if r.h.faults.isolated() {
             conn = None;
             continue;
         }
         if resp.error_code != 0 {
             tracing::debug!(leader, code = resp.error_code, "follower fetch refused");
-            b.clock.sleep(backoff).await;
+            r.clock.sleep(backoff).await;
             continue;
         }
         let by_key: HashMap<PartitionKey, (i32, Arc<PartitionLog>)> =
@@ -645,14 +652,14 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
                 let Some((epoch, log)) = by_key.get(&key) else { continue };
                 if throttled_keys.contains(&key) {
                     let n = pd.records.as_ref().map_or(0, |r| r.len());
-                    b.replication.follower_throttle.consume(n);
+                    r.follower_throttle.consume(n);
                 }
-                if !b.replication.is_following(&key, leader, *epoch) {
+                if !r.is_following(&key, leader, *epoch) {
                     // Its role changed while the fetch was out (it leads now, or follows a
                     // newer epoch): what the old leader sent must not go in.
                     continue;
                 }
-                if let Err(code) = apply(&b, &key, log, pd) {
+                if let Err(code) = apply(&r.h.metrics, &key, log, pd) {
                     tracing::debug!(topic = %key.0, partition = key.1, code, "follower fetch partition error");
                     // A leader that has not seen its own election yet answers these for a
                     // moment: retry soon rather than after a full backoff.
@@ -664,7 +671,7 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
                     ];
                     let wait =
                         if leadership.contains(&code) { LEADERSHIP_RETRY.min(backoff) } else { backoff };
-                    paused.insert(key, (*epoch, b.clock.now() + wait));
+                    paused.insert(key, (*epoch, r.clock.now() + wait));
                 }
             }
         }
@@ -672,7 +679,7 @@ async fn fetcher(b: Arc<Broker>, leader: i32) {
 }
 
 fn build_request(
-    b: &Broker,
+    me: i32,
     parts: &[(PartitionKey, i32, Arc<PartitionLog>)],
     cfg: &ReplicationConfig,
     throttled: &std::collections::HashSet<PartitionKey>,
@@ -695,13 +702,13 @@ fn build_request(
             Some(t) if t.topic.0.as_str() == topic => t.partitions.push(fp),
             _ => topics.push(
                 FetchTopic::default()
-                    .with_topic(TopicName(crate::handlers::sb(topic)))
+                    .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.clone())))
                     .with_partitions(vec![fp]),
             ),
         }
     }
     FetchRequest::default()
-        .with_replica_id(BrokerId(b.config.node_id))
+        .with_replica_id(BrokerId(me))
         .with_max_wait_ms(cfg.fetch_wait_max_ms.min(i32::MAX as u64) as i32)
         .with_min_bytes(1)
         .with_max_bytes(cfg.fetch_response_max_bytes.min(i32::MAX as usize) as i32)
@@ -713,7 +720,7 @@ fn build_request(
 
 /// Applies one partition of a follower fetch; Err(code) pauses the partition.
 fn apply(
-    b: &Broker,
+    metrics: &Metrics,
     key: &PartitionKey,
     log: &PartitionLog,
     pd: kafka_protocol::messages::fetch_response::PartitionData,
@@ -746,7 +753,7 @@ fn apply(
         let target = if mine_end < 0 { log.high_watermark() } else { leader_end.min(mine_end) };
         tracing::info!(topic = %key.0, partition = key.1, leader_epoch, leader_end, mine_epoch, mine_end, target, "diverged from the leader; truncating");
         tokio::task::block_in_place(|| log.truncate_to(target)).map_err(storage)?;
-        b.metrics.replica_truncations.inc();
+        metrics.replica_truncations.inc();
         return Ok(());
     }
     if let Some(records) = pd.records.filter(|r| !r.is_empty()) {
@@ -756,7 +763,7 @@ fn apply(
             kora_log::LogError::StaleLeaderEpoch { .. } => crate::errors::log_error_code(&e),
             e => storage(e),
         })?;
-        b.metrics.replication_bytes_in.inc_by(n);
+        metrics.replication_bytes_in.inc_by(n);
     }
     let end = log.log_end_offset();
     log.advance_high_watermark(pd.high_watermark.min(end));
@@ -785,6 +792,23 @@ mod tests {
             inner: Mutex::new(LeadingInner { replicas, isr, partition_epoch: 0, followers }),
             altering: AtomicBool::new(false),
         })
+    }
+
+    /// Handles over a scratch log manager and controller (the tests drive `Leading` directly).
+    fn handles(dir: &std::path::Path, clock: Arc<ManualClock>) -> ReplicaHandles {
+        let config = kora_meta::controller::ControllerConfig {
+            default_partitions: 1,
+            default_replication_factor: 1,
+            broker_count: 1,
+            topic_defaults: Default::default(),
+            max_partitions_per_topic: 1000,
+        };
+        ReplicaHandles {
+            logs: Arc::new(kora_log::LogManager::open(&dir.join("logs"), clock).expect("logs")),
+            controller: Arc::new(kora_meta::Controller::open(&dir.join("meta"), config).expect("controller")),
+            metrics: Arc::new(Metrics::new()),
+            faults: Arc::new(Faults::new(false)),
+        }
     }
 
     fn open_log(dir: &std::path::Path, clock: Arc<ManualClock>) -> PartitionLog {
@@ -835,8 +859,8 @@ mod tests {
             straggler_min_lag_ms: 2_000,
             ..Default::default()
         };
-        let r = Replication::new(1, cfg, clock.clone());
         let dir = tempfile::tempdir().expect("tmp");
+        let r = Replication::new(1, cfg, clock.clone(), handles(dir.path(), clock.clone()));
         let log = open_log(dir.path(), clock.clone());
         log.set_replicated(true);
         let l = leading(vec![1, 2, 3], vec![1, 2, 3], clock.now_ms());
@@ -865,7 +889,8 @@ mod tests {
         l.altering.store(false, Ordering::Release);
         // Without straggler detection only replica.lag.time.max.ms counts.
         let cfg = ReplicationConfig { lag_time_max_ms: 10_000, straggler_factor: 0, ..Default::default() };
-        let r2 = Replication::new(1, cfg, clock.clone());
+        let dir2 = tempfile::tempdir().expect("tmp");
+        let r2 = Replication::new(1, cfg, clock.clone(), handles(dir2.path(), clock.clone()));
         let l2 = leading(vec![1, 2, 3], vec![1, 2, 3], clock.now_ms() - 3_000);
         r2.state.lock().leading.insert(("t".into(), 0), l2);
         assert!(r2.shrinks().is_empty());

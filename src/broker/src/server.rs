@@ -11,9 +11,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::Decodable;
 use kora_common::Clock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -250,31 +250,10 @@ pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, ctx: &mut ConnectionC
 
 /// Frames a response: size, header for `api_key`/`version`, body.
 pub fn encode(correlation_id: i32, api_key: ApiKey, version: i16, resp: ResponseKind) -> Outcome {
-    match encode_bytes(correlation_id, api_key, version, resp) {
+    match crate::zero_copy::encode_bytes(correlation_id, api_key, version, resp) {
         Ok(b) => Outcome::Respond(b),
         Err(reason) => Outcome::Close(reason),
     }
-}
-
-/// The framed response as one buffer; Err says why it could not be encoded.
-pub fn encode_bytes(
-    correlation_id: i32,
-    api_key: ApiKey,
-    version: i16,
-    resp: ResponseKind,
-) -> Result<Bytes, String> {
-    let mut out = BytesMut::with_capacity(64);
-    out.put_i32(0);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header
-        .encode(&mut out, api_key.response_header_version(version))
-        .map_err(|e| format!("encoding {api_key:?} response header failed: {e}"))?;
-    resp.encode(&mut out, version)
-        .map_err(|e| format!("encoding {api_key:?} v{version} response failed: {e}"))?;
-    let size =
-        i32::try_from(out.len() - 4).map_err(|_| format!("{api_key:?} response of {} bytes", out.len()))?;
-    out[0..4].copy_from_slice(&size.to_be_bytes());
-    Ok(out.freeze())
 }
 
 pub(crate) fn api_name(k: ApiKey) -> &'static str {

@@ -20,8 +20,8 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use tokio::sync::{watch, Semaphore};
 
-use crate::broker::Broker;
-use crate::metrics::PartitionLabels;
+use crate::metrics::{Metrics, PartitionLabels};
+use crate::view::View;
 
 /// Objects younger than this may belong to an upload in flight.
 const ORPHAN_MIN_AGE: Duration = Duration::from_secs(600);
@@ -95,6 +95,29 @@ impl Tiering {
     }
 }
 
+/// The tier manager's handles: the tier itself, the logs it uploads from and trims, the
+/// metadata view (manifests, leadership, controller calls), metrics and the clock.
+#[derive(Debug)]
+pub struct TierManager {
+    pub tiering: Arc<Tiering>,
+    logs: Arc<kora_log::LogManager>,
+    view: View,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+impl TierManager {
+    pub fn new(
+        tiering: Arc<Tiering>,
+        logs: Arc<kora_log::LogManager>,
+        view: View,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { tiering, logs, view, metrics, clock }
+    }
+}
+
 fn ready(t: &Tiering, key: &(String, i32)) -> bool {
     let now = t.clock.now();
     t.backoff.lock().get(key).is_none_or(|(at, _)| now >= *at)
@@ -108,13 +131,13 @@ fn failed(t: &Tiering, key: (String, i32)) {
 
 /// Uploads what is due for one partition, then trims local disk. Returns bytes uploaded.
 async fn upload_partition(
-    b: &Arc<Broker>,
+    b: &Arc<TierManager>,
     t: &Tiering,
     topic: &str,
     partition: i32,
     log: Arc<PartitionLog>,
 ) -> Result<u64, String> {
-    let image = b.controller.image();
+    let image = b.view.controller.image();
     let Some(topic_image) = image.topic(topic) else { return Ok(0) };
     let topic_id = topic_image.topic_id;
     let manifest = image.remote_segments(&topic_id, partition);
@@ -123,7 +146,7 @@ async fn upload_partition(
     let mut end = remote_end;
     // In a cell only the leader uploads, and only what every in-sync replica has (a follower
     // just trims what the manifest holds).
-    let leads = b.leadership_error(topic, partition).is_none();
+    let leads = b.view.leadership_error(topic, partition).is_none();
     let hw = log.high_watermark();
     for seg in log.closed_segments(remote_end) {
         if !leads || seg.next_offset > hw {
@@ -134,7 +157,8 @@ async fn upload_partition(
             .await
             .map_err(|e| e.to_string())?;
         let committed = entry.clone();
-        b.meta(move |c| c.add_remote_segment(topic_id, partition, committed))
+        b.view
+            .call(move |c| c.add_remote_segment(topic_id, partition, committed))
             .await
             .map_err(|e| e.to_string())?;
         uploaded += seg.size_bytes;
@@ -157,13 +181,13 @@ async fn upload_partition(
 /// retention.ms / retention.bytes over both tiers: drops the oldest remote segments, moves the
 /// log start past them, then deletes their objects.
 async fn remote_retention(
-    b: &Arc<Broker>,
+    b: &Arc<TierManager>,
     t: &Tiering,
     topic: &str,
     partition: i32,
     log: &Arc<PartitionLog>,
 ) -> Result<(), String> {
-    let image = b.controller.image();
+    let image = b.view.controller.image();
     let Some(topic_image) = image.topic(topic) else { return Ok(()) };
     let topic_id = topic_image.topic_id;
     let manifest: Vec<RemoteSegment> = image.remote_segments(&topic_id, partition).to_vec();
@@ -193,7 +217,10 @@ async fn remote_retention(
     let Some(last) = doomed.last() else { return Ok(()) };
     let new_start = last.end_offset;
     let bases: Vec<i64> = doomed.iter().map(|s| s.base_offset).collect();
-    b.meta(move |c| c.remove_remote_segments(topic_id, partition, bases)).await.map_err(|e| e.to_string())?;
+    b.view
+        .call(move |c| c.remove_remote_segments(topic_id, partition, bases))
+        .await
+        .map_err(|e| e.to_string())?;
     let log2 = log.clone();
     if new_start > log.offsets().log_start_offset {
         // The manifest no longer names the objects, so no reader can reach them whatever
@@ -219,8 +246,8 @@ async fn remote_retention(
     Ok(())
 }
 
-async fn sweep(b: &Arc<Broker>, t: &Tiering, min_age: Duration) {
-    let image = b.controller.image();
+async fn sweep(b: &Arc<TierManager>, t: &Tiering, min_age: Duration) {
+    let image = b.view.controller.image();
     let referenced: HashSet<String> = image
         .remote
         .values()
@@ -243,8 +270,8 @@ async fn sweep(b: &Arc<Broker>, t: &Tiering, min_age: Duration) {
 
 /// The manager's loop: every remote.log.manager.task.interval.ms, upload and trim every
 /// tiered partition (bounded concurrency), apply retention, refresh lag gauges.
-pub(crate) async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let Some(t) = b.tiering.clone() else { return };
+pub(crate) async fn run(b: Arc<TierManager>, mut shutdown: watch::Receiver<bool>) {
+    let t = b.tiering.clone();
     sweep(&b, &t, Duration::ZERO).await;
     let mut last_sweep = b.clock.now();
     let period = Duration::from_millis(t.config.task_interval_ms);
@@ -276,7 +303,7 @@ pub(crate) async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                         failed(&t, key);
                     }
                 }
-                if b.leadership_error(&topic, partition).is_some() {
+                if b.view.leadership_error(&topic, partition).is_some() {
                     return;
                 }
                 if let Err(e) = remote_retention(&b, &t, &topic, partition, &log).await {
@@ -294,8 +321,8 @@ pub(crate) async fn run(b: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 
 /// Upload lag gauges: bytes and age of local data not yet in the object store. Computed when
 /// /metrics is scraped, so they are current even while a long upload backlog drains.
-pub(crate) fn refresh_lag(b: &Broker) {
-    let image = b.controller.image();
+pub(crate) fn refresh_lag(b: &TierManager) {
+    let image = b.view.controller.image();
     b.metrics.remote_upload_lag_bytes.clear();
     b.metrics.remote_upload_lag_seconds.clear();
     b.metrics.remote_bytes.clear();

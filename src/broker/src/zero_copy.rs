@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, FetchResponse};
+use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Record sets smaller than this are copied into the surrounding header bytes.
@@ -61,7 +62,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Encodes a Fetch response as the frame's parts: header chunks and the log's record buffers.
-/// Their concatenation is byte for byte what `server::encode` produces.
+/// Their concatenation is byte for byte what `encode_bytes` produces.
 pub fn encode_fetch(
     correlation_id: i32,
     version: i16,
@@ -76,7 +77,7 @@ pub fn encode_fetch(
             }
         }
     }
-    let headers = crate::server::encode_bytes(correlation_id, ApiKey::Fetch, version, resp.into())?;
+    let headers = encode_bytes(correlation_id, ApiKey::Fetch, version, resp.into())?;
     if taken.is_empty() {
         return Ok(vec![headers]);
     }
@@ -150,6 +151,27 @@ pub async fn write_parts<W: AsyncWrite + Unpin>(w: &mut W, parts: &[Bytes]) -> s
     }
 }
 
+/// The framed response as one buffer; Err says why it could not be encoded.
+pub fn encode_bytes(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    resp: kafka_protocol::messages::ResponseKind,
+) -> Result<Bytes, String> {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_i32(0);
+    let header = kafka_protocol::messages::ResponseHeader::default().with_correlation_id(correlation_id);
+    header
+        .encode(&mut out, api_key.response_header_version(version))
+        .map_err(|e| format!("encoding {api_key:?} response header failed: {e}"))?;
+    resp.encode(&mut out, version)
+        .map_err(|e| format!("encoding {api_key:?} v{version} response failed: {e}"))?;
+    let size =
+        i32::try_from(out.len() - 4).map_err(|_| format!("{api_key:?} response of {} bytes", out.len()))?;
+    out[0..4].copy_from_slice(&size.to_be_bytes());
+    Ok(out.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,8 +222,7 @@ mod tests {
     #[test]
     fn parts_are_byte_for_byte_the_encoded_response_at_every_version() {
         for version in 4..=17 {
-            let whole = crate::server::encode_bytes(9, ApiKey::Fetch, version, response(version).into())
-                .expect("encode");
+            let whole = encode_bytes(9, ApiKey::Fetch, version, response(version).into()).expect("encode");
             let parts = encode_fetch(9, version, response(version)).expect("parts");
             let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
             assert_eq!(joined, whole.to_vec(), "Fetch v{version}");

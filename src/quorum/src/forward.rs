@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use kora_api::{AddVoter, ApiError, Client, Token};
+use kora_common::Clock;
 use kora_meta::{ControllerRequest, ForwardedReply, Forwarder, MetaError};
 use parking_lot::Mutex;
 
@@ -23,6 +24,7 @@ const FORWARD_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct HttpForwarder {
     voters: Vec<Client>,
+    clock: Arc<dyn Clock>,
     runtime: tokio::runtime::Handle,
     /// The voter that answered last (tried first next time).
     last_good: Mutex<usize>,
@@ -33,15 +35,16 @@ impl HttpForwarder {
         voters: Vec<String>,
         http: reqwest::Client,
         token: Option<Arc<Token>>,
+        clock: Arc<dyn Clock>,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         assert!(!voters.is_empty(), "a cell has voters");
         let voters = voters.iter().map(|v| Client::with_http(http.clone(), v, token.clone())).collect();
-        Self { voters, runtime, last_good: Mutex::new(0) }
+        Self { voters, clock, runtime, last_good: Mutex::new(0) }
     }
 
     async fn send(&self, request: &ControllerRequest) -> Result<ForwardedReply, MetaError> {
-        let deadline = tokio::time::Instant::now() + FORWARD_DEADLINE;
+        let deadline = self.clock.now() + FORWARD_DEADLINE;
         let mut backoff = Duration::from_millis(50);
         let mut last_error = String::new();
         loop {
@@ -64,10 +67,10 @@ impl HttpForwarder {
                     Err(e) => last_error = e.to_string(),
                 }
             }
-            if tokio::time::Instant::now() + backoff > deadline {
+            if self.clock.now() + backoff > deadline {
                 return Err(MetaError::Store(format!("no active controller answered: {last_error}")));
             }
-            tokio::time::sleep(backoff).await;
+            self.clock.sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
@@ -82,6 +85,7 @@ impl Forwarder for HttpForwarder {
 /// Asks the quorum (any of `voters`) to make `id` at `address` a learner, retrying until a
 /// leader takes it or `within` passes.
 pub async fn join_as_learner(
+    clock: &dyn Clock,
     http: &reqwest::Client,
     token: Option<Arc<Token>>,
     voters: &[String],
@@ -89,7 +93,7 @@ pub async fn join_as_learner(
     address: &str,
     within: Duration,
 ) -> Result<(), QuorumError> {
-    let deadline = tokio::time::Instant::now() + within;
+    let deadline = clock.now() + within;
     let body = AddVoter { id, address: address.to_string() };
     let mut last = String::new();
     loop {
@@ -114,9 +118,9 @@ pub async fn join_as_learner(
                 Err(e) => last = e.to_string(),
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if clock.now() >= deadline {
             return Err(QuorumError::Raft(format!("could not join the quorum as a learner: {last}")));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        clock.sleep(Duration::from_millis(200)).await;
     }
 }

@@ -40,6 +40,7 @@ pub struct LearnerOptions {
     pub cut_off: Option<CutOff>,
     /// The learner's listener stops when this changes.
     pub shutdown: watch::Receiver<bool>,
+    pub clock: Arc<dyn kora_common::Clock>,
 }
 
 /// A broker's learner of its cell's quorum.
@@ -67,6 +68,7 @@ impl Learner {
         qc.log_dir = o.log_dir;
         qc.state_dir = o.state_dir;
         qc.token = o.token.clone();
+        qc.clock = o.clock.clone();
         let http = http_client()?;
         let quorum = Quorum::open(qc, http.clone()).await?;
         let routes = kora_api::auth::protect(
@@ -100,6 +102,7 @@ impl Learner {
             }
         });
         crate::join_as_learner(
+            &*o.clock,
             &http,
             o.token.clone(),
             &o.voters,
@@ -110,7 +113,7 @@ impl Learner {
         .await?;
         // The image is usable once the log (or a snapshot) with the cell's first records arrived.
         let mut rx = quorum.subscribe();
-        let arrived = tokio::time::timeout(o.join_timeout, async {
+        let arrived = kora_common::timeout(&*o.clock, o.join_timeout, async {
             while rx.borrow_and_update().cluster_id.is_empty() {
                 if rx.changed().await.is_err() {
                     return false;
@@ -123,7 +126,7 @@ impl Learner {
             return Err(QuorumError::Raft("joined the quorum but received no metadata in time".into()));
         }
         let forwarder = Arc::new(Switchable {
-            inner: HttpForwarder::new(o.voters, http, o.token, tokio::runtime::Handle::current()),
+            inner: HttpForwarder::new(o.voters, http, o.token, o.clock, tokio::runtime::Handle::current()),
             cut_off: o.cut_off,
         });
         let controller = Arc::new(Controller::forwarding(forwarder, quorum.subscribe(), o.controller));

@@ -43,6 +43,8 @@ pub struct QuorumConfig {
     pub max_in_snapshot_log_to_keep: u64,
     /// The cell's token: presented on every Raft RPC and relayed call, and required of them.
     pub token: Option<Arc<kora_api::Token>>,
+    /// Time for this crate's own waits and timers (openraft keeps its own).
+    pub clock: Arc<dyn kora_common::Clock>,
 }
 
 impl QuorumConfig {
@@ -59,6 +61,7 @@ impl QuorumConfig {
             snapshot_after_entries: 10_000,
             max_in_snapshot_log_to_keep: 1_000,
             token: None,
+            clock: Arc::new(kora_common::SystemClock),
         }
     }
 
@@ -186,13 +189,14 @@ impl Quorum {
 
     /// Waits until some voter leads (this one or another), at most `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(NodeId, String), QuorumError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let clock = self.config.clock.clone();
+        let deadline = clock.now() + timeout;
         let mut rx = self.raft.metrics();
         loop {
             if let Some(l) = self.leader() {
                 return Ok(l);
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if kora_common::timeout_at(&*clock, deadline, rx.changed()).await.is_err() {
                 return Err(QuorumError::NoLeader);
             }
         }

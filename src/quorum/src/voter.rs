@@ -68,6 +68,7 @@ impl Voter {
             .build()
             .map_err(|e| QuorumError::Config(format!("http client: {e}")))?;
         let token = o.quorum.token.clone();
+        let clock = o.quorum.clock.clone();
         let quorum = Quorum::open(o.quorum, http.clone()).await?;
         let controller = Arc::new(Controller::with_log(
             Arc::new(RaftLog::new(quorum.clone(), tokio::runtime::Handle::current())),
@@ -84,7 +85,7 @@ impl Voter {
         if let Some(voters) = o.bootstrap {
             quorum.bootstrap(voters).await?;
         }
-        let duties = spawn_duties(quorum.clone(), controller.clone(), o.duties);
+        let duties = spawn_duties(quorum.clone(), controller.clone(), o.duties, clock);
         Ok(Voter { quorum, controller, server, duties })
     }
 
@@ -113,7 +114,12 @@ async fn run_blocking(
 }
 
 /// Starts the active controller's duties; each does nothing while this voter does not lead.
-pub fn spawn_duties(quorum: Arc<Quorum>, controller: Arc<Controller>, duties: Duties) -> Vec<JoinHandle<()>> {
+pub fn spawn_duties(
+    quorum: Arc<Quorum>,
+    controller: Arc<Controller>,
+    duties: Duties,
+    clock: Arc<dyn kora_common::Clock>,
+) -> Vec<JoinHandle<()>> {
     let cluster_id = {
         let (q, c) = (quorum.clone(), controller.clone());
         tokio::spawn(async move {
@@ -129,17 +135,17 @@ pub fn spawn_duties(quorum: Arc<Quorum>, controller: Arc<Controller>, duties: Du
         })
     };
     let leases = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(FENCE_CHECK_INTERVAL);
+        let mut tick = kora_common::Ticker::new(clock.clone(), FENCE_CHECK_INTERVAL);
         let every = duties.leader_imbalance_check_interval;
-        let mut last_rebalance = tokio::time::Instant::now();
+        let mut last_rebalance = clock.now();
         loop {
             tick.tick().await;
             if !quorum.is_leader() {
                 continue;
             }
-            let rebalance = !every.is_zero() && last_rebalance.elapsed() >= every;
+            let rebalance = !every.is_zero() && clock.elapsed(last_rebalance) >= every;
             if rebalance {
-                last_rebalance = tokio::time::Instant::now();
+                last_rebalance = clock.now();
             }
             let timeout_ms = duties.broker_session_timeout_ms;
             run_blocking(&controller, "fencing brokers or restoring preferred leaders", move |c| {

@@ -191,7 +191,7 @@ pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i
         }
         let req = TopicRequest { name: name.clone(), partitions, replication_factor: rf, configs };
         let validate_only = r.validate_only;
-        match b.meta(move |c| c.create_topic(&req, validate_only)).await {
+        match b.view.call(move |c| c.create_topic(&req, validate_only)).await {
             Ok(topic) => {
                 created_any |= !validate_only;
                 let mut res = result
@@ -260,7 +260,7 @@ pub(super) async fn delete_topics(b: &Broker, r: DeleteTopicsRequest, version: i
             continue;
         }
         let n2 = n.clone();
-        match b.meta(move |c| c.delete_topic(&n2)).await {
+        match b.view.call(move |c| c.delete_topic(&n2)).await {
             Ok(tid) => {
                 deleted_any = true;
                 tracing::info!(topic = %n, "topic deleted");
@@ -300,7 +300,7 @@ pub(super) async fn create_partitions(b: &Broker, r: CreatePartitionsRequest) ->
             }
         }
         let (count, validate_only) = (t.count, r.validate_only);
-        match b.meta(move |c| c.create_partitions(&name, count, validate_only)).await {
+        match b.view.call(move |c| c.create_partitions(&name, count, validate_only)).await {
             Ok(()) => {
                 changed |= !validate_only;
                 results.push(base);
@@ -399,7 +399,7 @@ async fn commit_topic_configs(
     overrides: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(), MetaError> {
-    b.meta(move |c| c.set_topic_configs(&name, overrides, validate_only)).await
+    b.view.call(move |c| c.set_topic_configs(&name, overrides, validate_only)).await
 }
 
 fn static_broker_error() -> (i16, String) {

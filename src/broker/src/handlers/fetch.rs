@@ -173,8 +173,8 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16, redir
         ResponseError::UnknownTopicOrPartition.code()
     };
     // KIP-392: consumers (v11+) may read from a follower, up to its high watermark.
-    let follower_read = version >= 11 && b.follows(&p.topic, p.partition);
-    if let Some(code) = b.leadership_error(&p.topic, p.partition).filter(|_| !follower_read) {
+    let follower_read = version >= 11 && b.view.follows(&p.topic, p.partition);
+    if let Some(code) = b.view.leadership_error(&p.topic, p.partition).filter(|_| !follower_read) {
         let code = if code == ResponseError::UnknownTopicOrPartition.code() { unknown } else { code };
         return Read::Done(Outcome { error: code, high_watermark: -1, log_start_offset: -1, records: None });
     }
@@ -187,7 +187,7 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16, redir
         });
     };
     // A newer epoch than the leader's is unknown to us, an older one fenced.
-    if let Some(code) = b.epoch_error(&p.topic, p.partition, p.current_leader_epoch) {
+    if let Some(code) = b.view.epoch_error(&p.topic, p.partition, p.current_leader_epoch) {
         return Read::Done(Outcome { error: code, high_watermark: -1, log_start_offset: -1, records: None });
     }
     if budget == 0 || redirect {
@@ -310,7 +310,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         .map(|p| {
             client_rack
                 .as_deref()
-                .and_then(|rack| b.preferred_read_replica(&p.topic, p.partition, rack))
+                .and_then(|rack| b.view.preferred_read_replica(&p.topic, p.partition, rack))
                 .unwrap_or(-1)
         })
         .collect();
@@ -432,7 +432,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         // KIP-951: a partition this broker does not lead names its leader.
         let moved = o.error == ResponseError::NotLeaderOrFollower.code()
             || o.error == ResponseError::FencedLeaderEpoch.code();
-        let current_leader = match moved.then(|| b.leader_hint(&p.topic, p.partition)).flatten() {
+        let current_leader = match moved.then(|| b.view.leader_hint(&p.topic, p.partition)).flatten() {
             Some(h) => {
                 if let Some(ep) = h.endpoint {
                     endpoints.insert(h.leader_id, ep);

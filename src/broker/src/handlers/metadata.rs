@@ -150,7 +150,7 @@ async fn auto_create(b: &Broker, name: &str) -> MetadataResponseTopic {
         replication_factor: -1,
         configs: Default::default(),
     };
-    let created = b.meta(move |c| c.create_topic(&req, false)).await;
+    let created = b.view.call(move |c| c.create_topic(&req, false)).await;
     match created {
         Ok(_) | Err(MetaError::TopicExists(_)) => {
             let image = b.controller.image();

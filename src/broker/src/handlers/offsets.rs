@@ -31,7 +31,7 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let missing = b.leadership_error(&name, p.partition_index);
+            let missing = b.view.leadership_error(&name, p.partition_index);
             let Some(log) = b.logs.get(&name, p.partition_index).filter(|_| missing.is_none()) else {
                 parts.push(
                     base.with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
@@ -40,7 +40,7 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
                 );
                 continue;
             };
-            if let Some(code) = b.epoch_error(&name, p.partition_index, p.current_leader_epoch) {
+            if let Some(code) = b.view.epoch_error(&name, p.partition_index, p.current_leader_epoch) {
                 parts.push(base.with_error_code(code).with_offset(-1).with_timestamp(-1));
                 continue;
             }
@@ -148,7 +148,7 @@ pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> Delet
                 );
                 continue;
             }
-            let missing = b.leadership_error(&name, p.partition_index);
+            let missing = b.view.leadership_error(&name, p.partition_index);
             let Some(log) = b.logs.get(&name, p.partition_index).filter(|_| missing.is_none()) else {
                 parts.push(
                     base.with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
@@ -187,18 +187,20 @@ pub(super) fn offset_for_leader_epoch(
                 .map(|p| {
                     let base = EpochEndOffset::default().with_partition(p.partition);
                     // Followers answer too (consumers of KIP-392 validate positions there).
-                    let missing =
-                        b.leadership_error(&name, p.partition).filter(|_| !b.follows(&name, p.partition));
+                    let missing = b
+                        .view
+                        .leadership_error(&name, p.partition)
+                        .filter(|_| !b.view.follows(&name, p.partition));
                     let Some(log) = b.logs.get(&name, p.partition).filter(|_| missing.is_none()) else {
                         return base
                             .with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
                             .with_leader_epoch(-1)
                             .with_end_offset(-1);
                     };
-                    if let Some(code) = b.epoch_error(&name, p.partition, p.current_leader_epoch) {
+                    if let Some(code) = b.view.epoch_error(&name, p.partition, p.current_leader_epoch) {
                         return base.with_error_code(code).with_leader_epoch(-1).with_end_offset(-1);
                     }
-                    let current = b.leader_epoch(&name, p.partition);
+                    let current = b.view.leader_epoch(&name, p.partition);
                     let (epoch, end) = log.end_offset_for_epoch(p.leader_epoch);
                     if epoch < 0 && log.latest_epoch() < 0 && (0..=current).contains(&p.leader_epoch) {
                         // Nothing written yet: every epoch so far ends at the (empty) log's end.

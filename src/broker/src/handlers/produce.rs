@@ -228,7 +228,7 @@ pub(super) async fn produce(
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
             let log = name.as_deref().and_then(|n| b.logs.get(n, p.index));
-            let not_leader = name.as_deref().and_then(|n| b.leadership_error(n, p.index));
+            let not_leader = name.as_deref().and_then(|n| b.view.leadership_error(n, p.index));
             let entry = match (&name, log) {
                 (Some(n), _) if crate::groups::is_internal(n) => partition_error(
                     p.index,
@@ -237,7 +237,7 @@ pub(super) async fn produce(
                 ),
                 (Some(n), _) if not_leader.is_some() => {
                     let e = partition_error(p.index, not_leader.unwrap_or_default(), None);
-                    match b.leader_hint(n, p.index) {
+                    match b.view.leader_hint(n, p.index) {
                         Some(h) => {
                             let current = e
                                 .current_leader

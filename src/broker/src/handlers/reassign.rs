@@ -56,7 +56,7 @@ pub(super) async fn alter(
                 }
                 _ => {
                     let (n, idx) = (name.clone(), p.partition_index);
-                    match b.meta(move |c| c.reassign_partition(&n, idx, target)).await {
+                    match b.view.call(move |c| c.reassign_partition(&n, idx, target)).await {
                         Ok(_) => (0, None),
                         Err(e @ (MetaError::InvalidReplicationFactor(_) | MetaError::InvalidRequest(_))) => {
                             (ResponseError::InvalidReplicaAssignment.code(), Some(e.to_string()))

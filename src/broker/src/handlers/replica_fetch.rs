@@ -51,13 +51,13 @@ impl Out {
 /// `eligible`: the replica may join the ISR (registered and not fenced), looked up once per
 /// request.
 fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: bool, eligible: bool) -> Out {
-    if let Some(code) = b.leadership_error(&w.topic, w.partition) {
+    if let Some(code) = b.view.leadership_error(&w.topic, w.partition) {
         return Out::error(code);
     }
     let Some(log) = b.logs.get(&w.topic, w.partition) else {
         return Out::error(ResponseError::UnknownTopicOrPartition.code());
     };
-    if let Some(code) = b.epoch_error(&w.topic, w.partition, w.current_leader_epoch) {
+    if let Some(code) = b.view.epoch_error(&w.topic, w.partition, w.current_leader_epoch) {
         return Out::error(code);
     }
     let o = log.offsets();
@@ -77,7 +77,7 @@ fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: 
         if let Some(change) =
             b.replication.on_follower_fetch(&w.topic, w.partition, &log, replica, w.fetch_offset, eligible)
         {
-            crate::replication::submit(b, change);
+            crate::replication::submit(&b.replication, change);
         }
     }
     let mut want = budget.min(w.max_bytes).max(1);
