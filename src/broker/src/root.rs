@@ -62,116 +62,11 @@ impl Broker {
             }
             None => None,
         };
-        let controller_config = ControllerConfig {
-            default_partitions: config.num_partitions,
-            default_replication_factor: config.default_replication_factor,
-            // In a cell, replicas go to the registered, unfenced brokers.
-            broker_count: if config.cell.is_some() { 0 } else { 1 },
-            topic_defaults: config.topic_defaults.clone(),
-            max_partitions_per_topic: config.max_partitions_per_topic,
-        };
         let faults = Arc::new(crate::faults::Faults::new(config.fault_injection_enable));
-        let (quorum, controller, metadata_server) = match &config.cell {
-            // A single node: a single-voter Raft quorum in this process, the same state machine
-            // and log store a cell's `kora meta` voters run. The state keeps its pre-Raft place
-            // (`meta/`).
-            None => {
-                let quorum = kora_quorum::Quorum::open_single(
-                    config.node_id.max(0) as u64,
-                    &config.data_dir.join("meta-raft"),
-                    &config.data_dir.join("meta"),
-                )
-                .await?;
-                let log =
-                    Arc::new(kora_quorum::RaftLog::new(quorum.clone(), tokio::runtime::Handle::current()));
-                let controller =
-                    Arc::new(Controller::with_log(log, controller_config).with_clock(clock.clone()));
-                (quorum, controller, None)
-            }
-            Some(cell) => {
-                let listener = tokio::net::TcpListener::bind(cell.metadata_listener)
-                    .await
-                    .map_err(|source| StartError::Bind { addr: cell.metadata_listener, source })?;
-                let gate = faults.clone();
-                let learner = kora_quorum::Learner::join(kora_quorum::LearnerOptions {
-                    node_id: config.node_id.max(0) as u64,
-                    listener,
-                    log_dir: config.data_dir.join("meta-raft"),
-                    state_dir: config.data_dir.join("meta"),
-                    voters: cell.voters.iter().map(|(_, a)| a.clone()).collect(),
-                    token: config.admin_token.clone(),
-                    controller: controller_config,
-                    join_timeout: CELL_JOIN_TIMEOUT,
-                    // Fault injection: an isolated broker neither receives metadata nor reaches
-                    // the controller.
-                    cut_off: Some(Arc::new(move || gate.isolated())),
-                    shutdown: shutdown_rx.clone(),
-                    clock: clock.clone(),
-                })
-                .await?;
-                tracing::info!(cell = %cell.name, "following the cell's metadata quorum");
-                (learner.quorum, learner.controller, Some(learner.server))
-            }
-        };
-        // Partitions beyond the open-file limit keep their segment files closed until used.
-        let max_open = match config.log_max_open_files {
-            0 => {
-                let soft =
-                    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
-                (soft / 2).clamp(256, 1 << 20) as usize
-            }
-            n => n,
-        };
-        kora_log::files::set_max_open_files(max_open);
-        let logs = Arc::new(LogManager::open(&config.data_dir.join("logs"), clock.clone())?);
-        {
-            // Commits block on the quorum: off the async workers.
-            let (c, parts, seg) = (
-                controller.clone(),
-                config.groups.offsets_topic_partitions,
-                config.offsets_topic_segment_bytes,
-            );
-            let in_cell = config.cell.is_some();
-            tokio::task::spawn_blocking(move || {
-                c.ensure_cluster_id()?;
-                // In a cell, replicas need registered brokers: the topic is created on the
-                // first FindCoordinator instead (as Kafka does).
-                if in_cell {
-                    return Ok(());
-                }
-                crate::groups::ensure_offsets_topic(&c, parts, seg, -1)
-            })
-            .await
-            .map_err(|e| MetaError::Store(format!("metadata task failed: {e}")))??;
-        }
+        let (quorum, controller, metadata_server) =
+            open_metadata(&config, &clock, &faults, shutdown_rx.clone()).await?;
+        let (logs, known) = open_logs(&config, &controller, &clock).await?;
         let image = controller.image();
-        let mut specs = Vec::with_capacity(image.partition_count());
-        let mut known = HashMap::new();
-        for (name, t) in &image.topics {
-            let cfg = controller.topic_config(&t.configs).unwrap_or_default();
-            for p in (0..t.partitions).filter(|p| t.hosts(*p, config.node_id)) {
-                specs.push(PartitionSpec {
-                    topic: name.clone(),
-                    topic_id: t.topic_id.to_string(),
-                    partition: p,
-                    config: cfg.clone(),
-                });
-            }
-            known.insert(name.clone(), t.clone());
-        }
-        let started = clock.now();
-        let n = specs.len();
-        let load_logs = logs.clone();
-        tokio::task::spawn_blocking(move || load_logs.load(specs, LOG_LOAD_THREADS))
-            .await
-            .map_err(|e| kora_log::LogError::Corrupt(format!("log loading failed: {e}")))??;
-        tracing::info!(
-            partitions = n,
-            clean = logs.clean_start(),
-            elapsed_ms = clock.elapsed(started).as_millis() as u64,
-            "logs loaded"
-        );
-
         // The internal topic's partition count is fixed once created; the coordinator must hash
         // groups with the count that exists.
         let mut group_config = config.groups.clone();
@@ -399,6 +294,130 @@ impl BrokerHandle {
         self.broker.quorum.shutdown().await;
         result
     }
+}
+
+/// The metadata quorum and a controller over it: a single in-process voter, or this broker's
+/// learner of its cell's quorum (with the listener the leader replicates to).
+async fn open_metadata(
+    config: &BrokerConfig,
+    clock: &Arc<dyn Clock>,
+    faults: &Arc<crate::faults::Faults>,
+    shutdown_rx: watch::Receiver<bool>,
+) -> Result<(Arc<kora_quorum::Quorum>, Arc<Controller>, Option<tokio::task::JoinHandle<()>>), StartError> {
+    let controller_config = ControllerConfig {
+        default_partitions: config.num_partitions,
+        default_replication_factor: config.default_replication_factor,
+        // In a cell, replicas go to the registered, unfenced brokers.
+        broker_count: if config.cell.is_some() { 0 } else { 1 },
+        topic_defaults: config.topic_defaults.clone(),
+        max_partitions_per_topic: config.max_partitions_per_topic,
+    };
+    Ok(match &config.cell {
+        // A single node: a single-voter Raft quorum in this process, the same state machine
+        // and log store a cell's `kora meta` voters run. The state keeps its pre-Raft place
+        // (`meta/`).
+        None => {
+            let quorum = kora_quorum::Quorum::open_single(
+                config.node_id.max(0) as u64,
+                &config.data_dir.join("meta-raft"),
+                &config.data_dir.join("meta"),
+            )
+            .await?;
+            let log = Arc::new(kora_quorum::RaftLog::new(quorum.clone(), tokio::runtime::Handle::current()));
+            let controller = Arc::new(Controller::with_log(log, controller_config).with_clock(clock.clone()));
+            (quorum, controller, None)
+        }
+        Some(cell) => {
+            let listener = tokio::net::TcpListener::bind(cell.metadata_listener)
+                .await
+                .map_err(|source| StartError::Bind { addr: cell.metadata_listener, source })?;
+            let gate = faults.clone();
+            let learner = kora_quorum::Learner::join(kora_quorum::LearnerOptions {
+                node_id: config.node_id.max(0) as u64,
+                listener,
+                log_dir: config.data_dir.join("meta-raft"),
+                state_dir: config.data_dir.join("meta"),
+                voters: cell.voters.iter().map(|(_, a)| a.clone()).collect(),
+                token: config.admin_token.clone(),
+                controller: controller_config,
+                join_timeout: CELL_JOIN_TIMEOUT,
+                // Fault injection: an isolated broker neither receives metadata nor reaches
+                // the controller.
+                cut_off: Some(Arc::new(move || gate.isolated())),
+                shutdown: shutdown_rx.clone(),
+                clock: clock.clone(),
+            })
+            .await?;
+            tracing::info!(cell = %cell.name, "following the cell's metadata quorum");
+            (learner.quorum, learner.controller, Some(learner.server))
+        }
+    })
+}
+
+/// Opens the logs of every partition this broker hosts (after the cluster id, and on a single
+/// node `__consumer_offsets`, exist). Returns them with the topics they reflect.
+async fn open_logs(
+    config: &BrokerConfig,
+    controller: &Arc<Controller>,
+    clock: &Arc<dyn Clock>,
+) -> Result<(Arc<LogManager>, HashMap<String, Arc<kora_meta::TopicImage>>), StartError> {
+    // Partitions beyond the open-file limit keep their segment files closed until used.
+    let max_open = match config.log_max_open_files {
+        0 => {
+            let soft =
+                rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+            (soft / 2).clamp(256, 1 << 20) as usize
+        }
+        n => n,
+    };
+    kora_log::files::set_max_open_files(max_open);
+    let logs = Arc::new(LogManager::open(&config.data_dir.join("logs"), clock.clone())?);
+    {
+        // Commits block on the quorum: off the async workers.
+        let (c, parts, seg) =
+            (controller.clone(), config.groups.offsets_topic_partitions, config.offsets_topic_segment_bytes);
+        let in_cell = config.cell.is_some();
+        tokio::task::spawn_blocking(move || {
+            c.ensure_cluster_id()?;
+            // In a cell, replicas need registered brokers: the topic is created on the
+            // first FindCoordinator instead (as Kafka does).
+            if in_cell {
+                return Ok(());
+            }
+            crate::groups::ensure_offsets_topic(&c, parts, seg, -1)
+        })
+        .await
+        .map_err(|e| MetaError::Store(format!("metadata task failed: {e}")))??;
+    }
+    let image = controller.image();
+    let mut specs = Vec::with_capacity(image.partition_count());
+    let mut known = HashMap::new();
+    for (name, t) in &image.topics {
+        let cfg = controller.topic_config(&t.configs).unwrap_or_default();
+        for p in (0..t.partitions).filter(|p| t.hosts(*p, config.node_id)) {
+            specs.push(PartitionSpec {
+                topic: name.clone(),
+                topic_id: t.topic_id.to_string(),
+                partition: p,
+                config: cfg.clone(),
+            });
+        }
+        known.insert(name.clone(), t.clone());
+    }
+    let started = clock.now();
+    let n = specs.len();
+    let load_logs = logs.clone();
+    tokio::task::spawn_blocking(move || load_logs.load(specs, LOG_LOAD_THREADS))
+        .await
+        .map_err(|e| kora_log::LogError::Corrupt(format!("log loading failed: {e}")))??;
+    tracing::info!(
+        partitions = n,
+        clean = logs.clean_start(),
+        elapsed_ms = clock.elapsed(started).as_millis() as u64,
+        "logs loaded"
+    );
+
+    Ok((logs, known))
 }
 
 /// What the loops over every log share.
