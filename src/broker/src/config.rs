@@ -19,6 +19,10 @@ pub enum ConfigFileError {
     Syntax { path: String, message: String },
     #[error("unknown config key '{0}' (see docs/configuration.md)")]
     UnknownKey(String),
+    /// A topic-level name where a broker key belongs (Kafka's broker defaults of topic
+    /// configs have their own names).
+    #[error("'{topic_key}' is a topic config; its broker-wide default is '{broker_key}' (see docs/configuration.md)")]
+    TopicKey { topic_key: String, broker_key: String },
     #[error("invalid value for '{key}': {reason}")]
     Invalid { key: String, reason: String },
 }
@@ -594,7 +598,15 @@ impl BrokerConfig {
                     Some(def) => {
                         c.topic_defaults.insert(def.name.to_string(), v.clone());
                     }
-                    None => return Err(ConfigFileError::UnknownKey(other.to_string())),
+                    None => match kora_common::topic_config_def(other) {
+                        Some(def) => {
+                            return Err(ConfigFileError::TopicKey {
+                                topic_key: other.to_string(),
+                                broker_key: def.broker_synonym.to_string(),
+                            })
+                        }
+                        None => return Err(ConfigFileError::UnknownKey(other.to_string())),
+                    },
                 },
             }
         }
@@ -723,5 +735,19 @@ auto.create.topics.enable = false
         assert!(matches!(e, ConfigFileError::Syntax { .. }));
         let c = BrokerConfig::from_toml_str("log.retention.hours = 2", "t").expect("hours");
         assert_eq!(c.topic_defaults.get("retention.ms").map(String::as_str), Some("7200000"));
+    }
+
+    #[test]
+    fn a_topic_key_is_refused_with_its_broker_name() {
+        let flat = BTreeMap::from([("flush.messages".to_string(), "1".to_string())]);
+        let e = BrokerConfig::from_map(&flat).expect_err("a topic key is not a broker key");
+        let text = e.to_string();
+        assert!(text.contains("'flush.messages' is a topic config"), "{text}");
+        assert!(text.contains("'log.flush.interval.messages'"), "{text}");
+        let flat = BTreeMap::from([("log.flush.interval.messages".to_string(), "1".to_string())]);
+        let c = BrokerConfig::from_map(&flat).expect("the broker name is accepted");
+        assert_eq!(c.topic_defaults.get("flush.messages").map(String::as_str), Some("1"));
+        let flat = BTreeMap::from([("no.such.key".to_string(), "1".to_string())]);
+        assert!(matches!(BrokerConfig::from_map(&flat), Err(ConfigFileError::UnknownKey(_))));
     }
 }
