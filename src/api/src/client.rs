@@ -166,8 +166,9 @@ impl Client {
         Self::decode(&url, &body)
     }
 
-    /// POST raw JSON bytes and get the raw answer (a voter relaying a call to its leader).
-    pub async fn post_raw(
+    /// Sends raw JSON bytes with any method and returns the raw answer (a voter relaying a
+    /// call to its leader).
+    pub async fn send_raw(
         &self,
         method: Method,
         path: &str,

@@ -145,7 +145,7 @@ async fn forward(s: &ApiState, leader: Option<String>, method: Method, path: &st
         return error(StatusCode::SERVICE_UNAVAILABLE, "no leader elected yet; retry");
     };
     let leader = kora_api::Client::with_http(s.http.clone(), &addr, s.token.clone());
-    match leader.post_raw(method, path, body.to_vec(), &[(FORWARDED_HEADER, "1")], FORWARD_TIMEOUT).await {
+    match leader.send_raw(method, path, body.to_vec(), &[(FORWARDED_HEADER, "1")], FORWARD_TIMEOUT).await {
         Ok((status, b)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             (status, [("content-type", "application/json")], b.to_vec()).into_response()

@@ -52,14 +52,6 @@ pub struct Learner {
     pub server: JoinHandle<()>,
 }
 
-fn http_client() -> Result<reqwest::Client, QuorumError> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| QuorumError::Config(format!("http client: {e}")))
-}
-
 impl Learner {
     pub async fn join(o: LearnerOptions) -> Result<Learner, QuorumError> {
         let addr =
@@ -69,7 +61,7 @@ impl Learner {
         qc.state_dir = o.state_dir;
         qc.token = o.token.clone();
         qc.clock = o.clock.clone();
-        let http = http_client()?;
+        let http = crate::network::peer_http_client()?;
         let quorum = Quorum::open(qc, http.clone()).await?;
         let routes = kora_api::auth::protect(
             crate::api::raft_routes(quorum.clone()),

@@ -24,6 +24,16 @@ pub use kora_api::paths::{
     RAFT_APPEND as APPEND_PATH, RAFT_SNAPSHOT as SNAPSHOT_PATH, RAFT_VOTE as VOTE_PATH,
 };
 
+/// The HTTP client members of a quorum share for talking to each other (Raft RPCs, relayed
+/// calls, joining): quick to give up on a dead peer, pooled connections to live ones.
+pub fn peer_http_client() -> Result<reqwest::Client, crate::QuorumError> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| crate::QuorumError::Config(format!("http client: {e}")))
+}
+
 /// Creates one connection per target voter; they share one HTTP client (connection pool) and
 /// present the cell's token.
 #[derive(Debug, Clone)]

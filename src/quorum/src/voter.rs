@@ -62,11 +62,7 @@ impl Voter {
     /// Opens the stores, starts Raft, serves the listener, bootstraps a new cell and starts the
     /// active controller's duties.
     pub async fn start(o: VoterOptions) -> Result<Voter, QuorumError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| QuorumError::Config(format!("http client: {e}")))?;
+        let http = crate::network::peer_http_client()?;
         let token = o.quorum.token.clone();
         let clock = o.quorum.clock.clone();
         let quorum = Quorum::open(o.quorum, http.clone()).await?;
