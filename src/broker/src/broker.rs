@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessionCache;
 use crate::metrics::Metrics;
+use crate::view::View;
 
 /// Producer ids reserved from the controller at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -47,7 +48,7 @@ pub struct Broker {
     /// This run of the broker (new at every start), as registered with the cell.
     pub incarnation: uuid::Uuid,
     /// Leadership questions and controller calls (shared with tiering and the admin API).
-    pub view: crate::view::View,
+    pub view: View,
     pub logs: Arc<LogManager>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -64,12 +65,11 @@ pub struct Broker {
     pub faults: Arc<crate::faults::Faults>,
     /// Keeps the logs in line with the image.
     pub(crate) log_sync: Arc<crate::log_sync::LogSync>,
-    pub(crate) producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    pub(crate) producer_ids: ProducerIds,
     pub(crate) shutting_down: Arc<AtomicBool>,
     /// A controlled shutdown began: no more heartbeats (they would bring this run back).
     pub(crate) leaving_cell: Arc<AtomicBool>,
-    /// A creation of `__consumer_offsets` is under way (cells create it on demand).
-    pub(crate) creating_offsets_topic: Arc<AtomicBool>,
+    pub(crate) offsets_topic: OffsetsTopic,
     pub(crate) _dir_lock: File,
 }
 
@@ -77,19 +77,59 @@ impl Broker {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
+}
 
-    /// In a cell: creates `__consumer_offsets` (once brokers are registered), without waiting.
-    pub(crate) fn create_offsets_topic_in_background(&self) {
-        if self.creating_offsets_topic.swap(true, Ordering::AcqRel) {
+/// Producer ids, handed out one at a time from blocks reserved from the controller.
+#[derive(Debug, Default)]
+pub(crate) struct ProducerIds {
+    /// [next, end) of the block in hand.
+    block: tokio::sync::Mutex<(i64, i64)>,
+}
+
+impl ProducerIds {
+    pub(crate) async fn next(&self, view: &View) -> Result<i64, MetaError> {
+        let mut ids = self.block.lock().await;
+        if ids.0 >= ids.1 {
+            let start = view.call(|c| c.allocate_producer_ids(PRODUCER_ID_BLOCK)).await?;
+            *ids = (start, start + PRODUCER_ID_BLOCK);
+        }
+        let id = ids.0;
+        assert!(id < ids.1, "producer id {id} outside its block");
+        ids.0 += 1;
+        Ok(id)
+    }
+}
+
+/// Creates `__consumer_offsets` on demand in a cell (once brokers are registered): the first
+/// FindCoordinator for a group starts it, and at most one creation runs at a time.
+#[derive(Debug)]
+pub(crate) struct OffsetsTopic {
+    controller: Arc<Controller>,
+    partitions: i32,
+    segment_bytes: u32,
+    replication_factor: i16,
+    creating: Arc<AtomicBool>,
+}
+
+impl OffsetsTopic {
+    pub(crate) fn new(controller: Arc<Controller>, config: &BrokerConfig) -> Self {
+        Self {
+            controller,
+            partitions: config.groups.offsets_topic_partitions,
+            segment_bytes: config.offsets_topic_segment_bytes,
+            replication_factor: config.offsets_topic_replication_factor,
+            creating: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts the creation without waiting for it.
+    pub(crate) fn create_in_background(&self) {
+        if self.creating.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (c, parts, seg, rf) = (
-            self.controller.clone(),
-            self.config.groups.offsets_topic_partitions,
-            self.config.offsets_topic_segment_bytes,
-            self.config.offsets_topic_replication_factor,
-        );
-        let flag = self.creating_offsets_topic.clone();
+        let (c, parts, seg, rf) =
+            (self.controller.clone(), self.partitions, self.segment_bytes, self.replication_factor);
+        let flag = self.creating.clone();
         tokio::task::spawn_blocking(move || {
             // In a cell: as many replicas as asked and registered brokers allow.
             let live = c.image().brokers.values().filter(|b| !b.fenced).count().max(1);
@@ -102,26 +142,5 @@ impl Broker {
             }
             flag.store(false, Ordering::Release);
         });
-    }
-
-    /// `apply_image` for request handlers: it creates directories and fsyncs, so it runs with
-    /// the worker handed over to the blocking pool (the runtime is always multi-threaded).
-    pub(crate) fn sync_logs_from_handler(&self) {
-        let image = self.controller.image();
-        if let Err(e) = tokio::task::block_in_place(|| self.log_sync.apply(&image)) {
-            tracing::error!(error = %e, "bringing logs in line with metadata failed");
-        }
-    }
-
-    /// Hands out one producer id, reserving a block from the controller when needed.
-    pub(crate) async fn next_producer_id(&self) -> Result<i64, MetaError> {
-        let mut ids = self.producer_ids.lock().await;
-        if ids.0 >= ids.1 {
-            let start = self.view.call(|c| c.allocate_producer_ids(PRODUCER_ID_BLOCK)).await?;
-            *ids = (start, start + PRODUCER_ID_BLOCK);
-        }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
     }
 }

@@ -163,10 +163,10 @@ impl Broker {
             group_edge: group_edge.clone(),
             tiering,
             log_sync: log_sync.clone(),
-            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            producer_ids: crate::broker::ProducerIds::default(),
             shutting_down: stopping.clone(),
             leaving_cell: leaving_cell.clone(),
-            creating_offsets_topic: Arc::new(AtomicBool::new(false)),
+            offsets_topic: crate::broker::OffsetsTopic::new(controller.clone(), &config),
             _dir_lock: dir_lock,
             config,
         });

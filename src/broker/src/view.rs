@@ -29,6 +29,11 @@ impl View {
     }
 
     /// Runs a blocking controller call off the async workers.
+    /// The metadata image this broker holds now.
+    pub(crate) fn image(&self) -> Arc<kora_meta::MetadataImage> {
+        self.controller.image()
+    }
+
     pub(crate) async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Controller) -> Result<T, MetaError> + Send + 'static,

@@ -21,8 +21,8 @@ use kora_common::topic_config::ConfigType;
 use kora_common::TOPIC_CONFIGS;
 use kora_meta::{MetaError, TopicRequest};
 
+use super::families::Catalog;
 use super::sb;
-use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -42,8 +42,8 @@ struct Described {
     synonyms: Vec<(String, String, i8)>,
 }
 
-fn describe_topic(b: &Broker, overrides: &BTreeMap<String, String>) -> Vec<Described> {
-    let defaults = &b.config.topic_defaults;
+fn describe_topic(cat: &Catalog<'_>, overrides: &BTreeMap<String, String>) -> Vec<Described> {
+    let defaults = &cat.config.topic_defaults;
     TOPIC_CONFIGS
         .iter()
         .map(|d| {
@@ -69,8 +69,8 @@ fn describe_topic(b: &Broker, overrides: &BTreeMap<String, String>) -> Vec<Descr
         .collect()
 }
 
-fn describe_broker(b: &Broker) -> Vec<Described> {
-    let c = &b.config;
+fn describe_broker(cat: &Catalog<'_>) -> Vec<Described> {
+    let c = &cat.config;
     let stat = |name: &str, value: String, t: ConfigType| Described {
         name: name.to_string(),
         value: value.clone(),
@@ -131,7 +131,11 @@ fn describe_broker(b: &Broker) -> Vec<Described> {
     out
 }
 
-pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub(super) async fn create_topics(
+    cat: &Catalog<'_>,
+    r: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
     let dups: HashSet<String> =
         r.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !seen.insert(n.clone())).collect();
@@ -149,7 +153,7 @@ pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i
             );
             continue;
         }
-        let me = b.config.node_id;
+        let me = cat.config.node_id;
         let mut partitions = t.num_partitions;
         let mut rf = t.replication_factor;
         if !t.assignments.is_empty() {
@@ -191,7 +195,7 @@ pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i
         }
         let req = TopicRequest { name: name.clone(), partitions, replication_factor: rf, configs };
         let validate_only = r.validate_only;
-        match b.view.call(move |c| c.create_topic(&req, validate_only)).await {
+        match cat.view.call(move |c| c.create_topic(&req, validate_only)).await {
             Ok(topic) => {
                 created_any |= !validate_only;
                 let mut res = result
@@ -199,7 +203,7 @@ pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i
                     .with_num_partitions(topic.partitions)
                     .with_replication_factor(topic.replication_factor);
                 if version >= 5 {
-                    let cfgs = describe_topic(b, &topic.configs)
+                    let cfgs = describe_topic(cat, &topic.configs)
                         .into_iter()
                         .map(|d| {
                             CreatableTopicConfigs::default()
@@ -225,12 +229,16 @@ pub(super) async fn create_topics(b: &Broker, r: CreateTopicsRequest, version: i
         }
     }
     if created_any {
-        b.sync_logs_from_handler();
+        cat.sync_logs();
     }
     CreateTopicsResponse::default().with_topics(results)
 }
 
-pub(super) async fn delete_topics(b: &Broker, r: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub(super) async fn delete_topics(
+    cat: &Catalog<'_>,
+    r: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // v6 names topics by name or id; older versions by name only.
     let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         r.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)).collect()
@@ -240,7 +248,7 @@ pub(super) async fn delete_topics(b: &Broker, r: DeleteTopicsRequest, version: i
     let mut results = Vec::with_capacity(targets.len());
     let mut deleted_any = false;
     for (name, id) in targets {
-        let image = b.controller.image();
+        let image = cat.view.image();
         let resolved = match &name {
             Some(n) => Some(n.clone()),
             None => image.topic_by_id(&id).map(|t| t.name.clone()),
@@ -260,7 +268,7 @@ pub(super) async fn delete_topics(b: &Broker, r: DeleteTopicsRequest, version: i
             continue;
         }
         let n2 = n.clone();
-        match b.view.call(move |c| c.delete_topic(&n2)).await {
+        match cat.view.call(move |c| c.delete_topic(&n2)).await {
             Ok(tid) => {
                 deleted_any = true;
                 tracing::info!(topic = %n, "topic deleted");
@@ -271,12 +279,15 @@ pub(super) async fn delete_topics(b: &Broker, r: DeleteTopicsRequest, version: i
         }
     }
     if deleted_any {
-        b.sync_logs_from_handler();
+        cat.sync_logs();
     }
     DeleteTopicsResponse::default().with_responses(results)
 }
 
-pub(super) async fn create_partitions(b: &Broker, r: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub(super) async fn create_partitions(
+    cat: &Catalog<'_>,
+    r: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(r.topics.len());
     let mut changed = false;
     for t in r.topics {
@@ -291,7 +302,7 @@ pub(super) async fn create_partitions(b: &Broker, r: CreatePartitionsRequest) ->
             continue;
         }
         if let Some(a) = &t.assignments {
-            if a.iter().any(|x| x.broker_ids.iter().any(|id| id.0 != b.config.node_id)) {
+            if a.iter().any(|x| x.broker_ids.iter().any(|id| id.0 != cat.config.node_id)) {
                 results.push(
                     base.with_error_code(ResponseError::InvalidReplicaAssignment.code())
                         .with_error_message(Some(sb("assignments may only name this broker"))),
@@ -300,7 +311,7 @@ pub(super) async fn create_partitions(b: &Broker, r: CreatePartitionsRequest) ->
             }
         }
         let (count, validate_only) = (t.count, r.validate_only);
-        match b.view.call(move |c| c.create_partitions(&name, count, validate_only)).await {
+        match cat.view.call(move |c| c.create_partitions(&name, count, validate_only)).await {
             Ok(()) => {
                 changed |= !validate_only;
                 results.push(base);
@@ -310,17 +321,17 @@ pub(super) async fn create_partitions(b: &Broker, r: CreatePartitionsRequest) ->
         }
     }
     if changed {
-        b.sync_logs_from_handler();
+        cat.sync_logs();
     }
     CreatePartitionsResponse::default().with_results(results)
 }
 
 pub(super) fn describe_configs(
-    b: &Broker,
+    cat: &Catalog<'_>,
     r: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
-    let image = b.controller.image();
+    let image = cat.view.image();
     let results = r
         .resources
         .into_iter()
@@ -331,7 +342,7 @@ pub(super) fn describe_configs(
                 .with_resource_name(res.resource_name.clone());
             let described = match res.resource_type {
                 RESOURCE_TOPIC => match image.topic(&name) {
-                    Some(t) => describe_topic(b, &t.configs),
+                    Some(t) => describe_topic(cat, &t.configs),
                     None => {
                         return base
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
@@ -339,15 +350,15 @@ pub(super) fn describe_configs(
                     }
                 },
                 RESOURCE_BROKER => {
-                    if !name.is_empty() && name != b.config.node_id.to_string() {
+                    if !name.is_empty() && name != cat.config.node_id.to_string() {
                         return base
                             .with_error_code(ResponseError::InvalidRequest.code())
                             .with_error_message(Some(sb(&format!(
                                 "this is broker {}, not '{name}'",
-                                b.config.node_id
+                                cat.config.node_id
                             ))));
                     }
-                    describe_broker(b)
+                    describe_broker(cat)
                 }
                 other => {
                     return base
@@ -394,12 +405,12 @@ pub(super) fn describe_configs(
 
 /// Shared tail of AlterConfigs and IncrementalAlterConfigs: commit `overrides` for a topic.
 async fn commit_topic_configs(
-    b: &Broker,
+    cat: &Catalog<'_>,
     name: String,
     overrides: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(), MetaError> {
-    b.view.call(move |c| c.set_topic_configs(&name, overrides, validate_only)).await
+    cat.view.call(move |c| c.set_topic_configs(&name, overrides, validate_only)).await
 }
 
 fn static_broker_error() -> (i16, String) {
@@ -409,7 +420,7 @@ fn static_broker_error() -> (i16, String) {
     )
 }
 
-pub(super) async fn alter_configs(b: &Broker, r: AlterConfigsRequest) -> AlterConfigsResponse {
+pub(super) async fn alter_configs(cat: &Catalog<'_>, r: AlterConfigsRequest) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut out = Vec::with_capacity(r.resources.len());
     let mut changed = false;
@@ -425,7 +436,8 @@ pub(super) async fn alter_configs(b: &Broker, r: AlterConfigsRequest) -> AlterCo
                     .iter()
                     .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
                     .collect();
-                match commit_topic_configs(b, res.resource_name.to_string(), overrides, r.validate_only).await
+                match commit_topic_configs(cat, res.resource_name.to_string(), overrides, r.validate_only)
+                    .await
                 {
                     Ok(()) => {
                         changed |= !r.validate_only;
@@ -446,13 +458,13 @@ pub(super) async fn alter_configs(b: &Broker, r: AlterConfigsRequest) -> AlterCo
         out.push(base.with_error_code(code).with_error_message(msg.map(|m| sb(&m))));
     }
     if changed {
-        b.sync_logs_from_handler();
+        cat.sync_logs();
     }
     AlterConfigsResponse::default().with_responses(out)
 }
 
 pub(super) async fn incremental_alter_configs(
-    b: &Broker,
+    cat: &Catalog<'_>,
     r: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
@@ -465,7 +477,7 @@ pub(super) async fn incremental_alter_configs(
         let name = res.resource_name.to_string();
         let result: Result<(), (i16, String)> = match res.resource_type {
             RESOURCE_TOPIC => {
-                let image = b.controller.image();
+                let image = cat.view.image();
                 match image.topic(&name) {
                     None => Err((
                         ResponseError::UnknownTopicOrPartition.code(),
@@ -528,7 +540,7 @@ pub(super) async fn incremental_alter_configs(
                         }
                         match err {
                             Some(e) => Err(e),
-                            None => commit_topic_configs(b, name.clone(), overrides, r.validate_only)
+                            None => commit_topic_configs(cat, name.clone(), overrides, r.validate_only)
                                 .await
                                 .map(|()| changed |= !r.validate_only)
                                 .map_err(|e| (meta_error_code(&e), e.to_string())),
@@ -547,7 +559,7 @@ pub(super) async fn incremental_alter_configs(
         });
     }
     if changed {
-        b.sync_logs_from_handler();
+        cat.sync_logs();
     }
     IncrementalAlterConfigsResponse::default().with_responses(out)
 }

@@ -19,8 +19,8 @@ use kora_log::LogError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::families::Reads;
 use super::sb;
-use crate::broker::Broker;
 use crate::errors::log_error_code;
 use crate::fetch_session::{SessionError, SessionPartition};
 use crate::metrics::TopicLabels;
@@ -60,7 +60,7 @@ enum Read {
 }
 
 fn remote_outcome(
-    b: &Broker,
+    rd: &Reads<'_>,
     p: &SessionPartition,
     result: Result<Option<Bytes>, kora_tier::TierError>,
     started: std::time::Instant,
@@ -68,7 +68,7 @@ fn remote_outcome(
 ) -> Outcome {
     match result {
         Ok(records) => {
-            b.metrics.remote_read_seconds.observe(b.clock.elapsed(started).as_secs_f64());
+            rd.metrics.remote_read_seconds.observe(rd.clock.elapsed(started).as_secs_f64());
             Outcome { error: 0, high_watermark, log_start_offset, records: Some(records.unwrap_or_default()) }
         }
         Err(e) => {
@@ -88,7 +88,7 @@ fn remote_outcome(
 /// A read the chunk cache can answer completes here, without a task. Anything else becomes a
 /// task that the fetch waits for only as long as it has to (see `fetch`): hot partitions in the
 /// same request never wait behind the object store.
-fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_log::PartitionLog) -> Read {
+fn read_remote(rd: &Reads<'_>, p: &SessionPartition, want: usize, log: &kora_log::PartitionLog) -> Read {
     use futures::FutureExt;
     let o = log.offsets();
     let fail = |code: i16| {
@@ -99,20 +99,20 @@ fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_log::Pa
             records: None,
         })
     };
-    let Some(t) = &b.tiering else {
+    let Some(t) = rd.tiering else {
         return fail(ResponseError::OffsetOutOfRange.code());
     };
-    let image = b.controller.image();
+    let image = rd.view.image();
     let Some(topic) = image.topic(&p.topic) else {
         return fail(ResponseError::UnknownTopicOrPartition.code());
     };
     // The manifest is shared with the image: no copy per remote read.
     let segments = image.remote_manifest(&topic.topic_id, p.partition);
-    let started = b.clock.now();
+    let started = rd.clock.now();
     let offsets = (o.high_watermark, o.log_start_offset);
     // Everything in the cache: the read finishes on its first poll.
     if let Some(result) = t.reader.read(&segments, p.fetch_offset, want.max(1)).now_or_never() {
-        return Read::Done(remote_outcome(b, p, result, started, offsets));
+        return Read::Done(remote_outcome(rd, p, result, started, offsets));
     }
     let (reader, offset) = (t.clone(), p.fetch_offset);
     let task = tokio::spawn(async move { reader.reader.read(&segments, offset, want.max(1)).await });
@@ -128,17 +128,17 @@ fn read_remote(b: &Broker, p: &SessionPartition, want: usize, log: &kora_log::Pa
 /// empty (its task carries on). Reads run concurrently, so a catch-up consumer of several
 /// partitions waits for the slowest, not for their sum.
 async fn finish_remote(
-    b: &Broker,
+    rd: &Reads<'_>,
     partitions: &[SessionPartition],
     outs: &mut [Option<Outcome>],
     pending: Vec<(usize, PendingRemote)>,
     wait: Duration,
 ) {
-    let deadline = b.clock.now() + wait;
+    let deadline = rd.clock.now() + wait;
     for (i, mut r) in pending {
         let offsets = (r.high_watermark, r.log_start_offset);
-        let o = match kora_common::timeout_at(&*b.clock, deadline, &mut r.task).await {
-            Ok(Ok(result)) => remote_outcome(b, &partitions[i], result, r.started, offsets),
+        let o = match kora_common::timeout_at(rd.clock, deadline, &mut r.task).await {
+            Ok(Ok(result)) => remote_outcome(rd, &partitions[i], result, r.started, offsets),
             Ok(Err(e)) => {
                 tracing::warn!(topic = %partitions[i].topic, error = %e, "remote read task failed");
                 Outcome {
@@ -150,9 +150,9 @@ async fn finish_remote(
             }
             Err(_) => {
                 if wait.is_zero() {
-                    b.metrics.remote_read_deferred.inc();
+                    rd.metrics.remote_read_deferred.inc();
                 } else {
-                    b.metrics.remote_read_timeouts.inc();
+                    rd.metrics.remote_read_timeouts.inc();
                 }
                 Outcome {
                     error: 0,
@@ -166,19 +166,19 @@ async fn finish_remote(
     }
 }
 
-fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16, redirect: bool) -> Read {
+fn read_one(rd: &Reads<'_>, p: &SessionPartition, budget: usize, version: i16, redirect: bool) -> Read {
     let unknown = if version >= 13 && p.topic.is_empty() {
         ResponseError::UnknownTopicId.code()
     } else {
         ResponseError::UnknownTopicOrPartition.code()
     };
     // KIP-392: consumers (v11+) may read from a follower, up to its high watermark.
-    let follower_read = version >= 11 && b.view.follows(&p.topic, p.partition);
-    if let Some(code) = b.view.leadership_error(&p.topic, p.partition).filter(|_| !follower_read) {
+    let follower_read = version >= 11 && rd.view.follows(&p.topic, p.partition);
+    if let Some(code) = rd.view.leadership_error(&p.topic, p.partition).filter(|_| !follower_read) {
         let code = if code == ResponseError::UnknownTopicOrPartition.code() { unknown } else { code };
         return Read::Done(Outcome { error: code, high_watermark: -1, log_start_offset: -1, records: None });
     }
-    let Some(log) = b.logs.get(&p.topic, p.partition) else {
+    let Some(log) = rd.logs.get(&p.topic, p.partition) else {
         return Read::Done(Outcome {
             error: unknown,
             high_watermark: -1,
@@ -187,7 +187,7 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16, redir
         });
     };
     // A newer epoch than the leader's is unknown to us, an older one fenced.
-    if let Some(code) = b.view.epoch_error(&p.topic, p.partition, p.current_leader_epoch) {
+    if let Some(code) = rd.view.epoch_error(&p.topic, p.partition, p.current_leader_epoch) {
         return Read::Done(Outcome { error: code, high_watermark: -1, log_start_offset: -1, records: None });
     }
     if budget == 0 || redirect {
@@ -211,7 +211,7 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16, redir
             log_start_offset: r.log_start_offset,
             records: Some(r.records),
         },
-        Err(LogError::NotLocal { .. }) => return read_remote(b, p, want, &log),
+        Err(LogError::NotLocal { .. }) => return read_remote(rd, p, want, &log),
         Err(e @ LogError::OffsetOutOfRange { .. }) => {
             let o = log.offsets();
             Outcome {
@@ -228,13 +228,16 @@ fn read_one(b: &Broker, p: &SessionPartition, budget: usize, version: i16, redir
     })
 }
 
-pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchResponse {
+/// The replica a fetch comes from: `None` for consumers (replica id -1).
+pub(super) fn replica_of(r: &FetchRequest, version: i16) -> Option<i32> {
     let replica = if version >= 15 { r.replica_state.replica_id.0 } else { r.replica_id.0 };
-    if replica >= 0 {
-        return super::replica_fetch::replica_fetch(b, r, version, replica).await;
-    }
+    (replica >= 0).then_some(replica)
+}
+
+pub(super) async fn fetch(rd: &Reads<'_>, r: FetchRequest, version: i16) -> FetchResponse {
+    debug_assert!(replica_of(&r, version).is_none(), "a follower's fetch is not a consumer's");
     let client_rack = (version >= 11 && !r.rack_id.is_empty()).then(|| r.rack_id.to_string());
-    let image = b.controller.image();
+    let image = rd.view.image();
     // The partitions this request names, resolved to names (v13+ sends topic ids).
     let mut requested = Vec::new();
     for t in &r.topics {
@@ -265,14 +268,14 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
             (0, -1) => Mode::Sessionless,
             (0, 0) => Mode::New,
             (id, -1) => {
-                b.sessions.lock().remove(id);
+                rd.sessions.lock().remove(id);
                 Mode::Sessionless
             }
             (id, 0) => {
-                b.sessions.lock().remove(id);
+                rd.sessions.lock().remove(id);
                 Mode::New
             }
-            (id, epoch) => match b.sessions.lock().take(id, epoch) {
+            (id, epoch) => match rd.sessions.lock().take(id, epoch) {
                 Ok(s) => Mode::Incremental(s),
                 Err(e) => {
                     let code = match e {
@@ -310,16 +313,16 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         .map(|p| {
             client_rack
                 .as_deref()
-                .and_then(|rack| b.view.preferred_read_replica(&p.topic, p.partition, rack))
+                .and_then(|rack| rd.view.preferred_read_replica(&p.topic, p.partition, rack))
                 .unwrap_or(-1)
         })
         .collect();
-    let max_bytes = (r.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes);
+    let max_bytes = (r.max_bytes.max(0) as usize).min(rd.fetch_max_bytes);
     let min_bytes = r.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
-    let deadline = b.clock.now() + wait;
+    let deadline = rd.clock.now() + wait;
     let mut receivers: Vec<watch::Receiver<i64>> =
-        partitions.iter().filter_map(|p| b.logs.get(&p.topic, p.partition)).map(|l| l.subscribe()).collect();
+        partitions.iter().filter_map(|p| rd.logs.get(&p.topic, p.partition)).map(|l| l.subscribe()).collect();
     let outcomes = loop {
         for rx in receivers.iter_mut() {
             rx.borrow_and_update();
@@ -330,7 +333,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         let mut outs: Vec<Option<Outcome>> = Vec::with_capacity(partitions.len());
         let mut pending = Vec::new();
         for (i, p) in partitions.iter().enumerate() {
-            match read_one(b, p, budget, version, preferred[i] >= 0) {
+            match read_one(rd, p, budget, version, preferred[i] >= 0) {
                 Read::Done(o) => {
                     let n = o.records.as_ref().map_or(0, |r| r.len());
                     budget = budget.saturating_sub(n);
@@ -353,11 +356,11 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
             // carry on and warm the cache for the next fetch. Only a fetch with nothing else
             // to return waits for them, at most remote.fetch.max.wait.ms.
             let ready = total >= min_bytes.max(1) || errors;
-            let wait = match &b.tiering {
+            let wait = match rd.tiering {
                 Some(t) if !ready => Duration::from_millis(t.fetch_max_wait_ms()),
                 _ => Duration::ZERO,
             };
-            finish_remote(b, &partitions, &mut outs, pending, wait).await;
+            finish_remote(rd, &partitions, &mut outs, pending, wait).await;
             total = outs.iter().flatten().map(|o| o.records.as_ref().map_or(0, |r| r.len())).sum();
             errors |= outs.iter().flatten().any(|o| o.error != 0);
         }
@@ -378,14 +381,14 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
             || errors
             || remote_pending
             || preferred.iter().any(|p| *p >= 0)
-            || b.clock.now() >= deadline
+            || rd.clock.now() >= deadline
             || receivers.is_empty()
         {
             break outs;
         }
         let closed = {
             let changed = select_all(receivers.iter_mut().map(|rx| Box::pin(rx.changed())));
-            match kora_common::timeout_at(&*b.clock, deadline, changed).await {
+            match kora_common::timeout_at(rd.clock, deadline, changed).await {
                 // Deadline: one last pass picks up whatever is there.
                 Err(_) => continue,
                 Ok((Ok(()), _, _)) => None,
@@ -396,7 +399,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         if let Some(idx) = closed {
             receivers.swap_remove(idx);
         }
-        if b.is_shutting_down() {
+        if rd.stopping() {
             break outs;
         }
     };
@@ -423,7 +426,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         }
         if let Some(rec) = &o.records {
             if !rec.is_empty() {
-                b.metrics
+                rd.metrics
                     .bytes_out
                     .get_or_create(&TopicLabels { topic: p.topic.clone() })
                     .inc_by(rec.len() as u64);
@@ -432,7 +435,7 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
         // KIP-951: a partition this broker does not lead names its leader.
         let moved = o.error == ResponseError::NotLeaderOrFollower.code()
             || o.error == ResponseError::FencedLeaderEpoch.code();
-        let current_leader = match moved.then(|| b.view.leader_hint(&p.topic, p.partition)).flatten() {
+        let current_leader = match moved.then(|| rd.view.leader_hint(&p.topic, p.partition)).flatten() {
             Some(h) => {
                 if let Some(ep) = h.endpoint {
                     endpoints.insert(h.leader_id, ep);
@@ -476,11 +479,11 @@ pub(super) async fn fetch(b: &Broker, r: FetchRequest, version: i16) -> FetchRes
     }
     let session_id = match mode {
         Mode::Sessionless => 0,
-        Mode::New => b.sessions.lock().create(partitions, b.clock.now_ms()).unwrap_or(0),
+        Mode::New => rd.sessions.lock().create(partitions, rd.clock.now_ms()).unwrap_or(0),
         Mode::Incremental(mut s) => {
             let id = s.id;
             s.partitions = partitions;
-            b.sessions.lock().put(s, b.clock.now_ms());
+            rd.sessions.lock().put(s, rd.clock.now_ms());
             id
         }
     };

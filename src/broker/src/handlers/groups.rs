@@ -7,8 +7,8 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator as Coordina
 use kafka_protocol::messages::*;
 use kora_group::classic::Parked;
 
+use super::families::Coordination;
 use super::sb;
-use crate::broker::Broker;
 use crate::groups::ImageTopics;
 
 /// Who sent a request, as DescribeGroups reports it.
@@ -26,25 +26,25 @@ impl Client {
     }
 }
 
-fn topics(b: &Broker) -> ImageTopics {
-    ImageTopics(b.controller.image())
+fn topics(co: &Coordination<'_>) -> ImageTopics {
+    ImageTopics(co.view.image())
 }
 
 pub(super) fn find_coordinator(
-    b: &Broker,
+    co: &Coordination<'_>,
     r: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let adv = &b.config.advertised;
-    let image = b.controller.image();
+    let adv = &co.advertised;
+    let image = co.view.image();
     let entry = |key: &StrBytesAlias| {
         let base = CoordinatorEntry::default().with_key(key.clone());
         match r.key_type {
             // In a cell, a group's coordinator is the leader of its __consumer_offsets partition.
             0 if !image.brokers.is_empty() => {
-                let p = kora_group::partition_for(key.as_str(), b.groups.config().offsets_topic_partitions);
+                let p = kora_group::partition_for(key.as_str(), co.groups.config().offsets_topic_partitions);
                 let Some(t) = image.topic(kora_group::OFFSETS_TOPIC) else {
-                    b.create_offsets_topic_in_background();
+                    co.offsets_topic.create_in_background();
                     return base
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
@@ -64,7 +64,7 @@ pub(super) fn find_coordinator(
                 }
             }
             0 => base
-                .with_node_id(BrokerId(b.config.node_id))
+                .with_node_id(BrokerId(co.view.node_id))
                 .with_host(sb(&adv.host))
                 .with_port(adv.port as i32),
             1 => base
@@ -95,13 +95,13 @@ pub(super) fn find_coordinator(
 type StrBytesAlias = kafka_protocol::protocol::StrBytes;
 
 pub(super) async fn join_group(
-    b: &Broker,
+    co: &Coordination<'_>,
     r: JoinGroupRequest,
     version: i16,
     client: &Client,
 ) -> JoinGroupResponse {
     let member_id = r.member_id.clone();
-    match b.groups.join(&r, version, &client.id, &client.host) {
+    match co.groups.join(&r, version, &client.id, &client.host) {
         Parked::Now(resp) => resp,
         Parked::Wait(rx) => rx.await.unwrap_or_else(|_| {
             JoinGroupResponse::default()
@@ -113,8 +113,8 @@ pub(super) async fn join_group(
     }
 }
 
-pub(super) async fn sync_group(b: &Broker, r: SyncGroupRequest) -> SyncGroupResponse {
-    match b.groups.sync(&r) {
+pub(super) async fn sync_group(co: &Coordination<'_>, r: SyncGroupRequest) -> SyncGroupResponse {
+    match co.groups.sync(&r) {
         Parked::Now(resp) => resp,
         Parked::Wait(rx) => rx.await.unwrap_or_else(|_| {
             SyncGroupResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code())
@@ -122,29 +122,29 @@ pub(super) async fn sync_group(b: &Broker, r: SyncGroupRequest) -> SyncGroupResp
     }
 }
 
-pub(super) fn heartbeat(b: &Broker, r: HeartbeatRequest) -> HeartbeatResponse {
-    b.groups.heartbeat(&r)
+pub(super) fn heartbeat(co: &Coordination<'_>, r: HeartbeatRequest) -> HeartbeatResponse {
+    co.groups.heartbeat(&r)
 }
 
-pub(super) fn leave_group(b: &Broker, r: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
-    b.groups.leave(&r, version)
+pub(super) fn leave_group(co: &Coordination<'_>, r: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    co.groups.leave(&r, version)
 }
 
 /// Longest an offset commit waits for the offsets partition's followers.
 const COMMIT_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub(super) async fn offset_commit(b: &Broker, r: OffsetCommitRequest) -> OffsetCommitResponse {
-    let mut resp = b.groups.commit(&r, &topics(b));
+pub(super) async fn offset_commit(co: &Coordination<'_>, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    let mut resp = co.groups.commit(&r, &topics(co));
     let stored = resp.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code == 0);
-    if b.config.cell.is_none() || !stored {
+    if !co.in_cell || !stored {
         return resp;
     }
     // As Kafka writes commits with acks=all: answered once every in-sync replica has them, so
     // a committed offset survives the leader's loss.
-    let p = b.groups.partition_of(r.group_id.as_str());
-    let Some(log) = b.logs.get(kora_group::OFFSETS_TOPIC, p) else { return resp };
+    let p = co.groups.partition_of(r.group_id.as_str());
+    let Some(log) = co.logs.get(kora_group::OFFSETS_TOPIC, p) else { return resp };
     let upto = log.log_end_offset();
-    if !crate::replication::wait_for_high_watermark(&*b.clock, &log, upto, COMMIT_REPLICATION_TIMEOUT).await {
+    if !crate::replication::wait_for_high_watermark(co.clock, &log, upto, COMMIT_REPLICATION_TIMEOUT).await {
         tracing::warn!(group = %r.group_id.as_str(), "offset commit not replicated in time");
         for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
             if p.error_code == 0 {
@@ -155,37 +155,45 @@ pub(super) async fn offset_commit(b: &Broker, r: OffsetCommitRequest) -> OffsetC
     resp
 }
 
-pub(super) fn offset_fetch(b: &Broker, r: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-    b.groups.fetch_offsets(&r, version)
+pub(super) fn offset_fetch(
+    co: &Coordination<'_>,
+    r: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    co.groups.fetch_offsets(&r, version)
 }
 
-pub(super) fn describe_groups(b: &Broker, r: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
-    b.groups.describe(&r, version, &topics(b))
+pub(super) fn describe_groups(
+    co: &Coordination<'_>,
+    r: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    co.groups.describe(&r, version, &topics(co))
 }
 
-pub(super) fn list_groups(b: &Broker, r: ListGroupsRequest) -> ListGroupsResponse {
-    b.groups.list(&r)
+pub(super) fn list_groups(co: &Coordination<'_>, r: ListGroupsRequest) -> ListGroupsResponse {
+    co.groups.list(&r)
 }
 
-pub(super) fn delete_groups(b: &Broker, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    b.groups.delete_groups(&r)
+pub(super) fn delete_groups(co: &Coordination<'_>, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    co.groups.delete_groups(&r)
 }
 
-pub(super) fn offset_delete(b: &Broker, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    b.groups.delete_offsets(&r, &topics(b))
+pub(super) fn offset_delete(co: &Coordination<'_>, r: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    co.groups.delete_offsets(&r, &topics(co))
 }
 
 pub(super) fn consumer_group_heartbeat(
-    b: &Broker,
+    co: &Coordination<'_>,
     r: ConsumerGroupHeartbeatRequest,
     client: &Client,
 ) -> ConsumerGroupHeartbeatResponse {
-    b.groups.consumer_heartbeat(&r, &client.id, &client.host, &topics(b))
+    co.groups.consumer_heartbeat(&r, &client.id, &client.host, &topics(co))
 }
 
 pub(super) fn consumer_group_describe(
-    b: &Broker,
+    co: &Coordination<'_>,
     r: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
-    b.groups.consumer_describe(&r, &topics(b))
+    co.groups.consumer_describe(&r, &topics(co))
 }

@@ -11,8 +11,8 @@ use kafka_protocol::messages::{
 };
 use kora_meta::{MetaError, TopicImage, TopicRequest};
 
+use super::families::Catalog;
 use super::sb;
-use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
 /// Partitions of a topic on a single node: this node leads every one, at leader epoch 0.
@@ -53,12 +53,12 @@ fn cell_partitions(t: &TopicImage) -> Vec<MetadataResponsePartition> {
 }
 
 /// The brokers clients may talk to: the cell's unfenced brokers with their racks, or this one.
-fn brokers(b: &Broker, image: &kora_meta::MetadataImage) -> Vec<MetadataResponseBroker> {
+fn brokers(cat: &Catalog<'_>, image: &kora_meta::MetadataImage) -> Vec<MetadataResponseBroker> {
     if image.brokers.is_empty() {
         return vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(b.config.node_id))
-            .with_host(sb(&b.config.advertised.host))
-            .with_port(b.config.advertised.port as i32)];
+            .with_node_id(BrokerId(cat.config.node_id))
+            .with_host(sb(&cat.config.advertised.host))
+            .with_port(cat.config.advertised.port as i32)];
     }
     image
         .brokers
@@ -75,9 +75,9 @@ fn brokers(b: &Broker, image: &kora_meta::MetadataImage) -> Vec<MetadataResponse
         .collect()
 }
 
-fn topic_entry(b: &Broker, t: &TopicImage) -> MetadataResponseTopic {
+fn topic_entry(cat: &Catalog<'_>, t: &TopicImage) -> MetadataResponseTopic {
     let partitions = if t.assignments.is_empty() {
-        single_node_partitions(b.config.node_id, t.partitions)
+        single_node_partitions(cat.config.node_id, t.partitions)
     } else {
         cell_partitions(t)
     };
@@ -97,14 +97,14 @@ fn error_entry(name: Option<&str>, id: uuid::Uuid, code: i16) -> MetadataRespons
         .with_topic_authorized_operations(i32::MIN)
 }
 
-pub(super) async fn metadata(b: &Broker, r: MetadataRequest, version: i16) -> MetadataResponse {
-    let image = b.controller.image();
+pub(super) async fn metadata(cat: &Catalog<'_>, r: MetadataRequest, version: i16) -> MetadataResponse {
+    let image = cat.view.image();
     let topics = match &r.topics {
-        None => image.topics.values().map(|t| topic_entry(b, t)).collect(),
+        None => image.topics.values().map(|t| topic_entry(cat, t)).collect(),
         Some(list) => {
             // Before v4 there is no flag: auto-creation follows the broker setting.
             let may_create =
-                b.config.auto_create_topics_enable && (version < 4 || r.allow_auto_topic_creation);
+                cat.config.auto_create_topics_enable && (version < 4 || r.allow_auto_topic_creation);
             let mut out = Vec::with_capacity(list.len());
             for req in list {
                 let name = req.name.as_ref().map(|n| n.0.to_string());
@@ -113,7 +113,7 @@ pub(super) async fn metadata(b: &Broker, r: MetadataRequest, version: i16) -> Me
                     _ => image.topic_by_id(&req.topic_id).cloned(),
                 };
                 if let Some(t) = found {
-                    out.push(topic_entry(b, &t));
+                    out.push(topic_entry(cat, &t));
                     continue;
                 }
                 let Some(n) = name.filter(|n| !n.is_empty()) else {
@@ -128,14 +128,14 @@ pub(super) async fn metadata(b: &Broker, r: MetadataRequest, version: i16) -> Me
                     ));
                     continue;
                 }
-                out.push(auto_create(b, &n).await);
+                out.push(auto_create(cat, &n).await);
             }
             out
         }
     };
-    let me = b.config.node_id;
+    let me = cat.config.node_id;
     MetadataResponse::default()
-        .with_brokers(brokers(b, &image))
+        .with_brokers(brokers(cat, &image))
         .with_cluster_id(Some(sb(&image.cluster_id)))
         // Clients send admin requests to the controller id; any broker forwards them.
         .with_controller_id(BrokerId(me))
@@ -143,22 +143,22 @@ pub(super) async fn metadata(b: &Broker, r: MetadataRequest, version: i16) -> Me
         .with_cluster_authorized_operations(i32::MIN)
 }
 
-async fn auto_create(b: &Broker, name: &str) -> MetadataResponseTopic {
+async fn auto_create(cat: &Catalog<'_>, name: &str) -> MetadataResponseTopic {
     let req = TopicRequest {
         name: name.to_string(),
         partitions: -1,
         replication_factor: -1,
         configs: Default::default(),
     };
-    let created = b.view.call(move |c| c.create_topic(&req, false)).await;
+    let created = cat.view.call(move |c| c.create_topic(&req, false)).await;
     match created {
         Ok(_) | Err(MetaError::TopicExists(_)) => {
-            let image = b.controller.image();
+            let image = cat.view.image();
             match image.topic(name).cloned() {
                 Some(t) => {
-                    b.sync_logs_from_handler();
+                    cat.sync_logs();
                     tracing::info!(topic = name, partitions = t.partitions, "auto-created topic");
-                    topic_entry(b, &t)
+                    topic_entry(cat, &t)
                 }
                 // Deleted again in between: let the client retry.
                 None => error_entry(Some(name), uuid::Uuid::nil(), ResponseError::LeaderNotAvailable.code()),
@@ -168,11 +168,11 @@ async fn auto_create(b: &Broker, name: &str) -> MetadataResponseTopic {
     }
 }
 
-pub(super) fn describe_cluster(b: &Broker, r: DescribeClusterRequest) -> DescribeClusterResponse {
-    let image = b.controller.image();
+pub(super) fn describe_cluster(cat: &Catalog<'_>, r: DescribeClusterRequest) -> DescribeClusterResponse {
+    let image = cat.view.image();
     let resp = DescribeClusterResponse::default()
         .with_cluster_id(sb(&image.cluster_id))
-        .with_controller_id(BrokerId(b.config.node_id))
+        .with_controller_id(BrokerId(cat.config.node_id))
         .with_endpoint_type(r.endpoint_type)
         .with_cluster_authorized_operations(i32::MIN);
     // endpoint_type 1: brokers (default); 2: controllers, which Kora does not expose.
@@ -182,7 +182,7 @@ pub(super) fn describe_cluster(b: &Broker, r: DescribeClusterRequest) -> Describ
             .with_error_message(Some(sb("only broker endpoints are exposed")));
     }
     resp.with_brokers(
-        brokers(b, &image)
+        brokers(cat, &image)
             .into_iter()
             .map(|x| {
                 DescribeClusterBroker::default()

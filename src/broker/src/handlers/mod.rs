@@ -4,6 +4,7 @@
 //! a version is listed only when its fields are implemented.
 
 mod admin;
+mod families;
 mod fetch;
 mod groups;
 mod metadata;
@@ -80,7 +81,8 @@ pub(crate) fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
-/// Runs the handler for one decoded request. `Ok(None)`: no response (acks=0).
+/// Runs the handler for one decoded request, giving it its family's handles
+/// (`families`), never the whole broker. `Ok(None)`: no response (acks=0).
 /// `Err(reason)`: close the connection.
 ///
 /// This is the request edge (`crate::edge`): the one place that sees both a request and who
@@ -97,48 +99,57 @@ pub(crate) async fn dispatch(
         RequestKind::ApiVersions(_) => {
             ApiVersionsResponse::default().with_api_keys(api_versions_list()).into()
         }
-        RequestKind::Metadata(r) => metadata::metadata(b, r, v).await.into(),
-        RequestKind::DescribeCluster(r) => metadata::describe_cluster(b, r).into(),
-        RequestKind::Produce(r) => return produce::produce(b, r, v).await.map(|o| o.map(Into::into)),
-        RequestKind::Fetch(r) if r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0 => {
-            // Fault injection cuts peers off both ways: a follower's fetch that arrives during
-            // the cut, or a long poll that was waiting when it began, gets no answer (as a
-            // partitioned network would drop it), so nothing written after the cut replicates.
-            if b.faults.isolated() {
-                return Err("isolated from peers by fault injection".into());
-            }
-            let resp = fetch::fetch(b, r, v).await;
-            if b.faults.isolated() {
-                return Err("isolated from peers by fault injection".into());
-            }
-            resp.into()
+        RequestKind::Metadata(r) => metadata::metadata(&b.catalog(), r, v).await.into(),
+        RequestKind::DescribeCluster(r) => metadata::describe_cluster(&b.catalog(), r).into(),
+        RequestKind::Produce(r) => {
+            return produce::produce(&b.writes(), r, v).await.map(|o| o.map(Into::into))
         }
-        RequestKind::Fetch(r) => fetch::fetch(b, r, v).await.into(),
-        RequestKind::ListOffsets(r) => offsets::list_offsets(b, r).await.into(),
-        RequestKind::DeleteRecords(r) => offsets::delete_records(b, r).await.into(),
-        RequestKind::OffsetForLeaderEpoch(r) => offsets::offset_for_leader_epoch(b, r).into(),
-        RequestKind::InitProducerId(r) => produce::init_producer_id(b, r).await.into(),
-        RequestKind::CreateTopics(r) => admin::create_topics(b, r, v).await.into(),
-        RequestKind::DeleteTopics(r) => admin::delete_topics(b, r, v).await.into(),
-        RequestKind::CreatePartitions(r) => admin::create_partitions(b, r).await.into(),
-        RequestKind::AlterPartitionReassignments(r) => reassign::alter(b, r, v).await.into(),
-        RequestKind::ListPartitionReassignments(r) => reassign::list(b, r).into(),
-        RequestKind::DescribeConfigs(r) => admin::describe_configs(b, r, v).into(),
-        RequestKind::AlterConfigs(r) => admin::alter_configs(b, r).await.into(),
-        RequestKind::IncrementalAlterConfigs(r) => admin::incremental_alter_configs(b, r).await.into(),
-        RequestKind::FindCoordinator(r) => groups::find_coordinator(b, r, v).into(),
-        RequestKind::JoinGroup(r) => groups::join_group(b, r, v, &client()).await.into(),
-        RequestKind::SyncGroup(r) => groups::sync_group(b, r).await.into(),
-        RequestKind::Heartbeat(r) => groups::heartbeat(b, r).into(),
-        RequestKind::LeaveGroup(r) => groups::leave_group(b, r, v).into(),
-        RequestKind::OffsetCommit(r) => groups::offset_commit(b, r).await.into(),
-        RequestKind::OffsetFetch(r) => groups::offset_fetch(b, r, v).into(),
-        RequestKind::DescribeGroups(r) => groups::describe_groups(b, r, v).into(),
-        RequestKind::ListGroups(r) => groups::list_groups(b, r).into(),
-        RequestKind::DeleteGroups(r) => groups::delete_groups(b, r).into(),
-        RequestKind::OffsetDelete(r) => groups::offset_delete(b, r).into(),
-        RequestKind::ConsumerGroupHeartbeat(r) => groups::consumer_group_heartbeat(b, r, &client()).into(),
-        RequestKind::ConsumerGroupDescribe(r) => groups::consumer_group_describe(b, r).into(),
+        RequestKind::Fetch(r) => match fetch::replica_of(&r, v) {
+            None => fetch::fetch(&b.reads(), r, v).await.into(),
+            Some(replica) => {
+                // Fault injection cuts peers off both ways: a follower's fetch that arrives
+                // during the cut, or a long poll that was waiting when it began, gets no answer
+                // (as a partitioned network would drop it), so nothing written after the cut
+                // replicates.
+                if b.faults.isolated() {
+                    return Err("isolated from peers by fault injection".into());
+                }
+                let resp = replica_fetch::replica_fetch(&b.followers(), r, v, replica).await;
+                if b.faults.isolated() {
+                    return Err("isolated from peers by fault injection".into());
+                }
+                resp.into()
+            }
+        },
+        RequestKind::ListOffsets(r) => offsets::list_offsets(&b.reads(), r).await.into(),
+        RequestKind::DeleteRecords(r) => offsets::delete_records(&b.reads(), r).await.into(),
+        RequestKind::OffsetForLeaderEpoch(r) => offsets::offset_for_leader_epoch(&b.reads(), r).into(),
+        RequestKind::InitProducerId(r) => produce::init_producer_id(&b.writes(), r).await.into(),
+        RequestKind::CreateTopics(r) => admin::create_topics(&b.catalog(), r, v).await.into(),
+        RequestKind::DeleteTopics(r) => admin::delete_topics(&b.catalog(), r, v).await.into(),
+        RequestKind::CreatePartitions(r) => admin::create_partitions(&b.catalog(), r).await.into(),
+        RequestKind::AlterPartitionReassignments(r) => reassign::alter(&b.catalog(), r, v).await.into(),
+        RequestKind::ListPartitionReassignments(r) => reassign::list(&b.catalog(), r).into(),
+        RequestKind::DescribeConfigs(r) => admin::describe_configs(&b.catalog(), r, v).into(),
+        RequestKind::AlterConfigs(r) => admin::alter_configs(&b.catalog(), r).await.into(),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            admin::incremental_alter_configs(&b.catalog(), r).await.into()
+        }
+        RequestKind::FindCoordinator(r) => groups::find_coordinator(&b.coordination(), r, v).into(),
+        RequestKind::JoinGroup(r) => groups::join_group(&b.coordination(), r, v, &client()).await.into(),
+        RequestKind::SyncGroup(r) => groups::sync_group(&b.coordination(), r).await.into(),
+        RequestKind::Heartbeat(r) => groups::heartbeat(&b.coordination(), r).into(),
+        RequestKind::LeaveGroup(r) => groups::leave_group(&b.coordination(), r, v).into(),
+        RequestKind::OffsetCommit(r) => groups::offset_commit(&b.coordination(), r).await.into(),
+        RequestKind::OffsetFetch(r) => groups::offset_fetch(&b.coordination(), r, v).into(),
+        RequestKind::DescribeGroups(r) => groups::describe_groups(&b.coordination(), r, v).into(),
+        RequestKind::ListGroups(r) => groups::list_groups(&b.coordination(), r).into(),
+        RequestKind::DeleteGroups(r) => groups::delete_groups(&b.coordination(), r).into(),
+        RequestKind::OffsetDelete(r) => groups::offset_delete(&b.coordination(), r).into(),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            groups::consumer_group_heartbeat(&b.coordination(), r, &client()).into()
+        }
+        RequestKind::ConsumerGroupDescribe(r) => groups::consumer_group_describe(&b.coordination(), r).into(),
         other => return Err(format!("no handler for {other:?}")),
     };
     Ok(Some(resp))

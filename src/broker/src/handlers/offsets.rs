@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
-use crate::broker::Broker;
+use super::families::Reads;
 use crate::errors::log_error_code;
 
 /// ListOffsets special timestamps.
@@ -24,15 +24,15 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffsetsResponse {
+pub(super) async fn list_offsets(rd: &Reads<'_>, r: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(r.topics.len());
     for t in r.topics {
         let name = t.name.0.to_string();
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let missing = b.view.leadership_error(&name, p.partition_index);
-            let Some(log) = b.logs.get(&name, p.partition_index).filter(|_| missing.is_none()) else {
+            let missing = rd.view.leadership_error(&name, p.partition_index);
+            let Some(log) = rd.logs.get(&name, p.partition_index).filter(|_| missing.is_none()) else {
                 parts.push(
                     base.with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
                         .with_offset(-1)
@@ -40,7 +40,7 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
                 );
                 continue;
             };
-            if let Some(code) = b.view.epoch_error(&name, p.partition_index, p.current_leader_epoch) {
+            if let Some(code) = rd.view.epoch_error(&name, p.partition_index, p.current_leader_epoch) {
                 parts.push(base.with_error_code(code).with_offset(-1).with_timestamp(-1));
                 continue;
             }
@@ -51,10 +51,10 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
                 // KIP-405: the first offset on local disk (differs from EARLIEST when tiered).
                 EARLIEST_LOCAL => Ok(Some((log.local_start_offset(), -1))),
                 t if t >= 0
-                    && b.tiering.is_some()
-                    && t <= remote_max_timestamp(b, &name, p.partition_index) =>
+                    && rd.tiering.is_some()
+                    && t <= remote_max_timestamp(rd, &name, p.partition_index) =>
                 {
-                    remote_offset_for_timestamp(b, &name, p.partition_index, t).await
+                    remote_offset_for_timestamp(rd, &name, p.partition_index, t).await
                 }
                 MAX_TIMESTAMP => {
                     let l = log.clone();
@@ -91,8 +91,8 @@ pub(super) async fn list_offsets(b: &Broker, r: ListOffsetsRequest) -> ListOffse
 }
 
 /// The newest timestamp in a partition's remote segments (-1: none).
-fn remote_max_timestamp(b: &Broker, topic: &str, partition: i32) -> i64 {
-    let image = b.controller.image();
+fn remote_max_timestamp(rd: &Reads<'_>, topic: &str, partition: i32) -> i64 {
+    let image = rd.view.image();
     let Some(t) = image.topic(topic) else { return -1 };
     image.remote_segments(&t.topic_id, partition).iter().map(|s| s.max_timestamp).max().unwrap_or(-1)
 }
@@ -100,7 +100,7 @@ fn remote_max_timestamp(b: &Broker, topic: &str, partition: i32) -> i64 {
 /// ListOffsets by timestamp when the answer is in the object store: the first remote segment
 /// whose newest record is at or after `ts`, read until the first such record.
 async fn remote_offset_for_timestamp(
-    b: &Broker,
+    rd: &Reads<'_>,
     topic: &str,
     partition: i32,
     ts: i64,
@@ -109,7 +109,7 @@ async fn remote_offset_for_timestamp(
         context: "remote read".into(),
         source: std::io::Error::other(e),
     };
-    let (Some(t), image) = (b.tiering.as_ref(), b.controller.image()) else { return Ok(None) };
+    let (Some(t), image) = (rd.tiering, rd.view.image()) else { return Ok(None) };
     let Some(ti) = image.topic(topic) else { return Ok(None) };
     let segments = image.remote_segments(&ti.topic_id, partition);
     let Some(seg) = segments.iter().find(|s| s.max_timestamp >= ts) else { return Ok(None) };
@@ -135,7 +135,7 @@ async fn remote_offset_for_timestamp(
     Ok(None)
 }
 
-pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub(super) async fn delete_records(rd: &Reads<'_>, r: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(r.topics.len());
     for t in r.topics {
         let name = t.name.0.to_string();
@@ -148,8 +148,8 @@ pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> Delet
                 );
                 continue;
             }
-            let missing = b.view.leadership_error(&name, p.partition_index);
-            let Some(log) = b.logs.get(&name, p.partition_index).filter(|_| missing.is_none()) else {
+            let missing = rd.view.leadership_error(&name, p.partition_index);
+            let Some(log) = rd.logs.get(&name, p.partition_index).filter(|_| missing.is_none()) else {
                 parts.push(
                     base.with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
                         .with_low_watermark(-1),
@@ -173,7 +173,7 @@ pub(super) async fn delete_records(b: &Broker, r: DeleteRecordsRequest) -> Delet
 /// Where a leader epoch ended in this replica's log (KIP-101/KIP-320): the largest epoch at or
 /// below the one asked and the start of the next, or the log end for the latest.
 pub(super) fn offset_for_leader_epoch(
-    b: &Broker,
+    rd: &Reads<'_>,
     r: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let topics = r
@@ -187,20 +187,20 @@ pub(super) fn offset_for_leader_epoch(
                 .map(|p| {
                     let base = EpochEndOffset::default().with_partition(p.partition);
                     // Followers answer too (consumers of KIP-392 validate positions there).
-                    let missing = b
+                    let missing = rd
                         .view
                         .leadership_error(&name, p.partition)
-                        .filter(|_| !b.view.follows(&name, p.partition));
-                    let Some(log) = b.logs.get(&name, p.partition).filter(|_| missing.is_none()) else {
+                        .filter(|_| !rd.view.follows(&name, p.partition));
+                    let Some(log) = rd.logs.get(&name, p.partition).filter(|_| missing.is_none()) else {
                         return base
                             .with_error_code(missing.unwrap_or(ResponseError::UnknownTopicOrPartition.code()))
                             .with_leader_epoch(-1)
                             .with_end_offset(-1);
                     };
-                    if let Some(code) = b.view.epoch_error(&name, p.partition, p.current_leader_epoch) {
+                    if let Some(code) = rd.view.epoch_error(&name, p.partition, p.current_leader_epoch) {
                         return base.with_error_code(code).with_leader_epoch(-1).with_end_offset(-1);
                     }
-                    let current = b.view.leader_epoch(&name, p.partition);
+                    let current = rd.view.leader_epoch(&name, p.partition);
                     let (epoch, end) = log.end_offset_for_epoch(p.leader_epoch);
                     if epoch < 0 && log.latest_epoch() < 0 && (0..=current).contains(&p.leader_epoch) {
                         // Nothing written yet: every epoch so far ends at the (empty) log's end.

@@ -18,8 +18,8 @@ use kafka_protocol::messages::{
 use kora_log::batch::split_batches;
 use kora_log::{LogError, PartitionLog};
 
+use super::families::Writes;
 use super::sb;
-use crate::broker::Broker;
 use crate::errors::{log_error_code, meta_error_code};
 use crate::metrics::TopicLabels;
 
@@ -45,15 +45,15 @@ struct Replicating {
 /// Appends one partition's records; returns the response entry, and for an acks=all write to
 /// a replicated partition what it waits for.
 async fn append_partition(
-    b: &Broker,
+    wr: &Writes<'_>,
     log: Arc<PartitionLog>,
     topic: &str,
     index: i32,
     records: Option<Bytes>,
     acks: i16,
 ) -> (PartitionProduceResponse, Option<Replicating>) {
-    let leading = b.replication.leading(topic, index);
-    if leading.is_none() && b.config.cell.is_some() {
+    let leading = wr.replication.leading(topic, index);
+    if leading.is_none() && wr.in_cell {
         // The image says this broker leads, but its leader epoch has not started yet (a
         // moment after the change): the client retries.
         return (partition_error(index, ResponseError::NotLeaderOrFollower.code(), None), None);
@@ -62,17 +62,17 @@ async fn append_partition(
     if let Some(l) = leading.as_ref().filter(|_| acks == -1) {
         let isr = l.isr_len();
         if isr < min_isr {
-            b.metrics.under_min_isr_produce.inc();
+            wr.metrics.under_min_isr_produce.inc();
             let msg = format!("{isr} in-sync replicas, min.insync.replicas is {min_isr}");
             return (partition_error(index, ResponseError::NotEnoughReplicas.code(), Some(msg)), None);
         }
     }
     let mut upto = -1;
-    let entry = append_local(b, log.clone(), topic, index, records, &mut upto).await;
+    let entry = append_local(wr, log.clone(), topic, index, records, &mut upto).await;
     if entry.error_code != 0 {
         return (entry, None);
     }
-    b.replication.after_append(topic, index, &log);
+    wr.replication.after_append(topic, index, &log);
     let wait = match leading {
         Some(leading) if acks == -1 => (log.high_watermark() < upto).then(|| Replicating {
             log,
@@ -88,29 +88,29 @@ async fn append_partition(
 
 /// Waits until the high watermark passes the write (every ISR member has it), the leader
 /// loses the partition, or `timeout` passes. Returns the error code (0: replicated).
-async fn wait_replicated(b: &Broker, w: Replicating, index: i32, timeout: Duration) -> i16 {
-    let deadline = b.clock.now() + timeout;
+async fn wait_replicated(wr: &Writes<'_>, w: Replicating, index: i32, timeout: Duration) -> i16 {
+    let deadline = wr.clock.now() + timeout;
     let mut rx = w.log.subscribe();
     loop {
         if *rx.borrow_and_update() >= w.upto {
             if w.leading.isr_len() < w.min_isr {
-                b.metrics.under_min_isr_produce.inc();
+                wr.metrics.under_min_isr_produce.inc();
                 return ResponseError::NotEnoughReplicasAfterAppend.code();
             }
             return 0;
         }
         let still_leading =
-            b.replication.leading(&w.topic, index).is_some_and(|l| l.epoch == w.leading.epoch);
+            wr.replication.leading(&w.topic, index).is_some_and(|l| l.epoch == w.leading.epoch);
         if !still_leading {
             return ResponseError::NotLeaderOrFollower.code();
         }
-        let now = b.clock.now();
+        let now = wr.clock.now();
         if now >= deadline {
-            b.metrics.under_min_isr_produce.inc();
+            wr.metrics.under_min_isr_produce.inc();
             return ResponseError::RequestTimedOut.code();
         }
         let slice = (deadline - now).min(Duration::from_millis(100));
-        if let Ok(Err(_)) = kora_common::timeout(&*b.clock, slice, rx.changed()).await {
+        if let Ok(Err(_)) = kora_common::timeout(wr.clock, slice, rx.changed()).await {
             return ResponseError::NotLeaderOrFollower.code();
         }
     }
@@ -119,7 +119,7 @@ async fn wait_replicated(b: &Broker, w: Replicating, index: i32, timeout: Durati
 /// Appends one partition's records to the local log; `upto` becomes one past the write's
 /// last offset (also for a retry of a write already in the log).
 async fn append_local(
-    b: &Broker,
+    wr: &Writes<'_>,
     log: Arc<PartitionLog>,
     topic: &str,
     index: i32,
@@ -153,8 +153,8 @@ async fn append_local(
     *upto = res.last_offset + 1;
     if !res.duplicate {
         let l = TopicLabels { topic: topic.to_string() };
-        b.metrics.bytes_in.get_or_create(&l).inc_by(batch.len() as u64);
-        b.metrics.messages_in.get_or_create(&l).inc_by(header.records_count as u64);
+        wr.metrics.bytes_in.get_or_create(&l).inc_by(batch.len() as u64);
+        wr.metrics.messages_in.get_or_create(&l).inc_by(header.records_count as u64);
     }
     if res.flush_required || res.rolled {
         let log2 = log.clone();
@@ -197,7 +197,7 @@ fn refuse_all(r: &ProduceRequest, code: i16, message: Option<&str>) -> ProduceRe
 }
 
 pub(super) async fn produce(
-    b: &Broker,
+    wr: &Writes<'_>,
     r: ProduceRequest,
     version: i16,
 ) -> Result<Option<ProduceResponse>, String> {
@@ -210,7 +210,7 @@ pub(super) async fn produce(
         let msg = Some("transactions are not supported yet");
         return Ok(Some(refuse_all(&r, ResponseError::TransactionalIdAuthorizationFailed.code(), msg)));
     }
-    let image = b.controller.image();
+    let image = wr.view.image();
     let timeout = Duration::from_millis(r.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(r.topic_data.len());
     let mut any_error = false;
@@ -227,8 +227,8 @@ pub(super) async fn produce(
         };
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
-            let log = name.as_deref().and_then(|n| b.logs.get(n, p.index));
-            let not_leader = name.as_deref().and_then(|n| b.view.leadership_error(n, p.index));
+            let log = name.as_deref().and_then(|n| wr.logs.get(n, p.index));
+            let not_leader = name.as_deref().and_then(|n| wr.view.leadership_error(n, p.index));
             let entry = match (&name, log) {
                 (Some(n), _) if crate::groups::is_internal(n) => partition_error(
                     p.index,
@@ -237,7 +237,7 @@ pub(super) async fn produce(
                 ),
                 (Some(n), _) if not_leader.is_some() => {
                     let e = partition_error(p.index, not_leader.unwrap_or_default(), None);
-                    match b.view.leader_hint(n, p.index) {
+                    match wr.view.leader_hint(n, p.index) {
                         Some(h) => {
                             let current = e
                                 .current_leader
@@ -253,7 +253,7 @@ pub(super) async fn produce(
                     }
                 }
                 (Some(n), Some(log)) => {
-                    let (entry, wait) = append_partition(b, log, n, p.index, p.records, acks).await;
+                    let (entry, wait) = append_partition(wr, log, n, p.index, p.records, acks).await;
                     if let Some(w) = wait {
                         waits.push((responses.len(), parts.len(), w));
                     }
@@ -277,7 +277,7 @@ pub(super) async fn produce(
     // Every partition's replication is awaited at once: the slowest bounds the request.
     let outcomes = futures::future::join_all(waits.into_iter().map(|(t, p, w)| {
         let index = responses[t].partition_responses[p].index;
-        async move { (t, p, wait_replicated(b, w, index, timeout).await) }
+        async move { (t, p, wait_replicated(wr, w, index, timeout).await) }
     }))
     .await;
     for (t, p, code) in outcomes {
@@ -304,7 +304,7 @@ pub(super) async fn produce(
     Ok(Some(ProduceResponse::default().with_responses(responses).with_node_endpoints(node_endpoints)))
 }
 
-pub(super) async fn init_producer_id(b: &Broker, r: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(super) async fn init_producer_id(wr: &Writes<'_>, r: InitProducerIdRequest) -> InitProducerIdResponse {
     if r.transactional_id.is_some() {
         return InitProducerIdResponse::default()
             .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
@@ -313,7 +313,7 @@ pub(super) async fn init_producer_id(b: &Broker, r: InitProducerIdRequest) -> In
     }
     // Idempotent producers get a fresh id at epoch 0, also when they ask to bump (KIP-360):
     // a new id fences nothing and restarts sequences cleanly.
-    match b.next_producer_id().await {
+    match wr.producer_ids.next(wr.view).await {
         Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => InitProducerIdResponse::default()
             .with_error_code(meta_error_code(&e))

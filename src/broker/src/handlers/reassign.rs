@@ -17,8 +17,8 @@ use kafka_protocol::messages::{
 };
 use kora_meta::MetaError;
 
+use super::families::Catalog;
 use super::sb;
-use crate::broker::Broker;
 use crate::errors::meta_error_code;
 
 fn ids(v: &[i32]) -> Vec<BrokerId> {
@@ -26,7 +26,7 @@ fn ids(v: &[i32]) -> Vec<BrokerId> {
 }
 
 pub(super) async fn alter(
-    b: &Broker,
+    cat: &Catalog<'_>,
     r: AlterPartitionReassignmentsRequest,
     version: i16,
 ) -> AlterPartitionReassignmentsResponse {
@@ -38,8 +38,7 @@ pub(super) async fn alter(
         let mut parts = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let target: Option<Vec<i32>> = p.replicas.map(|v| v.iter().map(|x| x.0).collect());
-            let current =
-                b.controller.image().topic(&name).and_then(|x| x.partition(p.partition_index).cloned());
+            let current = cat.view.image().topic(&name).and_then(|x| x.partition(p.partition_index).cloned());
             let (code, message) = match (&current, &target) {
                 (None, _) => (ResponseError::UnknownTopicOrPartition.code(), None),
                 (Some(s), Some(target))
@@ -56,7 +55,7 @@ pub(super) async fn alter(
                 }
                 _ => {
                     let (n, idx) = (name.clone(), p.partition_index);
-                    match b.view.call(move |c| c.reassign_partition(&n, idx, target)).await {
+                    match cat.view.call(move |c| c.reassign_partition(&n, idx, target)).await {
                         Ok(_) => (0, None),
                         Err(e @ (MetaError::InvalidReplicationFactor(_) | MetaError::InvalidRequest(_))) => {
                             (ResponseError::InvalidReplicaAssignment.code(), Some(e.to_string()))
@@ -79,8 +78,11 @@ pub(super) async fn alter(
         .with_responses(responses)
 }
 
-pub(super) fn list(b: &Broker, r: ListPartitionReassignmentsRequest) -> ListPartitionReassignmentsResponse {
-    let image = b.controller.image();
+pub(super) fn list(
+    cat: &Catalog<'_>,
+    r: ListPartitionReassignmentsRequest,
+) -> ListPartitionReassignmentsResponse {
+    let image = cat.view.image();
     let mut topics = Vec::new();
     let wanted: Vec<(String, Option<Vec<i32>>)> = match r.topics {
         Some(ts) => ts.into_iter().map(|t| (t.name.0.to_string(), Some(t.partition_indexes))).collect(),

@@ -17,8 +17,8 @@ use kora_log::LogError;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::families::Followers;
 use super::sb;
-use crate::broker::Broker;
 use crate::errors::log_error_code;
 
 /// Upper bound on how long one follower fetch may wait.
@@ -50,14 +50,21 @@ impl Out {
 
 /// `eligible`: the replica may join the ISR (registered and not fenced), looked up once per
 /// request.
-fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: bool, eligible: bool) -> Out {
-    if let Some(code) = b.view.leadership_error(&w.topic, w.partition) {
+fn read_for_replica(
+    fl: &Followers<'_>,
+    w: &Want,
+    budget: usize,
+    replica: i32,
+    arrival: bool,
+    eligible: bool,
+) -> Out {
+    if let Some(code) = fl.view.leadership_error(&w.topic, w.partition) {
         return Out::error(code);
     }
-    let Some(log) = b.logs.get(&w.topic, w.partition) else {
+    let Some(log) = fl.logs.get(&w.topic, w.partition) else {
         return Out::error(ResponseError::UnknownTopicOrPartition.code());
     };
-    if let Some(code) = b.view.epoch_error(&w.topic, w.partition, w.current_leader_epoch) {
+    if let Some(code) = fl.view.epoch_error(&w.topic, w.partition, w.current_leader_epoch) {
         return Out::error(code);
     }
     let o = log.offsets();
@@ -75,21 +82,21 @@ fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: 
     }
     if arrival {
         if let Some(change) =
-            b.replication.on_follower_fetch(&w.topic, w.partition, &log, replica, w.fetch_offset, eligible)
+            fl.replication.on_follower_fetch(&w.topic, w.partition, &log, replica, w.fetch_offset, eligible)
         {
-            crate::replication::submit(&b.replication, change);
+            crate::replication::submit(fl.replication, change);
         }
     }
     let mut want = budget.min(w.max_bytes).max(1);
     // A replica a reassignment is adding gets leader.replication.throttled.rate.
-    let throttled = b
-        .controller
+    let throttled = fl
+        .view
         .image()
         .topic(&w.topic)
         .and_then(|t| t.partition(w.partition))
         .is_some_and(|s| s.adding.contains(&replica));
     if throttled {
-        let allowance = b.replication.leader_throttle.available();
+        let allowance = fl.replication.leader_throttle.available();
         if allowance == 0 {
             return Out {
                 error: 0,
@@ -104,7 +111,7 @@ fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: 
     match log.read_replica(w.fetch_offset, want) {
         Ok(r) => {
             if throttled {
-                b.replication.leader_throttle.consume(r.records.len());
+                fl.replication.leader_throttle.consume(r.records.len());
             }
             Out {
                 error: 0,
@@ -137,8 +144,13 @@ fn read_for_replica(b: &Broker, w: &Want, budget: usize, replica: i32, arrival: 
     }
 }
 
-pub(super) async fn replica_fetch(b: &Broker, r: FetchRequest, version: i16, replica: i32) -> FetchResponse {
-    let image = b.controller.image();
+pub(super) async fn replica_fetch(
+    fl: &Followers<'_>,
+    r: FetchRequest,
+    version: i16,
+    replica: i32,
+) -> FetchResponse {
+    let image = fl.view.image();
     let mut wants = Vec::new();
     for t in &r.topics {
         let (name, id) = if version >= 13 {
@@ -162,12 +174,12 @@ pub(super) async fn replica_fetch(b: &Broker, r: FetchRequest, version: i16, rep
     }
     let eligible = image.brokers.get(&replica).is_some_and(|r| !r.fenced);
     drop(image);
-    let max_bytes = (r.max_bytes.max(0) as usize).min(b.config.fetch_max_bytes);
+    let max_bytes = (r.max_bytes.max(0) as usize).min(fl.fetch_max_bytes);
     let min_bytes = r.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(r.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP) as u64);
-    let deadline = b.clock.now() + wait;
+    let deadline = fl.clock.now() + wait;
     let mut receivers: Vec<watch::Receiver<i64>> =
-        wants.iter().filter_map(|w| b.logs.get(&w.topic, w.partition)).map(|l| l.subscribe_end()).collect();
+        wants.iter().filter_map(|w| fl.logs.get(&w.topic, w.partition)).map(|l| l.subscribe_end()).collect();
     let mut arrival = true;
     let outs = loop {
         for rx in receivers.iter_mut() {
@@ -178,7 +190,7 @@ pub(super) async fn replica_fetch(b: &Broker, r: FetchRequest, version: i16, rep
         let mut urgent = false;
         let mut outs = Vec::with_capacity(wants.len());
         for w in &wants {
-            let o = read_for_replica(b, w, budget, replica, arrival, eligible);
+            let o = read_for_replica(fl, w, budget, replica, arrival, eligible);
             budget = budget.saturating_sub(o.records.len());
             total += o.records.len();
             urgent |= o.error != 0 || o.diverging.is_some();
@@ -188,14 +200,14 @@ pub(super) async fn replica_fetch(b: &Broker, r: FetchRequest, version: i16, rep
         if total >= min_bytes.max(1)
             || urgent
             || receivers.is_empty()
-            || b.clock.now() >= deadline
-            || b.is_shutting_down()
+            || fl.clock.now() >= deadline
+            || fl.stopping()
         {
             break outs;
         }
         let closed = {
             let changed = select_all(receivers.iter_mut().map(|rx| Box::pin(rx.changed())));
-            match kora_common::timeout_at(&*b.clock, deadline, changed).await {
+            match kora_common::timeout_at(fl.clock, deadline, changed).await {
                 Err(_) | Ok((Ok(()), _, _)) => None,
                 Ok((Err(_), idx, _)) => Some(idx),
             }

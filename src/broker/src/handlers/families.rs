@@ -1,0 +1,165 @@
+//! What each family of request handlers may touch.
+//!
+//! A handler never sees the whole [`Broker`]: the dispatcher hands it one of these views, a
+//! struct of borrowed handles built per request (no allocation, no reference counting), so the
+//! compiler keeps a produce handler out of the group coordinator and a group handler out of the
+//! fetch sessions. Adding a handle to a family is a visible change to this file.
+//!
+//! | family | requests | handles |
+//! |---|---|---|
+//! | [`Writes`] | Produce, InitProducerId | view, logs, replication, metrics, clock, producer ids |
+//! | [`Reads`] | consumer Fetch, ListOffsets, DeleteRecords, OffsetForLeaderEpoch | view, logs, tiering, fetch sessions, metrics, clock |
+//! | [`Followers`] | follower Fetch | view, logs, replication, clock |
+//! | [`Coordination`] | FindCoordinator, groups and offsets, KIP-848 | coordinator, view, logs, clock, `__consumer_offsets` creator |
+//! | [`Catalog`] | Metadata, DescribeCluster, topics, partitions, configs, reassignments | config, view, log sync |
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use kora_common::Clock;
+use kora_log::LogManager;
+use parking_lot::Mutex;
+
+use crate::broker::{Broker, OffsetsTopic, ProducerIds};
+use crate::config::{Advertised, BrokerConfig};
+use crate::fetch_session::FetchSessionCache;
+use crate::log_sync::LogSync;
+use crate::metrics::Metrics;
+use crate::replication::Replication;
+use crate::tiering::Tiering;
+use crate::view::View;
+
+/// Produce and InitProducerId: appends to the logs this broker leads.
+pub(crate) struct Writes<'a> {
+    pub(crate) view: &'a View,
+    pub(crate) logs: &'a LogManager,
+    pub(crate) replication: &'a Replication,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) producer_ids: &'a ProducerIds,
+    /// Part of a cell (appends wait for the in-sync replicas); false for a single node.
+    pub(crate) in_cell: bool,
+}
+
+/// Consumer reads: Fetch, ListOffsets, DeleteRecords, OffsetForLeaderEpoch.
+pub(crate) struct Reads<'a> {
+    pub(crate) view: &'a View,
+    pub(crate) logs: &'a LogManager,
+    /// Shared with the remote reads a fetch spawns.
+    pub(crate) tiering: Option<&'a Arc<Tiering>>,
+    pub(crate) sessions: &'a Mutex<FetchSessionCache>,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) clock: &'a dyn Clock,
+    /// fetch.max.bytes
+    pub(crate) fetch_max_bytes: usize,
+    shutting_down: &'a AtomicBool,
+}
+
+/// Fetches from the followers of this broker's partitions.
+pub(crate) struct Followers<'a> {
+    pub(crate) view: &'a View,
+    pub(crate) logs: &'a LogManager,
+    pub(crate) replication: &'a Replication,
+    pub(crate) clock: &'a dyn Clock,
+    /// fetch.max.bytes
+    pub(crate) fetch_max_bytes: usize,
+    shutting_down: &'a AtomicBool,
+}
+
+/// Group coordination and committed offsets.
+pub(crate) struct Coordination<'a> {
+    pub(crate) groups: &'a kora_group::Coordinator,
+    pub(crate) view: &'a View,
+    pub(crate) logs: &'a LogManager,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) advertised: &'a Advertised,
+    pub(crate) in_cell: bool,
+    pub(crate) offsets_topic: &'a OffsetsTopic,
+}
+
+/// The cluster's catalogue: metadata, topics, partitions, configs, reassignments.
+pub(crate) struct Catalog<'a> {
+    /// Read-only: the broker's settings as validated at start-up.
+    pub(crate) config: &'a BrokerConfig,
+    pub(crate) view: &'a View,
+    log_sync: &'a LogSync,
+}
+
+impl Reads<'_> {
+    /// A long poll ends early when the broker stops.
+    pub(crate) fn stopping(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+impl Followers<'_> {
+    pub(crate) fn stopping(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+impl Catalog<'_> {
+    /// Brings the logs in line with metadata after a change this handler committed (so a
+    /// created topic is writable at once). It creates directories and fsyncs, so it runs with
+    /// the worker handed over to the blocking pool (the runtime is always multi-threaded).
+    pub(crate) fn sync_logs(&self) {
+        let image = self.view.controller.image();
+        if let Err(e) = tokio::task::block_in_place(|| self.log_sync.apply(&image)) {
+            tracing::error!(error = %e, "bringing logs in line with metadata failed");
+        }
+    }
+}
+
+impl Broker {
+    pub(crate) fn writes(&self) -> Writes<'_> {
+        Writes {
+            view: &self.view,
+            logs: &self.logs,
+            replication: &self.replication,
+            metrics: &self.metrics,
+            clock: &*self.clock,
+            producer_ids: &self.producer_ids,
+            in_cell: self.config.cell.is_some(),
+        }
+    }
+
+    pub(crate) fn reads(&self) -> Reads<'_> {
+        Reads {
+            view: &self.view,
+            logs: &self.logs,
+            tiering: self.tiering.as_ref(),
+            sessions: &self.sessions,
+            metrics: &self.metrics,
+            clock: &*self.clock,
+            fetch_max_bytes: self.config.fetch_max_bytes,
+            shutting_down: &self.shutting_down,
+        }
+    }
+
+    pub(crate) fn followers(&self) -> Followers<'_> {
+        Followers {
+            view: &self.view,
+            logs: &self.logs,
+            replication: &self.replication,
+            clock: &*self.clock,
+            fetch_max_bytes: self.config.fetch_max_bytes,
+            shutting_down: &self.shutting_down,
+        }
+    }
+
+    pub(crate) fn coordination(&self) -> Coordination<'_> {
+        Coordination {
+            groups: &self.groups,
+            view: &self.view,
+            logs: &self.logs,
+            clock: &*self.clock,
+            advertised: &self.config.advertised,
+            in_cell: self.config.cell.is_some(),
+            offsets_topic: &self.offsets_topic,
+        }
+    }
+
+    pub(crate) fn catalog(&self) -> Catalog<'_> {
+        Catalog { config: &self.config, view: &self.view, log_sync: &self.log_sync }
+    }
+}
