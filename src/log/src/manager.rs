@@ -49,6 +49,11 @@ impl LogManager {
         Ok(Self { root: root.to_path_buf(), clock, clean_start, logs: RwLock::new(HashMap::new()) })
     }
 
+    /// The directory every partition's log lives under (Kafka's log dir).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn clean_start(&self) -> bool {
         self.clean_start
     }

@@ -145,6 +145,12 @@ pub enum ControllerRequest {
         partition: i32,
         target: Option<Vec<i32>>,
     },
+    /// An operator's leader election for one partition (Kafka's ElectLeaders).
+    ElectLeader {
+        topic: String,
+        partition: i32,
+        election: Election,
+    },
     /// A leader changes a partition's ISR (Kafka's AlterPartition).
     AlterPartition {
         topic: String,
@@ -168,7 +174,31 @@ pub enum ControllerResponse {
         known: bool,
     },
     Partition(crate::image::PartitionState),
+    Election(ElectionOutcome),
     Done,
+}
+
+/// Which leader an operator's election asks for (ElectLeaders' election_type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Election {
+    /// The partition's first replica, where it is alive and in sync (election_type 0).
+    Preferred,
+    /// Any live replica when the partition has no leader (election_type 1). Kora elects only
+    /// in-sync replicas even then: a replica outside the ISR may lack acknowledged records.
+    Unclean,
+}
+
+/// What an election did, per partition (each maps to one Kafka error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionOutcome {
+    /// `leader` leads now.
+    Elected { leader: i32 },
+    /// The partition already has the leader asked for (ELECTION_NOT_NEEDED).
+    NotNeeded,
+    /// The preferred replica is fenced or out of sync (PREFERRED_LEADER_NOT_AVAILABLE).
+    PreferredNotAvailable,
+    /// No live in-sync replica can lead (ELIGIBLE_LEADERS_NOT_AVAILABLE).
+    NoEligibleLeader,
 }
 
 /// An error as it crosses the wire: the variant's name and its text.
@@ -387,6 +417,9 @@ impl Controller {
             }
             R::ReassignPartition { topic, partition, target } => {
                 self.do_reassign(&topic, partition, target).map(A::Partition)
+            }
+            R::ElectLeader { topic, partition, election } => {
+                self.do_elect_leader(&topic, partition, election).map(A::Election)
             }
             R::AlterPartition { topic, partition, leader, leader_epoch, partition_epoch, isr } => self
                 .do_alter_partition(&topic, partition, leader, leader_epoch, partition_epoch, isr)
@@ -659,6 +692,63 @@ impl Controller {
         tracing::info!(topic, partition, ?target, "reassignment started");
         // Nothing to wait for when it only removes, or every added replica is in sync already.
         self.complete_move_if_in_sync(image, topic, partition)
+    }
+
+    /// Elects a leader for one partition as an operator asked (Kafka's ElectLeaders).
+    pub fn elect_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        election: Election,
+    ) -> Result<ElectionOutcome, MetaError> {
+        let req = ControllerRequest::ElectLeader { topic: topic.to_string(), partition, election };
+        match self.execute(req)? {
+            ControllerResponse::Election(o) => Ok(o),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    fn do_elect_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        election: Election,
+    ) -> Result<ElectionOutcome, MetaError> {
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        let s = image
+            .topic(topic)
+            .and_then(|t| t.partition(partition))
+            .ok_or_else(|| MetaError::UnknownTopic(format!("{topic}-{partition}")))?;
+        let alive = |id: i32| image.brokers.get(&id).is_some_and(|b| !b.fenced);
+        let eligible = |id: i32| alive(id) && s.isr.contains(&id);
+        let leader = match election {
+            Election::Preferred => {
+                let pref = s.preferred();
+                if s.leader == pref {
+                    return Ok(ElectionOutcome::NotNeeded);
+                }
+                if pref < 0 || !eligible(pref) {
+                    return Ok(ElectionOutcome::PreferredNotAvailable);
+                }
+                pref
+            }
+            Election::Unclean => {
+                if s.leader >= 0 && alive(s.leader) {
+                    return Ok(ElectionOutcome::NotNeeded);
+                }
+                match s.replicas.iter().copied().find(|&r| eligible(r)) {
+                    Some(r) => r,
+                    None => return Ok(ElectionOutcome::NoEligibleLeader),
+                }
+            }
+        };
+        let image =
+            self.commit(MetadataRecord::ElectLeader { topic: topic.to_string(), partition, leader })?;
+        let now = image.topic(topic).and_then(|t| t.partition(partition)).map(|s| s.leader);
+        debug_assert_eq!(now, Some(leader), "an eligible replica was elected");
+        tracing::info!(topic, partition, leader, ?election, "leader elected by request");
+        Ok(ElectionOutcome::Elected { leader })
     }
 
     /// On the active controller: moves leadership back to each partition's preferred replica
@@ -1141,5 +1231,56 @@ mod tests {
         assert!(c.image().brokers[&2].fenced);
         assert_eq!(c.broker_heartbeat(2, Uuid::from_u128(2)).expect("hb"), (true, true));
         assert!(c.image().brokers[&2].fenced, "a late heartbeat does not bring it back");
+    }
+
+    #[test]
+    fn operators_elect_leaders_only_among_live_in_sync_replicas() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let clock = Arc::new(kora_common::ManualClock::new(1_000_000));
+        let mut config = cfg();
+        config.broker_count = 0;
+        let c = Controller::open(dir.path(), config).expect("open").with_clock(clock.clone());
+        for id in [1, 2] {
+            c.register_broker(crate::record::BrokerRegistration {
+                broker_id: id,
+                incarnation: Uuid::from_u128(id as u128),
+                rack: None,
+                host: "127.0.0.1".into(),
+                port: 9000 + id as u16,
+                admin: String::new(),
+            })
+            .expect("register");
+        }
+        c.create_topic(&TopicRequest { replication_factor: 2, ..req("t", 2) }, false).expect("create");
+        let p = c
+            .image()
+            .topic("t")
+            .expect("t")
+            .assignments
+            .iter()
+            .position(|s| s.replicas[0] == 2)
+            .expect("one") as i32;
+        let state = |c: &Controller| c.image().topic("t").expect("t").assignments[p as usize].clone();
+        assert_eq!(c.elect_leader("t", p, Election::Preferred).expect("elect"), ElectionOutcome::NotNeeded);
+        // Broker 2 is fenced: its partition moves to 1, and 2 cannot be elected back.
+        clock.advance_ms(10_000);
+        c.broker_heartbeat(1, Uuid::from_u128(1)).expect("hb");
+        assert_eq!(c.fence_expired(6_000).expect("fence"), vec![2]);
+        assert_eq!(state(&c).leader, 1);
+        let outcome = c.elect_leader("t", p, Election::Preferred).expect("elect");
+        assert_eq!(outcome, ElectionOutcome::PreferredNotAvailable);
+        // A live leader needs no unclean election.
+        assert_eq!(c.elect_leader("t", p, Election::Unclean).expect("elect"), ElectionOutcome::NotNeeded);
+        // Back, but out of sync: still not electable; once in sync, elected at a new epoch.
+        c.broker_heartbeat(2, Uuid::from_u128(2)).expect("hb");
+        let outcome = c.elect_leader("t", p, Election::Preferred).expect("elect");
+        assert_eq!(outcome, ElectionOutcome::PreferredNotAvailable, "out of sync");
+        let s = state(&c);
+        c.alter_partition("t", p, 1, s.leader_epoch, s.partition_epoch, vec![1, 2]).expect("expand");
+        let outcome = c.elect_leader("t", p, Election::Preferred).expect("elect");
+        assert_eq!(outcome, ElectionOutcome::Elected { leader: 2 });
+        assert_eq!((state(&c).leader, state(&c).leader_epoch), (2, s.leader_epoch + 1));
+        assert!(matches!(c.elect_leader("nope", 0, Election::Preferred), Err(MetaError::UnknownTopic(_))));
+        assert!(matches!(c.elect_leader("t", 9, Election::Preferred), Err(MetaError::UnknownTopic(_))));
     }
 }

@@ -22,8 +22,8 @@ pub mod record;
 pub mod store;
 
 pub use controller::{
-    Controller, ControllerRequest, ControllerResponse, ForwardedReply, Forwarder, LocalLog, RecordLog,
-    TopicRequest, WireError,
+    Controller, ControllerRequest, ControllerResponse, Election, ElectionOutcome, ForwardedReply, Forwarder,
+    LocalLog, RecordLog, TopicRequest, WireError,
 };
 pub use image::{BrokerImage, ImageSnapshot, MetadataImage, TopicImage};
 pub use record::{BrokerRegistration, MetadataRecord, RemoteSegment};

@@ -548,6 +548,10 @@ pub(super) async fn incremental_alter_configs(
                     }
                 }
             }
+            // No broker config is dynamic in Kora, so deleting dynamic values (what
+            // kafka-reassign-partitions --verify does to clear throttles) finds none to delete
+            // and succeeds, as it does in Kafka when nothing was set; setting one is refused.
+            RESOURCE_BROKER if res.configs.iter().all(|c| c.config_operation == 1) => Ok(()),
             RESOURCE_BROKER => Err(static_broker_error()),
             other => {
                 Err((ResponseError::InvalidRequest.code(), format!("resource type {other} is not supported")))

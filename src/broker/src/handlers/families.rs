@@ -11,7 +11,8 @@
 //! | [`Reads`] | consumer Fetch, ListOffsets, DeleteRecords, OffsetForLeaderEpoch | view, logs, tiering, fetch sessions, metrics, clock |
 //! | [`Followers`] | follower Fetch | view, logs, replication, clock |
 //! | [`Coordination`] | FindCoordinator, groups and offsets, KIP-848 | coordinator, view, logs, clock, `__consumer_offsets` creator |
-//! | [`Catalog`] | Metadata, DescribeCluster, topics, partitions, configs, reassignments | config, view, log sync |
+//! | [`Catalog`] | Metadata, DescribeCluster, topics, partitions, configs, reassignments, elections | config, view, log sync |
+//! | [`Storage`] | DescribeLogDirs | logs |
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -75,6 +76,11 @@ pub(crate) struct Coordination<'a> {
     pub(crate) advertised: &'a Advertised,
     pub(crate) in_cell: bool,
     pub(crate) offsets_topic: &'a OffsetsTopic,
+}
+
+/// This broker's storage as operators see it.
+pub(crate) struct Storage<'a> {
+    pub(crate) logs: &'a LogManager,
 }
 
 /// The cluster's catalogue: metadata, topics, partitions, configs, reassignments.
@@ -157,6 +163,10 @@ impl Broker {
             in_cell: self.config.cell.is_some(),
             offsets_topic: &self.offsets_topic,
         }
+    }
+
+    pub(crate) fn storage(&self) -> Storage<'_> {
+        Storage { logs: &self.logs }
     }
 
     pub(crate) fn catalog(&self) -> Catalog<'_> {

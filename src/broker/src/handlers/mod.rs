@@ -7,6 +7,7 @@ mod admin;
 mod families;
 mod fetch;
 mod groups;
+mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;
@@ -53,6 +54,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 pub(crate) fn supported_range(k: ApiKey) -> Option<(i16, i16)> {
@@ -130,6 +133,8 @@ pub(crate) async fn dispatch(
         RequestKind::CreatePartitions(r) => admin::create_partitions(&b.catalog(), r).await.into(),
         RequestKind::AlterPartitionReassignments(r) => reassign::alter(&b.catalog(), r, v).await.into(),
         RequestKind::ListPartitionReassignments(r) => reassign::list(&b.catalog(), r).into(),
+        RequestKind::ElectLeaders(r) => reassign::elect_leaders(&b.catalog(), r, v).await.into(),
+        RequestKind::DescribeLogDirs(r) => log_dirs::describe_log_dirs(&b.storage(), r).into(),
         RequestKind::DescribeConfigs(r) => admin::describe_configs(&b.catalog(), r, v).into(),
         RequestKind::AlterConfigs(r) => admin::alter_configs(&b.catalog(), r).await.into(),
         RequestKind::IncrementalAlterConfigs(r) => {

@@ -2,20 +2,21 @@
 //! between the brokers of a cell. A move adds the new replicas as followers (throttled by
 //! `leader.replication.throttled.rate` / `follower.replication.throttled.rate`), and completes
 //! on the active controller once every added replica is in sync: the removed replicas leave and
-//! delete their logs.
+//! delete their logs. ElectLeaders moves leadership within a partition's replicas.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId, ElectLeadersRequest,
+    ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
-use kora_meta::MetaError;
+use kora_meta::{Election, ElectionOutcome, MetaError};
 
 use super::families::Catalog;
 use super::sb;
@@ -110,4 +111,59 @@ pub(super) fn list(
         }
     }
     ListPartitionReassignmentsResponse::default().with_topics(topics)
+}
+
+/// ElectLeaders (KIP-460; kafka-leader-election): a preferred election moves leadership to a
+/// partition's first replica where it is alive and in sync; an "unclean" one gives a leaderless
+/// partition a leader, from its in-sync replicas only (Kora never elects a replica that may lack
+/// acknowledged records). A null list means every partition.
+pub(super) async fn elect_leaders(
+    cat: &Catalog<'_>,
+    r: ElectLeadersRequest,
+    version: i16,
+) -> ElectLeadersResponse {
+    let election = match (version, r.election_type) {
+        (0, _) | (_, 0) => Election::Preferred,
+        (_, 1) => Election::Unclean,
+        (_, other) => {
+            tracing::debug!(election_type = other, "unknown election type");
+            return ElectLeadersResponse::default().with_error_code(ResponseError::InvalidRequest.code());
+        }
+    };
+    let image = cat.view.image();
+    let wanted: Vec<(String, Vec<i32>)> = match r.topic_partitions {
+        Some(ts) => ts.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect(),
+        None => image.topics.iter().map(|(n, t)| (n.clone(), (0..t.partitions).collect())).collect(),
+    };
+    let mut results = Vec::new();
+    for (topic, partitions) in wanted {
+        let mut out = Vec::new();
+        for p in partitions {
+            let (t, idx) = (topic.clone(), p);
+            let (code, message) = match cat.view.call(move |c| c.elect_leader(&t, idx, election)).await {
+                Ok(ElectionOutcome::Elected { .. }) => (0, None),
+                Ok(ElectionOutcome::NotNeeded) => (ResponseError::ElectionNotNeeded.code(), None),
+                Ok(ElectionOutcome::PreferredNotAvailable) => (
+                    ResponseError::PreferredLeaderNotAvailable.code(),
+                    Some("the preferred replica is not alive and in sync".to_string()),
+                ),
+                Ok(ElectionOutcome::NoEligibleLeader) => (
+                    ResponseError::EligibleLeadersNotAvailable.code(),
+                    Some(
+                        "no live in-sync replica (Kora does not elect replicas outside the ISR)".to_string(),
+                    ),
+                ),
+                Err(e) => (meta_error_code(&e), Some(e.to_string())),
+            };
+            out.push(
+                PartitionResult::default()
+                    .with_partition_id(p)
+                    .with_error_code(code)
+                    .with_error_message(message.map(|m| sb(&m))),
+            );
+        }
+        results
+            .push(ReplicaElectionResult::default().with_topic(sb(&topic).into()).with_partition_result(out));
+    }
+    ElectLeadersResponse::default().with_replica_election_results(results)
 }
