@@ -77,7 +77,7 @@ class KoraServer:
                     "--admin-listen", "127.0.0.1:0"]
         else:
             args = ["cell", "up", "--brokers", "3", "--voters", "3", "--data-dir", os.path.join(self.tmp, "cell"),
-                    "--set", "min.insync.replicas=2"]
+                    "--set", "min.insync.replicas=2", "--set", "default.replication.factor=3"]
         began = time.monotonic()
         self.proc = subprocess.Popen([self.kora, "--output", "json", *args, *self.extra], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
