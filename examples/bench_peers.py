@@ -148,7 +148,7 @@ PERF_LINE = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/
 
 def perf_test(bootstrap, a, topic):
     """Kafka's own kafka-producer-perf-test, with the producer settings `kora bench` uses."""
-    cmd = ["java", "-Xmx512m", "-cp", classpath(), PERF_TEST, "--topic", topic, "--num-records", str(a.messages),
+    cmd = ["java", "-Xmx2g", "-cp", classpath(), PERF_TEST, "--topic", topic, "--num-records", str(a.messages),
            "--record-size", str(a.message_bytes), "--throughput", "-1", "--producer-props",
            f"bootstrap.servers={bootstrap}", "acks=all", "linger.ms=5", "batch.size=1048576",
            "buffer.memory=268435456"]

@@ -67,10 +67,13 @@ pub(super) fn find_coordinator(
                 .with_node_id(BrokerId(co.view.node_id))
                 .with_host(sb(&adv.host))
                 .with_port(adv.port as i32),
+            // No transactions yet. The answer must be one clients give up on at once, as they
+            // do for InitProducerId with a transactional id: COORDINATOR_NOT_AVAILABLE would
+            // have the Java client (and Kafka Streams with exactly_once_v2) retry for ever.
             1 => base
                 .with_node_id(BrokerId(-1))
                 .with_port(-1)
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
                 .with_error_message(Some(sb("transactions are not supported yet"))),
             _ => base
                 .with_node_id(BrokerId(-1))

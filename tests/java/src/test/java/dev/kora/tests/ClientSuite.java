@@ -240,6 +240,23 @@ abstract class ClientSuite {
         }
     }
 
+    /** No transactions yet: a transactional producer must fail at once with a clear error, not retry for ever. */
+    @Test
+    void transactionalProducerFailsFastWithAClearError() {
+        Map<String, Object> cfg = Map.of(
+                ProducerConfig.TRANSACTIONAL_ID_CONFIG, unique("txn"),
+                ProducerConfig.MAX_BLOCK_MS_CONFIG, 120_000);
+        long started = System.nanoTime();
+        try (KafkaProducer<String, String> p = producer(cfg)) {
+            Exception e = org.junit.jupiter.api.Assertions.assertThrows(Exception.class, p::initTransactions);
+            Throwable cause = e instanceof org.apache.kafka.common.KafkaException && e.getCause() != null ? e.getCause() : e;
+            assertTrue(e instanceof org.apache.kafka.common.errors.TransactionalIdAuthorizationException
+                    || cause instanceof org.apache.kafka.common.errors.TransactionalIdAuthorizationException, e.toString());
+        }
+        long seconds = TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - started);
+        assertTrue(seconds < 30, "failed after " + seconds + " s, not at once");
+    }
+
     @Test
     void adminTopicsConfigsAndPartitions() throws Exception {
         String topic = unique("java-admin");
