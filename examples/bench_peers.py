@@ -47,8 +47,10 @@ START_TIMEOUT_S = 120
 
 
 def rss_kib(pids):
-    """(VmRSS, VmHWM) summed over `pids`, in KiB."""
-    now = peak = 0
+    """(VmRSS, VmHWM, Pss) summed over `pids`, in KiB. RSS counts pages shared between the
+    processes (the kora binary's mapped code) once per process; PSS shares them out, so its
+    sum is what the processes together hold."""
+    now = peak = pss = 0
     for pid in pids:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -56,7 +58,11 @@ def rss_kib(pids):
                     now += int(line.split()[1])
                 elif line.startswith("VmHWM:"):
                     peak += int(line.split()[1])
-    return now, peak
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+    return now, peak, pss
 
 
 class KoraServer:
@@ -172,7 +178,7 @@ def run_server(a, name, server, brokers, full):
         began = server.start()
         if brokers:
             row["start_s"] = wait_ready(server.bootstrap, brokers, began)
-        _, row["rss_idle_kib"] = rss_kib(server.pids)
+        row["rss_idle_kib"] = rss_kib(server.pids)[0]
         if a.warmup_messages:
             # The same load on a topic of its own first, so a JIT compiler is warm when measured.
             bench(a.kora, a.timeout, "produce", "--bootstrap", server.bootstrap, "--topic", "warmup", "--messages",
@@ -183,20 +189,31 @@ def run_server(a, name, server, brokers, full):
         cpu = sum(cpu_seconds(p) for p in server.pids) - cpu0
         row["produce"]["cpu_s_per_gb"] = cpu / (row["produce"]["bytes"] / 1e9)
         if full:
+            os.sync()  # each phase starts without the previous one's dirty pages
             row["consume"] = bench(a.kora, a.timeout, "consume", "--bootstrap", server.bootstrap, "--topic", "t",
                                    "--consumers", "2")
+            # The topics exist and have leaders before anything is timed: an open loop counts
+            # from each record's scheduled time, so a topic still electing its leaders would
+            # put its first seconds into the percentiles.
+            for topic in ("lat", "perf"):
+                bench(a.kora, a.timeout, "produce", "--bootstrap", server.bootstrap, "--topic", topic,
+                      "--messages", "10000", "--message-bytes", str(a.message_bytes), "--partitions",
+                      str(a.partitions), "--acks", "all")
+            os.sync()
             row["latency20"] = bench(a.kora, a.timeout, "produce", "--bootstrap", server.bootstrap, "--topic", "lat",
                                      "--rate-mb", "20", "--duration-s", "15", "--linger-ms", "1",
                                      "--message-bytes", str(a.message_bytes), "--partitions", str(a.partitions),
                                      "--acks", "all")
+            os.sync()
             row["perf_test"] = perf_test(server.bootstrap, a, "perf")
-        row["rss_kib"], row["rss_peak_kib"] = rss_kib(server.pids)
+        row["rss_kib"], row["rss_peak_kib"], row["pss_kib"] = rss_kib(server.pids)
     finally:
         server.stop()
     print(f"  {name}: produce {row['produce']['mb_per_s']:.0f} MB/s"
           + (f", consume {row['consume']['mb_per_s']:.0f} MB/s, p99 {row['latency20']['latency']['p99_ms']:.2f} ms"
              f", perf-test {row['perf_test']['mb_per_s']:.0f} MB/s" if full else "")
-          + f", RSS {row['rss_kib'] / 1024:.0f} MiB (peak {row['rss_peak_kib'] / 1024:.0f})", flush=True)
+          + f", RSS {row['rss_kib'] / 1024:.0f} MiB (peak {row['rss_peak_kib'] / 1024:.0f}, PSS "
+          f"{row['pss_kib'] / 1024:.0f})", flush=True)
     return row
 
 
@@ -223,8 +240,8 @@ def print_tables(runs, names):
     by = {n: [r for rs in runs for r in rs if r["server"] == n] for n in names}
     g = lambda n, f: med([f(r) for r in by[n]]) if by[n] else None
     print("| server | produce MB/s | CPU s/GB | consume MB/s | p50 / p99 / p999 at 20 MB/s, ms | "
-          "kafka-producer-perf-test MB/s (p99 ms) | RSS after, MiB (peak) | start-up, s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "kafka-producer-perf-test MB/s (p99 ms) | RSS after, MiB (peak) | PSS after, MiB | start-up, s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in names:
         rows = by[n]
         if not rows:
@@ -242,6 +259,7 @@ def print_tables(runs, names):
             cells += ["", "", ""]
         cells.append(f"{fmt(g(n, lambda r: r['rss_kib'] / 1024), '.0f')} "
                      f"({fmt(g(n, lambda r: r['rss_peak_kib'] / 1024), '.0f')})")
+        cells.append(fmt(g(n, lambda r: r["pss_kib"] / 1024), ".0f"))
         cells.append(fmt(g(n, lambda r: r["start_s"]), ".2f") if "start_s" in rows[0] else "")
         print("| " + " | ".join(cells) + " |")
 
@@ -260,6 +278,7 @@ def ratios(runs, kora, kafka):
     out["perf_test"] = med([k["perf_test"]["mb_per_s"] / j["perf_test"]["mb_per_s"] for k, j in pairs])
     out["rss"] = med([k["rss_kib"] / j["rss_kib"] for k, j in pairs])
     out["rss_peak"] = med([k["rss_peak_kib"] / j["rss_peak_kib"] for k, j in pairs])
+    out["pss"] = med([k["pss_kib"] / j["pss_kib"] for k, j in pairs])
     out["start"] = med([k["start_s"] / j["start_s"] for k, j in pairs])
     return out
 
@@ -273,6 +292,7 @@ def main():
     ap.add_argument("--warmup-messages", type=int, default=300_000,
                     help="messages produced to a separate topic before measuring (every server; 0: none)")
     ap.add_argument("--cells", action="store_true", help="also a 3-broker Kora cell and a 3-node Kafka")
+    ap.add_argument("--only-cells", action="store_true", help="the cells alone (with the null sink)")
     ap.add_argument("--kora", type=binary, default=None, metavar="PATH",
                     help="the kora binary (default target/release/kora); its `kora bench` drives every server")
     ap.add_argument("--json", metavar="FILE", help="also write every raw figure to FILE")
@@ -282,6 +302,10 @@ def main():
         a.kora = binary(KORA)
     classpath()  # resolves Apache Kafka's jars now rather than mid-run
     plan = servers(a)
+    if a.only_cells:
+        a.cells = True
+        plan = servers(a)
+        plan = plan[:1] + plan[5:]
     names = [n for n, _, _, _ in plan]
     runs = []
     for i in range(a.repeat):
@@ -301,7 +325,7 @@ def main():
             print(f"{kora} / {kafka} (median of paired repeats): produce {fmt(r['produce'], '.2f')}x, "
                   f"consume {fmt(r['consume'], '.2f')}x, perf-test {fmt(r['perf_test'], '.2f')}x, "
                   f"p99 at 20 MB/s {fmt(r['p99'], '.2f')}x, RSS {fmt(r['rss'], '.3f')}x "
-                  f"(peak {fmt(r['rss_peak'], '.3f')}x), start-up {fmt(r['start'], '.2f')}x")
+                  f"(peak {fmt(r['rss_peak'], '.3f')}x), PSS {fmt(r['pss'], '.3f')}x, start-up {fmt(r['start'], '.2f')}x")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"config": vars(a), "runs": runs}, f, indent=1)

@@ -199,12 +199,20 @@ pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<i32
             Err((name, code)) => return Err(BenchError::Setup(format!("creating topic {name}: {code}"))),
         }
     }
-    let md = admin.inner().fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    md.topics()
-        .first()
-        .map(|t| t.partitions().len() as i32)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| BenchError::Setup(format!("topic {topic} has no partitions")))
+    // CreateTopics can answer before every broker's metadata has the topic (Apache Kafka's
+    // brokers learn it from the controller a moment later): ask again for up to 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let md = admin.inner().fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let n = md.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        if n > 0 {
+            return Ok(n);
+        }
+        if Instant::now() >= deadline {
+            return Err(BenchError::Setup(format!("topic {topic} has no partitions")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 pub fn produce(o: &ProduceOptions, progress: Arc<Progress>) -> Result<Report, BenchError> {
