@@ -14,29 +14,17 @@ import org.apache.kafka.clients.admin.PartitionReassignment;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** The Java client against a 3-broker cell from {@code kora cell up}. */
 class CellClientTest extends ClientSuite {
-    private static KoraProcess kora;
-
-    @BeforeAll
-    static void start() throws Exception {
-        kora = KoraProcess.cell(3);
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        if (kora != null) {
-            kora.close();
-        }
-    }
+    @RegisterExtension
+    static final KoraExtension kora = KoraExtension.cell(3);
 
     @Override
     KoraProcess kora() {
-        return kora;
+        return kora.get();
     }
 
     @Override

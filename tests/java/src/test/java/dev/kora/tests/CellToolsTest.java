@@ -13,28 +13,14 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.common.Node;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** Kafka's tools for moving partitions and leaders, against a 3-broker cell. */
 class CellToolsTest {
-    private static KoraProcess kora;
-    private static String bs;
-
-    @BeforeAll
-    static void start() throws Exception {
-        // No automatic preferred-leader elections: the test elects by hand.
-        kora = KoraProcess.cell(3, "--leader-imbalance-check-interval-seconds", "0");
-        bs = kora.bootstrap();
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        if (kora != null) {
-            kora.close();
-        }
-    }
+    // No automatic preferred-leader elections: the test elects by hand.
+    @RegisterExtension
+    static final KoraExtension kora = KoraExtension.cell(3, "--leader-imbalance-check-interval-seconds", "0");
 
     static TopicDescription describe(Admin a, String t) throws Exception {
         return a.describeTopics(List.of(t)).allTopicNames().get(30, TimeUnit.SECONDS).get(t);
@@ -43,7 +29,7 @@ class CellToolsTest {
     @Test
     void reassignPartitionsThenElectThePreferredLeader() throws Exception {
         String t = ClientSuite.unique("tool-reassign");
-        try (Admin a = Admin.create(java.util.Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bs))) {
+        try (Admin a = Admin.create(java.util.Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, kora.bootstrap()))) {
             a.createTopics(List.of(new NewTopic(t, 1, (short) 2))).all().get(60, TimeUnit.SECONDS);
             TopicDescription d = describe(a, t);
             List<Integer> replicas = d.partitions().get(0).replicas().stream().map(Node::id).toList();
@@ -54,13 +40,13 @@ class CellToolsTest {
             Path plan = Files.createTempFile("reassign", ".json");
             Files.writeString(plan, "{\"version\":1,\"partitions\":[{\"topic\":\"" + t + "\",\"partition\":0,\"replicas\":["
                     + spare + "," + leader + "]}]}");
-            String out = Tools.run(Tools.REASSIGN, "--bootstrap-server", bs, "--reassignment-json-file", plan.toString(),
+            String out = Tools.run(Tools.REASSIGN, "--bootstrap-server", kora.bootstrap(), "--reassignment-json-file", plan.toString(),
                     "--execute").ok().out();
             assertTrue(out.contains("Successfully started partition reassignment"), out);
             String verify = "";
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
             while (System.nanoTime() < deadline) {
-                verify = Tools.run(Tools.REASSIGN, "--bootstrap-server", bs, "--reassignment-json-file", plan.toString(),
+                verify = Tools.run(Tools.REASSIGN, "--bootstrap-server", kora.bootstrap(), "--reassignment-json-file", plan.toString(),
                         "--verify").ok().out();
                 if (verify.contains("Reassignment of partition " + t + "-0 is completed")) {
                     break;
@@ -72,11 +58,11 @@ class CellToolsTest {
             assertEquals(target, d.partitions().get(0).replicas().stream().map(Node::id).toList());
             assertEquals(leader, d.partitions().get(0).leader().id(), "the leader stayed through the move");
 
-            String elect = Tools.run(Tools.LEADER_ELECTION, "--bootstrap-server", bs, "--election-type", "PREFERRED",
+            String elect = Tools.run(Tools.LEADER_ELECTION, "--bootstrap-server", kora.bootstrap(), "--election-type", "PREFERRED",
                     "--topic", t, "--partition", "0").ok().out();
             assertTrue(elect.contains("Successfully completed leader election (PREFERRED) for partitions " + t + "-0"), elect);
             assertEquals(spare, describe(a, t).partitions().get(0).leader().id(), "the preferred replica leads");
-            String again = Tools.run(Tools.LEADER_ELECTION, "--bootstrap-server", bs, "--election-type", "PREFERRED",
+            String again = Tools.run(Tools.LEADER_ELECTION, "--bootstrap-server", kora.bootstrap(), "--election-type", "PREFERRED",
                     "--topic", t, "--partition", "0").ok().out();
             assertTrue(again.contains("Valid replica already elected for partitions " + t + "-0"), again);
             Files.delete(plan);
@@ -86,13 +72,13 @@ class CellToolsTest {
     @Test
     void topicsWithReplicasOnEveryBroker() throws Exception {
         String t = ClientSuite.unique("tool-cell-topics");
-        Tools.run(Tools.TOPICS, "--bootstrap-server", bs, "--create", "--topic", t, "--partitions", "3",
+        Tools.run(Tools.TOPICS, "--bootstrap-server", kora.bootstrap(), "--create", "--topic", t, "--partitions", "3",
                 "--replication-factor", "3").ok();
-        String d = Tools.run(Tools.TOPICS, "--bootstrap-server", bs, "--describe", "--topic", t).ok().out();
+        String d = Tools.run(Tools.TOPICS, "--bootstrap-server", kora.bootstrap(), "--describe", "--topic", t).ok().out();
         assertTrue(d.contains("ReplicationFactor: 3"), d);
         long insync = d.lines().filter(l -> l.contains("Partition: ")).filter(l -> l.matches(".*Isr: \\d+,\\d+,\\d+.*")).count();
         assertEquals(3, insync, d);
-        String under = Tools.run(Tools.TOPICS, "--bootstrap-server", bs, "--describe", "--topic", t,
+        String under = Tools.run(Tools.TOPICS, "--bootstrap-server", kora.bootstrap(), "--describe", "--topic", t,
                 "--under-replicated-partitions").ok().out();
         assertTrue(under.isBlank(), under);
     }

@@ -32,9 +32,8 @@ import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.common.config.ConfigResource;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * A Kafka Connect distributed worker against {@code kora dev}, run as users run it: its own
@@ -47,19 +46,8 @@ import org.junit.jupiter.api.Test;
 class ConnectWorkerTest {
     private static final ObjectMapper JSON = new ObjectMapper();
 
-    private static KoraProcess kora;
-
-    @BeforeAll
-    static void start() throws Exception {
-        kora = KoraProcess.dev();
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        if (kora != null) {
-            kora.close();
-        }
-    }
+    @RegisterExtension
+    static final KoraExtension kora = KoraExtension.dev();
 
     private static int freePort() throws IOException {
         try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {

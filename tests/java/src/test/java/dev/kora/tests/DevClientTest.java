@@ -1,27 +1,16 @@
 package dev.kora.tests;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** The Java client against {@code kora dev}. */
 class DevClientTest extends ClientSuite {
-    private static KoraProcess kora;
-
-    @BeforeAll
-    static void start() throws Exception {
-        kora = KoraProcess.dev();
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        if (kora != null) {
-            kora.close();
-        }
-    }
+    @RegisterExtension
+    static final KoraExtension kora = KoraExtension.dev();
 
     @Override
     KoraProcess kora() {
-        return kora;
+        return kora.get();
     }
 
     @Override

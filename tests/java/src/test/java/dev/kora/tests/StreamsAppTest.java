@@ -51,9 +51,8 @@ import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.QueryableStoreTypes;
 import org.apache.kafka.streams.state.ReadOnlyKeyValueStore;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * A real Kafka Streams application against {@code kora dev}: a word count whose
@@ -72,19 +71,8 @@ class StreamsAppTest {
     private static final String STORE = "counts";
     private static final int PARTITIONS = 3;
 
-    private static KoraProcess kora;
-
-    @BeforeAll
-    static void start() throws Exception {
-        kora = KoraProcess.dev();
-    }
-
-    @AfterAll
-    static void stop() throws Exception {
-        if (kora != null) {
-            kora.close();
-        }
-    }
+    @RegisterExtension
+    static final KoraExtension kora = KoraExtension.dev();
 
     private static String unique(String prefix) {
         return prefix + "-" + UUID.randomUUID().toString().substring(0, 8);
