@@ -19,7 +19,9 @@ mod meta;
 mod topics;
 
 /// mimalloc keeps freed pages for reuse: the fetch path allocates megabyte buffers per request,
-/// which with the system allocator were mapped, faulted in and unmapped every time.
+/// which with the system allocator were mapped, faulted in and unmapped every time. Built with
+/// `no_thp`: with transparent huge pages each process held its arenas' first 16 MiB resident
+/// however little it used (a cell is six processes); docs/benchmarks.md has the figures.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
