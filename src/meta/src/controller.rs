@@ -145,10 +145,10 @@ pub enum ControllerRequest {
         partition: i32,
         target: Option<Vec<i32>>,
     },
-    /// An operator's leader election for one partition (Kafka's ElectLeaders).
-    ElectLeader {
-        topic: String,
-        partition: i32,
+    /// An operator's leader elections (Kafka's ElectLeaders): one request for every
+    /// partition it names, so electing across a whole cluster is one round trip.
+    ElectLeaders {
+        partitions: Vec<(String, i32)>,
         election: Election,
     },
     /// A leader changes a partition's ISR (Kafka's AlterPartition).
@@ -174,7 +174,7 @@ pub enum ControllerResponse {
         known: bool,
     },
     Partition(crate::image::PartitionState),
-    Election(ElectionOutcome),
+    Elections(Vec<ElectionOutcome>),
     Done,
 }
 
@@ -199,6 +199,8 @@ pub enum ElectionOutcome {
     PreferredNotAvailable,
     /// No live in-sync replica can lead (ELIGIBLE_LEADERS_NOT_AVAILABLE).
     NoEligibleLeader,
+    /// No such topic or partition (UNKNOWN_TOPIC_OR_PARTITION).
+    UnknownPartition,
 }
 
 /// An error as it crosses the wire: the variant's name and its text.
@@ -418,8 +420,13 @@ impl Controller {
             R::ReassignPartition { topic, partition, target } => {
                 self.do_reassign(&topic, partition, target).map(A::Partition)
             }
-            R::ElectLeader { topic, partition, election } => {
-                self.do_elect_leader(&topic, partition, election).map(A::Election)
+            R::ElectLeaders { partitions, election } => {
+                let _w = self.write_lock.lock();
+                partitions
+                    .iter()
+                    .map(|(topic, partition)| self.do_elect_leader(topic, *partition, election))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(A::Elections)
             }
             R::AlterPartition { topic, partition, leader, leader_epoch, partition_epoch, isr } => self
                 .do_alter_partition(&topic, partition, leader, leader_epoch, partition_epoch, isr)
@@ -694,32 +701,49 @@ impl Controller {
         self.complete_move_if_in_sync(image, topic, partition)
     }
 
-    /// Elects a leader for one partition as an operator asked (Kafka's ElectLeaders).
+    /// Elects leaders as an operator asked (Kafka's ElectLeaders): one outcome per partition,
+    /// in the order given.
+    pub fn elect_leaders(
+        &self,
+        partitions: Vec<(String, i32)>,
+        election: Election,
+    ) -> Result<Vec<ElectionOutcome>, MetaError> {
+        let n = partitions.len();
+        match self.execute(ControllerRequest::ElectLeaders { partitions, election })? {
+            ControllerResponse::Elections(o) if o.len() == n => Ok(o),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// [`Self::elect_leaders`] for one partition; an unknown one is an error.
     pub fn elect_leader(
         &self,
         topic: &str,
         partition: i32,
         election: Election,
     ) -> Result<ElectionOutcome, MetaError> {
-        let req = ControllerRequest::ElectLeader { topic: topic.to_string(), partition, election };
-        match self.execute(req)? {
-            ControllerResponse::Election(o) => Ok(o),
-            r => Err(Self::unexpected(r)),
+        match self.elect_leaders(vec![(topic.to_string(), partition)], election)?.pop() {
+            Some(ElectionOutcome::UnknownPartition) => {
+                Err(MetaError::UnknownTopic(format!("{topic}-{partition}")))
+            }
+            Some(o) => Ok(o),
+            None => Err(MetaError::Store("no election outcome".into())),
         }
     }
 
+    /// One partition's election; the caller holds the write lock.
     fn do_elect_leader(
         &self,
         topic: &str,
         partition: i32,
         election: Election,
     ) -> Result<ElectionOutcome, MetaError> {
-        let _w = self.write_lock.lock();
         let image = self.image();
-        let s = image
-            .topic(topic)
-            .and_then(|t| t.partition(partition))
-            .ok_or_else(|| MetaError::UnknownTopic(format!("{topic}-{partition}")))?;
+        let Some(t) = image.topic(topic).filter(|t| (0..t.partitions).contains(&partition)) else {
+            return Ok(ElectionOutcome::UnknownPartition);
+        };
+        // A single node places no replicas: it leads every partition already.
+        let Some(s) = t.partition(partition) else { return Ok(ElectionOutcome::NotNeeded) };
         let alive = |id: i32| image.brokers.get(&id).is_some_and(|b| !b.fenced);
         let eligible = |id: i32| alive(id) && s.isr.contains(&id);
         let leader = match election {
@@ -1119,6 +1143,12 @@ mod tests {
         assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("1000"));
         assert!(img.topic("gone").is_none());
         assert_eq!(c.allocate_producer_ids(1000).expect("pids"), 1000);
+        // A single node leads every partition: no election is needed, none is unknown.
+        assert_eq!(
+            c.elect_leader("orders", 11, Election::Preferred).expect("elect"),
+            ElectionOutcome::NotNeeded
+        );
+        assert!(matches!(c.elect_leader("orders", 12, Election::Preferred), Err(MetaError::UnknownTopic(_))));
     }
 
     #[test]
@@ -1281,6 +1311,17 @@ mod tests {
         assert_eq!(outcome, ElectionOutcome::Elected { leader: 2 });
         assert_eq!((state(&c).leader, state(&c).leader_epoch), (2, s.leader_epoch + 1));
         assert!(matches!(c.elect_leader("nope", 0, Election::Preferred), Err(MetaError::UnknownTopic(_))));
+        let batch = c
+            .elect_leaders(vec![("t".into(), p), ("t".into(), 7), ("nope".into(), 0)], Election::Preferred)
+            .expect("batch");
+        assert_eq!(
+            batch,
+            vec![
+                ElectionOutcome::NotNeeded,
+                ElectionOutcome::UnknownPartition,
+                ElectionOutcome::UnknownPartition
+            ]
+        );
         assert!(matches!(c.elect_leader("t", 9, Election::Preferred), Err(MetaError::UnknownTopic(_))));
     }
 }

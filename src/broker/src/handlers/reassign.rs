@@ -135,31 +135,42 @@ pub(super) async fn elect_leaders(
         Some(ts) => ts.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect(),
         None => image.topics.iter().map(|(n, t)| (n.clone(), (0..t.partitions).collect())).collect(),
     };
-    let mut results = Vec::new();
+    // One controller request for every partition named (a cell forwards it once).
+    let asked: Vec<(String, i32)> =
+        wanted.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p))).collect();
+    let outcomes = cat.view.call(move |c| c.elect_leaders(asked, election)).await;
+    let mut outcomes = match outcomes {
+        Ok(o) => o.into_iter(),
+        Err(e) => {
+            return ElectLeadersResponse::default()
+                .with_error_code(meta_error_code(&e))
+                .with_replica_election_results(Vec::new());
+        }
+    };
+    let mut results = Vec::with_capacity(wanted.len());
     for (topic, partitions) in wanted {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(partitions.len());
         for p in partitions {
-            let (t, idx) = (topic.clone(), p);
-            let (code, message) = match cat.view.call(move |c| c.elect_leader(&t, idx, election)).await {
-                Ok(ElectionOutcome::Elected { .. }) => (0, None),
-                Ok(ElectionOutcome::NotNeeded) => (ResponseError::ElectionNotNeeded.code(), None),
-                Ok(ElectionOutcome::PreferredNotAvailable) => (
+            let (code, message) = match outcomes.next() {
+                Some(ElectionOutcome::Elected { .. }) => (0, None),
+                Some(ElectionOutcome::NotNeeded) => (ResponseError::ElectionNotNeeded.code(), None),
+                Some(ElectionOutcome::PreferredNotAvailable) => (
                     ResponseError::PreferredLeaderNotAvailable.code(),
-                    Some("the preferred replica is not alive and in sync".to_string()),
+                    Some("the preferred replica is not alive and in sync"),
                 ),
-                Ok(ElectionOutcome::NoEligibleLeader) => (
+                Some(ElectionOutcome::NoEligibleLeader) => (
                     ResponseError::EligibleLeadersNotAvailable.code(),
-                    Some(
-                        "no live in-sync replica (Kora does not elect replicas outside the ISR)".to_string(),
-                    ),
+                    Some("no live in-sync replica (Kora does not elect replicas outside the ISR)"),
                 ),
-                Err(e) => (meta_error_code(&e), Some(e.to_string())),
+                Some(ElectionOutcome::UnknownPartition) | None => {
+                    (ResponseError::UnknownTopicOrPartition.code(), None)
+                }
             };
             out.push(
                 PartitionResult::default()
                     .with_partition_id(p)
                     .with_error_code(code)
-                    .with_error_message(message.map(|m| sb(&m))),
+                    .with_error_message(message.map(sb)),
             );
         }
         results

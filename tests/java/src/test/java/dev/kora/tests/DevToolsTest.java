@@ -202,6 +202,19 @@ class DevToolsTest {
     }
 
     @Test
+    void leaderElectionOverEveryPartitionOfASingleNode() throws Exception {
+        String t = topic("elect");
+        Tools.run(Tools.TOPICS, "--bootstrap-server", kora.bootstrap(), "--create", "--topic", t, "--partitions", "3").ok();
+        // One broker leads everything: every partition, internal ones too, needs no election.
+        String out = Tools.run(Tools.LEADER_ELECTION, "--bootstrap-server", kora.bootstrap(), "--election-type",
+                "PREFERRED", "--all-topic-partitions").ok().out();
+        assertTrue(out.contains("Valid replica already elected for partitions") && out.contains(t + "-2"), out);
+        Tools.Result unknown = Tools.run(Tools.LEADER_ELECTION, "--bootstrap-server", kora.bootstrap(),
+                "--election-type", "PREFERRED", "--topic", t, "--partition", "3");
+        assertTrue(unknown.exit() != 0 && (unknown.out() + unknown.err()).contains("UnknownTopicOrPartition"), unknown.toString());
+    }
+
+    @Test
     void logDirsApiVersionsAndClusterId() throws Exception {
         String t = topic("logdirs");
         Tools.run(Tools.TOPICS, "--bootstrap-server", kora.bootstrap(), "--create", "--topic", t, "--partitions", "2").ok();
