@@ -85,7 +85,17 @@ fn split(internal: &str) -> Option<(TenantId, &str)> {
     TenantId::parse(t).ok().map(|t| (t, name))
 }
 
+/// The tenant an internal name belongs to, if any.
+pub fn owner(internal: &str) -> Option<TenantId> {
+    split(internal).map(|(t, _)| t)
+}
+
 impl Namespace {
+    /// The namespace an internal name lives in.
+    pub fn of(internal: &str) -> Namespace {
+        owner(internal).map_or(Namespace::Default, Namespace::Tenant)
+    }
+
     /// The internal form of a client's group id, transactional id or other unrestricted name.
     pub fn scope(&self, name: &str) -> Result<String, NamespaceError> {
         match self {

@@ -160,6 +160,24 @@ pub enum ControllerRequest {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// Creates a tenant. Retrying with the same id and name returns the tenant created first.
+    CreateTenant {
+        tenant: crate::security::TenantImage,
+    },
+    /// Deletes a tenant's topics, then the tenant and its credentials.
+    DeleteTenant {
+        id: String,
+    },
+    /// Creates (`create_only`: refused if the login exists) or replaces a credential.
+    PutCredential {
+        credential: crate::security::Credential,
+        create_only: bool,
+    },
+    /// Deletes a credential of `tenant` (None: of the default namespace).
+    DeleteCredential {
+        login: String,
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +193,7 @@ pub enum ControllerResponse {
     },
     Partition(crate::image::PartitionState),
     Elections(Vec<ElectionOutcome>),
+    Tenant(crate::security::TenantImage),
     Done,
 }
 
@@ -224,6 +243,11 @@ impl From<&MetaError> for WireError {
             MetaError::NotController(m) => ("not_controller", m.clone().unwrap_or_default()),
             MetaError::StaleLeader(m) => ("stale_leader", m.clone()),
             MetaError::NoReassignmentInProgress(m) => ("no_reassignment", m.clone()),
+            MetaError::TenantExists(m) => ("tenant_exists", m.clone()),
+            MetaError::UnknownTenant(m) => ("unknown_tenant", m.clone()),
+            MetaError::CredentialExists(m) => ("credential_exists", m.clone()),
+            MetaError::UnknownCredential(m) => ("unknown_credential", m.clone()),
+            MetaError::TenantLimit(m) => ("tenant_limit", m.clone()),
             e => ("store", e.to_string()),
         };
         WireError { kind: kind.into(), message }
@@ -243,6 +267,11 @@ impl From<WireError> for MetaError {
             "not_controller" => MetaError::NotController((!w.message.is_empty()).then_some(w.message)),
             "stale_leader" => MetaError::StaleLeader(w.message),
             "no_reassignment" => MetaError::NoReassignmentInProgress(w.message),
+            "tenant_exists" => MetaError::TenantExists(w.message),
+            "unknown_tenant" => MetaError::UnknownTenant(w.message),
+            "credential_exists" => MetaError::CredentialExists(w.message),
+            "unknown_credential" => MetaError::UnknownCredential(w.message),
+            "tenant_limit" => MetaError::TenantLimit(w.message),
             _ => MetaError::Store(w.message),
         }
     }
@@ -297,8 +326,24 @@ impl std::fmt::Debug for Controller {
     }
 }
 
-/// Kafka's topic name rules: 1..=249 of `[a-zA-Z0-9._-]`, not "." or "..".
-pub fn validate_topic_name(name: &str) -> Result<(), MetaError> {
+/// Kafka's topic name rules: 1..=249 of `[a-zA-Z0-9._-]`, not "." or "..". A tenant's
+/// internal name (`lkc-x~name`) is checked on the client's part, and messages name only that
+/// part; the whole stays within 249 bytes.
+pub fn validate_topic_name(internal: &str) -> Result<(), MetaError> {
+    let name = match kora_common::namespace::owner(internal) {
+        Some(t) => {
+            let plain = &internal[t.as_str().len() + 1..];
+            let max = MAX_TOPIC_NAME_LEN - (internal.len() - plain.len());
+            if plain.len() > max {
+                return Err(MetaError::InvalidTopicName(format!(
+                    "topic name is {} characters, the limit is {max}",
+                    plain.len()
+                )));
+            }
+            plain
+        }
+        None => internal,
+    };
     if name.is_empty() || name == "." || name == ".." {
         return Err(MetaError::InvalidTopicName(format!("'{name}' is not a legal topic name")));
     }
@@ -314,6 +359,23 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetaError> {
         )));
     }
     Ok(())
+}
+
+/// Longest tenant name.
+pub const MAX_TENANT_NAME_LEN: usize = 64;
+
+/// A tenant's name: 1 to 64 of `[a-zA-Z0-9._-]` (it appears in URLs and commands).
+pub fn validate_tenant_name(name: &str) -> Result<(), MetaError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_TENANT_NAME_LEN
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(MetaError::InvalidRequest(format!(
+            "'{name}' is not a tenant name: 1 to {MAX_TENANT_NAME_LEN} ASCII letters, digits, '.', '_' or '-'"
+        )))
+    }
 }
 
 impl Controller {
@@ -431,6 +493,14 @@ impl Controller {
             R::AlterPartition { topic, partition, leader, leader_epoch, partition_epoch, isr } => self
                 .do_alter_partition(&topic, partition, leader, leader_epoch, partition_epoch, isr)
                 .map(A::Partition),
+            R::CreateTenant { tenant } => self.do_create_tenant(tenant).map(A::Tenant),
+            R::DeleteTenant { id } => self.do_delete_tenant(&id).map(|()| A::Done),
+            R::PutCredential { credential, create_only } => {
+                self.do_put_credential(credential, create_only).map(|()| A::Done)
+            }
+            R::DeleteCredential { login, tenant } => {
+                self.do_delete_credential(&login, tenant.as_deref()).map(|()| A::Done)
+            }
         }
     }
 
@@ -987,6 +1057,7 @@ impl Controller {
         self.topic_config(&req.configs)?;
         let _w = self.write_lock.lock();
         Self::check_name_free(&self.image(), &req.name)?;
+        Self::check_tenant_room(&self.image(), &req.name, 1, partitions)?;
         let topic_id = Uuid::new_v4();
         let assignments = self.place(&self.image(), &topic_id, 0, partitions, rf);
         let mut topic = TopicImage {
@@ -1011,6 +1082,144 @@ impl Controller {
             }
         }
         Ok(topic)
+    }
+
+    /// A tenant's topic needs its tenant, and room within its limits for `topics` more topics
+    /// and `partitions` more partitions. Names of the default namespace pass.
+    fn check_tenant_room(
+        image: &MetadataImage,
+        name: &str,
+        topics: u32,
+        partitions: i32,
+    ) -> Result<(), MetaError> {
+        let Some(owner) = kora_common::namespace::owner(name) else { return Ok(()) };
+        let t =
+            image.tenants.get(owner.as_str()).ok_or_else(|| MetaError::UnknownTenant(owner.to_string()))?;
+        let (mut have_topics, mut have_partitions) = (0u32, 0u64);
+        for topic in image.tenant_topics(&t.id) {
+            have_topics += 1;
+            have_partitions += topic.partitions.max(0) as u64;
+        }
+        if let Some(max) = t.limits.max_topics {
+            if topics > 0 && have_topics + topics > max {
+                return Err(MetaError::TenantLimit(format!(
+                    "the tenant has {have_topics} topics; its limit is {max}"
+                )));
+            }
+        }
+        if let Some(max) = t.limits.max_partitions {
+            if have_partitions + partitions.max(0) as u64 > u64::from(max) {
+                return Err(MetaError::TenantLimit(format!(
+                    "the tenant has {have_partitions} partitions and asks for {partitions} more; its limit is {max}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn do_create_tenant(
+        &self,
+        tenant: crate::security::TenantImage,
+    ) -> Result<crate::security::TenantImage, MetaError> {
+        kora_common::TenantId::parse(&tenant.id).map_err(|e| MetaError::InvalidRequest(e.to_string()))?;
+        validate_tenant_name(&tenant.name)?;
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        if let Some(t) = image.tenants.get(&tenant.id) {
+            return if t.name == tenant.name {
+                Ok((**t).clone())
+            } else {
+                Err(MetaError::TenantExists(format!("tenant id {} is taken by '{}'", tenant.id, t.name)))
+            };
+        }
+        if let Some(t) = image.tenant_by_name(&tenant.name) {
+            return Err(MetaError::TenantExists(format!("a tenant named '{}' exists ({})", t.name, t.id)));
+        }
+        self.commit(MetadataRecord::CreateTenant { tenant: tenant.clone() })?;
+        Ok(tenant)
+    }
+
+    fn do_delete_tenant(&self, id: &str) -> Result<(), MetaError> {
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        if !image.tenants.contains_key(id) {
+            return Err(MetaError::UnknownTenant(id.to_string()));
+        }
+        // Topics first: if this stops half-way, the tenant is still there and a retry finishes.
+        let topics: Vec<String> = image.tenant_topics(id).map(|t| t.name.clone()).collect();
+        for name in topics {
+            self.commit(MetadataRecord::DeleteTopic { name })?;
+        }
+        self.commit(MetadataRecord::DeleteTenant { id: id.to_string() })?;
+        Ok(())
+    }
+
+    fn do_put_credential(
+        &self,
+        credential: crate::security::Credential,
+        create_only: bool,
+    ) -> Result<(), MetaError> {
+        if credential.login.is_empty() || credential.scram.is_empty() {
+            return Err(MetaError::InvalidRequest("a credential needs a login name and a secret".into()));
+        }
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        if let Some(t) = &credential.tenant {
+            if !image.tenants.contains_key(t) {
+                return Err(MetaError::UnknownTenant(t.clone()));
+            }
+        }
+        if let Some(existing) = image.credentials.get(&credential.login) {
+            if create_only
+                || existing.tenant != credential.tenant
+                || existing.is_api_key() != credential.is_api_key()
+            {
+                return Err(MetaError::CredentialExists(credential.principal_name().to_string()));
+            }
+        }
+        self.commit(MetadataRecord::PutCredential { credential })?;
+        Ok(())
+    }
+
+    fn do_delete_credential(&self, login: &str, tenant: Option<&str>) -> Result<(), MetaError> {
+        let _w = self.write_lock.lock();
+        match self.image().credentials.get(login) {
+            Some(c) if c.tenant.as_deref() == tenant => {}
+            // Another tenant's credential reads as no credential.
+            _ => return Err(MetaError::UnknownCredential(login.to_string())),
+        }
+        self.commit(MetadataRecord::DeleteCredential { login: login.to_string() })?;
+        Ok(())
+    }
+
+    pub fn create_tenant(
+        &self,
+        tenant: crate::security::TenantImage,
+    ) -> Result<crate::security::TenantImage, MetaError> {
+        match self.execute(ControllerRequest::CreateTenant { tenant })? {
+            ControllerResponse::Tenant(t) => Ok(t),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    pub fn delete_tenant(&self, id: &str) -> Result<(), MetaError> {
+        self.execute(ControllerRequest::DeleteTenant { id: id.to_string() }).map(|_| ())
+    }
+
+    pub fn put_credential(
+        &self,
+        credential: crate::security::Credential,
+        create_only: bool,
+    ) -> Result<(), MetaError> {
+        self.execute(ControllerRequest::PutCredential { credential, create_only }).map(|_| ())
+    }
+
+    pub fn delete_credential(&self, login: &str, tenant: Option<&str>) -> Result<(), MetaError> {
+        let req = ControllerRequest::DeleteCredential {
+            login: login.to_string(),
+            tenant: tenant.map(String::from),
+        };
+        self.execute(req).map(|_| ())
     }
 
     fn do_delete_topic(&self, name: &str) -> Result<Uuid, MetaError> {
@@ -1040,6 +1249,7 @@ impl Controller {
                 self.config.max_partitions_per_topic
             )));
         }
+        Self::check_tenant_room(&image, name, 0, count - t.partitions)?;
         if !validate_only {
             let assignments =
                 self.place(&image, &t.topic_id, t.partitions, count - t.partitions, t.replication_factor);
@@ -1118,6 +1328,104 @@ mod tests {
 
     fn req(name: &str, partitions: i32) -> TopicRequest {
         TopicRequest { name: name.into(), partitions, replication_factor: -1, configs: BTreeMap::new() }
+    }
+
+    fn tenant(id: &str, name: &str, max_partitions: Option<u32>) -> crate::security::TenantImage {
+        crate::security::TenantImage {
+            id: id.into(),
+            name: name.into(),
+            created_ms: 1,
+            limits: crate::security::TenantLimits { max_topics: None, max_partitions },
+        }
+    }
+
+    fn key(login: &str, tenant: Option<&str>) -> crate::security::Credential {
+        let secret = crate::security::ScramSecret {
+            salt: vec![1],
+            stored_key: vec![2],
+            server_key: vec![3],
+            iterations: 4096,
+        };
+        crate::security::Credential {
+            login: login.into(),
+            tenant: tenant.map(String::from),
+            identity: crate::security::Identity::ApiKey {
+                admin: true,
+                description: String::new(),
+                created_ms: 1,
+            },
+            scram: [("SCRAM-SHA-256".to_string(), secret)].into(),
+        }
+    }
+
+    #[test]
+    fn tenants_keys_and_limits_survive_reopen_and_delete_cascades() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let c = Controller::open(dir.path(), cfg()).expect("open");
+            assert_eq!(c.create_tenant(tenant("lkc-a", "alpha", Some(4))).expect("create").id, "lkc-a");
+            // Retrying the same request is a no-op; the same name with another id is refused.
+            c.create_tenant(tenant("lkc-a", "alpha", Some(4))).expect("idempotent");
+            assert!(matches!(
+                c.create_tenant(tenant("lkc-b", "alpha", None)),
+                Err(MetaError::TenantExists(_))
+            ));
+            assert!(matches!(
+                c.create_tenant(tenant("lkc-B", "beta", None)),
+                Err(MetaError::InvalidRequest(_))
+            ));
+            assert!(matches!(
+                c.create_tenant(tenant("lkc-b", "no spaces", None)),
+                Err(MetaError::InvalidRequest(_))
+            ));
+            c.create_tenant(tenant("lkc-b", "beta", None)).expect("beta");
+            c.put_credential(key("KEYA", Some("lkc-a")), true).expect("key");
+            assert!(matches!(
+                c.put_credential(key("KEYA", Some("lkc-a")), true),
+                Err(MetaError::CredentialExists(_))
+            ));
+            // Another tenant cannot take over or delete a login.
+            assert!(matches!(
+                c.put_credential(key("KEYA", Some("lkc-b")), false),
+                Err(MetaError::CredentialExists(_))
+            ));
+            assert!(matches!(
+                c.delete_credential("KEYA", Some("lkc-b")),
+                Err(MetaError::UnknownCredential(_))
+            ));
+            assert!(matches!(
+                c.put_credential(key("KEYZ", Some("lkc-z")), true),
+                Err(MetaError::UnknownTenant(_))
+            ));
+            c.put_credential(key("KEYB", Some("lkc-b")), true).expect("key b");
+            c.create_topic(&req("lkc-a~orders", 3), false).expect("tenant topic");
+            // Limit: 4 partitions over all of alpha's topics.
+            assert!(matches!(c.create_topic(&req("lkc-a~big", 2), false), Err(MetaError::TenantLimit(_))));
+            assert!(matches!(c.create_partitions("lkc-a~orders", 5, false), Err(MetaError::TenantLimit(_))));
+            c.create_partitions("lkc-a~orders", 4, false).expect("within the limit");
+            assert!(matches!(
+                c.create_topic(&req("lkc-z~orders", 1), false),
+                Err(MetaError::UnknownTenant(_))
+            ));
+            c.create_topic(&req("lkc-b~orders", 1), false).expect("beta's orders");
+        }
+        let c = Controller::open(dir.path(), cfg()).expect("reopen");
+        let img = c.image();
+        assert_eq!(img.tenants.len(), 2);
+        assert_eq!(img.credentials.len(), 2);
+        assert_eq!(img.topic("lkc-a~orders").map(|t| t.partitions), Some(4));
+        c.delete_tenant("lkc-a").expect("delete");
+        assert!(matches!(c.delete_tenant("lkc-a"), Err(MetaError::UnknownTenant(_))));
+        drop(c);
+        let c = Controller::open(dir.path(), cfg()).expect("reopen");
+        let img = c.image();
+        assert!(img.topic("lkc-a~orders").is_none() && img.topic("lkc-b~orders").is_some());
+        assert_eq!(img.tenants.keys().collect::<Vec<_>>(), ["lkc-b"]);
+        assert_eq!(img.credentials.keys().collect::<Vec<_>>(), ["KEYB"]);
+        // The snapshot form carries them too.
+        let back = MetadataImage::from_snapshot(img.to_snapshot());
+        assert_eq!(back.tenants, img.tenants);
+        assert_eq!(back.credentials, img.credentials);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::record::{BrokerRegistration, MetadataRecord, RemoteSegment};
+use crate::security::{Credential, TenantImage};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
@@ -170,6 +171,10 @@ pub struct MetadataImage {
     pub remote: HashMap<(Uuid, i32), Arc<Vec<RemoteSegment>>>,
     /// Brokers registered with the cell (empty for `kora dev`'s single node).
     pub brokers: BTreeMap<i32, BrokerImage>,
+    /// Tenants by id.
+    pub tenants: BTreeMap<String, Arc<TenantImage>>,
+    /// Credentials by login name.
+    pub credentials: BTreeMap<String, Arc<Credential>>,
 }
 
 /// A registered broker and whether it is fenced (its lease lapsed).
@@ -196,6 +201,17 @@ impl MetadataImage {
     /// The remote manifest, shared (no copy) for readers that outlive this image borrow.
     pub fn remote_manifest(&self, topic_id: &Uuid, partition: i32) -> Arc<Vec<RemoteSegment>> {
         self.remote.get(&(*topic_id, partition)).cloned().unwrap_or_default()
+    }
+
+    pub fn tenant_by_name(&self, name: &str) -> Option<&Arc<TenantImage>> {
+        self.tenants.values().find(|t| t.name == name)
+    }
+
+    /// The internal names of a tenant's topics.
+    pub fn tenant_topics<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Arc<TopicImage>> + 'a {
+        self.topics
+            .values()
+            .filter(move |t| kora_common::namespace::owner(&t.name).is_some_and(|o| o.as_str() == id))
     }
 
     pub fn partition_count(&self) -> usize {
@@ -362,6 +378,28 @@ impl MetadataImage {
                     s.partition_epoch += 1;
                 }
             }
+            MetadataRecord::CreateTenant { tenant } => {
+                if !self.tenants.contains_key(&tenant.id) && self.tenant_by_name(&tenant.name).is_none() {
+                    self.tenants.insert(tenant.id.clone(), Arc::new(tenant.clone()));
+                }
+            }
+            MetadataRecord::DeleteTenant { id } => {
+                if self.tenants.remove(id).is_some() {
+                    self.credentials.retain(|_, c| c.tenant.as_deref() != Some(id.as_str()));
+                }
+            }
+            MetadataRecord::PutCredential { credential } => {
+                // A tenant's credential needs its tenant; a login keeps its owner.
+                let owner_ok = credential.tenant.as_ref().is_none_or(|t| self.tenants.contains_key(t));
+                let same_owner =
+                    self.credentials.get(&credential.login).is_none_or(|c| c.tenant == credential.tenant);
+                if owner_ok && same_owner {
+                    self.credentials.insert(credential.login.clone(), Arc::new(credential.clone()));
+                }
+            }
+            MetadataRecord::DeleteCredential { login } => {
+                self.credentials.remove(login);
+            }
             MetadataRecord::UnfenceBroker { broker_id, incarnation } => {
                 let id = *broker_id;
                 if self.set_fenced(id, *incarnation, false) {
@@ -456,6 +494,10 @@ pub struct ImageSnapshot {
     pub remote: Vec<(Uuid, i32, Vec<RemoteSegment>)>,
     #[serde(default)]
     pub brokers: Vec<BrokerImage>,
+    #[serde(default)]
+    pub tenants: Vec<TenantImage>,
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
 }
 
 impl MetadataImage {
@@ -469,6 +511,8 @@ impl MetadataImage {
             topics: self.topics.values().map(|t| (**t).clone()).collect(),
             remote,
             brokers: self.brokers.values().cloned().collect(),
+            tenants: self.tenants.values().map(|t| (**t).clone()).collect(),
+            credentials: self.credentials.values().map(|c| (**c).clone()).collect(),
         }
     }
 
@@ -485,6 +529,12 @@ impl MetadataImage {
         }
         for b in s.brokers {
             image.brokers.insert(b.registration.broker_id, b);
+        }
+        for t in s.tenants {
+            image.tenants.insert(t.id.clone(), Arc::new(t));
+        }
+        for c in s.credentials {
+            image.credentials.insert(c.login.clone(), Arc::new(c));
         }
         for (id, p, segs) in s.remote {
             if image.topic_ids.contains_key(&id) {

@@ -19,6 +19,7 @@
 pub mod controller;
 pub mod image;
 pub mod record;
+pub mod security;
 pub mod store;
 
 pub use controller::{
@@ -27,6 +28,7 @@ pub use controller::{
 };
 pub use image::{BrokerImage, ImageSnapshot, MetadataImage, TopicImage};
 pub use record::{BrokerRegistration, MetadataRecord, RemoteSegment};
+pub use security::{Credential, Identity, ScramSecret, TenantImage, TenantLimits};
 
 /// Errors of metadata operations, each with a Kafka error code in the broker's mapping.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,17 @@ pub enum MetaError {
     /// looked (Kafka: FENCED_LEADER_EPOCH / INVALID_UPDATE_VERSION).
     #[error("stale partition state: {0}")]
     StaleLeader(String),
+    #[error("tenant '{0}' already exists")]
+    TenantExists(String),
+    #[error("unknown tenant '{0}'")]
+    UnknownTenant(String),
+    #[error("credential '{0}' already exists")]
+    CredentialExists(String),
+    #[error("unknown credential '{0}'")]
+    UnknownCredential(String),
+    /// A tenant's limit on topics or partitions.
+    #[error("{0}")]
+    TenantLimit(String),
     /// A cancellation of a reassignment that is not under way.
     #[error("no reassignment in progress: {0}")]
     NoReassignmentInProgress(String),

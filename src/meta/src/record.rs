@@ -93,6 +93,21 @@ pub enum MetadataRecord {
         partition: i32,
         leader: i32,
     },
+    /// A tenant joins the cell (its id and name both unused).
+    CreateTenant {
+        tenant: crate::security::TenantImage,
+    },
+    /// A tenant leaves the cell with its credentials (its topics went first, by DeleteTopic).
+    DeleteTenant {
+        id: String,
+    },
+    /// Creates or replaces a credential (an API key, or a SCRAM user's secrets).
+    PutCredential {
+        credential: crate::security::Credential,
+    },
+    DeleteCredential {
+        login: String,
+    },
     /// Remote segments leave the manifest (retention); their objects may then be deleted.
     RemoveRemoteSegments {
         topic_id: Uuid,

@@ -2,7 +2,7 @@
 //!
 //! Databases: `topics` (name -> TopicImage as JSON), `remote` ("<topic id>/<partition>" ->
 //! the partition's remote manifest as JSON) and `meta` (applied_index, cluster_id,
-//! next_producer_id). Every applied record is written in one write transaction together with
+//! next_producer_id, brokers) and `security` (tenants and credentials). Every applied record is written in one write transaction together with
 //! the new applied index, so the stored state is always the image after some prefix of the log.
 //! LMDB commits are durable (fsync) before `commit` returns.
 
@@ -28,7 +28,12 @@ pub struct MetaStore {
     topics: Database<Str, SerdeJson<TopicImage>>,
     remote: Database<Str, SerdeJson<Vec<RemoteSegment>>>,
     meta: Database<Str, SerdeJson<serde_json::Value>>,
+    /// Tenants (`tenant/<id>`) and credentials (`cred/<login>`).
+    security: Database<Str, SerdeJson<serde_json::Value>>,
 }
+
+const TENANT_KEY: &str = "tenant/";
+const CREDENTIAL_KEY: &str = "cred/";
 
 fn remote_key(topic_id: &uuid::Uuid, partition: i32) -> String {
     format!("{topic_id}/{partition}")
@@ -43,14 +48,15 @@ impl MetaStore {
         // (and not truncated underneath us). Kora opens each metadata directory exactly once,
         // at start-up, and the data dir is locked by the broker (see kora-broker's DataDirLock).
         #[allow(unsafe_code)]
-        let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE_BYTES).max_dbs(4).open(dir) }
+        let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE_BYTES).max_dbs(8).open(dir) }
             .map_err(|e| MetaError::Store(format!("open LMDB at {}: {e}", dir.display())))?;
         let mut wtxn = env.write_txn().map_err(store_err)?;
         let topics = env.create_database(&mut wtxn, Some("topics")).map_err(store_err)?;
         let meta = env.create_database(&mut wtxn, Some("meta")).map_err(store_err)?;
         let remote = env.create_database(&mut wtxn, Some("remote")).map_err(store_err)?;
+        let security = env.create_database(&mut wtxn, Some("security")).map_err(store_err)?;
         wtxn.commit().map_err(store_err)?;
-        let store = MetaStore { env, topics, remote, meta };
+        let store = MetaStore { env, topics, remote, meta, security };
         let image = store.load()?;
         Ok((store, image))
     }
@@ -70,6 +76,18 @@ impl MetaStore {
             let (name, t) = item.map_err(store_err)?;
             image.topic_ids.insert(t.topic_id, name.to_string());
             image.topics.insert(name.to_string(), std::sync::Arc::new(t));
+        }
+        for item in self.security.iter(&rtxn).map_err(store_err)? {
+            let (key, v) = item.map_err(store_err)?;
+            if key.starts_with(TENANT_KEY) {
+                let t: crate::security::TenantImage = serde_json::from_value(v).map_err(store_err)?;
+                image.tenants.insert(t.id.clone(), std::sync::Arc::new(t));
+            } else if key.starts_with(CREDENTIAL_KEY) {
+                let c: crate::security::Credential = serde_json::from_value(v).map_err(store_err)?;
+                image.credentials.insert(c.login.clone(), std::sync::Arc::new(c));
+            } else {
+                return Err(MetaError::Store(format!("unknown security key '{key}'")));
+            }
         }
         for item in self.remote.iter(&rtxn).map_err(store_err)? {
             let (key, segments) = item.map_err(store_err)?;
@@ -146,6 +164,38 @@ impl MetaStore {
                     self.topics.delete(wtxn, name).map_err(store_err)?;
                 }
             },
+            MetadataRecord::CreateTenant { tenant } => self.put_tenant(wtxn, image, &tenant.id)?,
+            MetadataRecord::DeleteTenant { id } => {
+                self.put_tenant(wtxn, image, id)?;
+                // Its credentials went with it.
+                let gone: Vec<String> = {
+                    let mut gone = Vec::new();
+                    for item in self.security.prefix_iter(wtxn, CREDENTIAL_KEY).map_err(store_err)? {
+                        let (key, _) = item.map_err(store_err)?;
+                        let login = &key[CREDENTIAL_KEY.len()..];
+                        if !image.credentials.contains_key(login) {
+                            gone.push(key.to_string());
+                        }
+                    }
+                    gone
+                };
+                for key in gone {
+                    self.security.delete(wtxn, &key).map_err(store_err)?;
+                }
+            }
+            MetadataRecord::PutCredential { credential: crate::security::Credential { login, .. } }
+            | MetadataRecord::DeleteCredential { login } => {
+                let key = format!("{CREDENTIAL_KEY}{login}");
+                match image.credentials.get(login) {
+                    Some(c) => {
+                        let v = serde_json::to_value(c.as_ref()).map_err(store_err)?;
+                        self.security.put(wtxn, &key, &v).map_err(store_err)?
+                    }
+                    None => {
+                        self.security.delete(wtxn, &key).map_err(store_err)?;
+                    }
+                }
+            }
             MetadataRecord::AllocateProducerIds { .. } => {
                 self.meta
                     .put(wtxn, "next_producer_id", &serde_json::Value::from(image.next_producer_id))
@@ -164,6 +214,23 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Writes a tenant as the image holds it (or removes it).
+    fn put_tenant(
+        &self,
+        wtxn: &mut heed::RwTxn<'_>,
+        image: &MetadataImage,
+        id: &str,
+    ) -> Result<(), MetaError> {
+        let key = format!("{TENANT_KEY}{id}");
+        match image.tenants.get(id) {
+            Some(t) => {
+                let v = serde_json::to_value(t.as_ref()).map_err(store_err)?;
+                self.security.put(wtxn, &key, &v).map_err(store_err)
+            }
+            None => self.security.delete(wtxn, &key).map(|_| ()).map_err(store_err),
+        }
+    }
+
     fn put_brokers(&self, wtxn: &mut heed::RwTxn<'_>, image: &MetadataImage) -> Result<(), MetaError> {
         let brokers: Vec<&crate::image::BrokerImage> = image.brokers.values().collect();
         let v = serde_json::to_value(brokers).map_err(store_err)?;
@@ -180,6 +247,14 @@ impl MetaStore {
         self.topics.clear(&mut wtxn).map_err(store_err)?;
         self.remote.clear(&mut wtxn).map_err(store_err)?;
         self.meta.clear(&mut wtxn).map_err(store_err)?;
+        self.security.clear(&mut wtxn).map_err(store_err)?;
+        for id in image.tenants.keys() {
+            self.put_tenant(&mut wtxn, image, id)?;
+        }
+        for (login, c) in &image.credentials {
+            let v = serde_json::to_value(c.as_ref()).map_err(store_err)?;
+            self.security.put(&mut wtxn, &format!("{CREDENTIAL_KEY}{login}"), &v).map_err(store_err)?;
+        }
         for (name, t) in &image.topics {
             self.topics.put(&mut wtxn, name, t).map_err(store_err)?;
         }
