@@ -1,17 +1,25 @@
-//! SASL mechanisms as Kafka brokers speak them, as pure logic: no I/O, no clock, no global
-//! randomness (the server nonce comes from the caller, through a seam).
+//! SASL mechanisms as Kafka brokers speak them, and Kafka's ACLs, as pure logic: no I/O, no
+//! clock, no global randomness (the server nonce comes from the caller, through a seam).
 //!
 //! - [`plain`]: RFC 4616 PLAIN, with Kafka's checks and error texts.
 //! - [`scram`]: RFC 5802 / RFC 7677 SCRAM-SHA-256 and SCRAM-SHA-512, the server side of the
 //!   exchange, and the credentials a broker stores (salt, StoredKey, ServerKey, iterations:
 //!   never the password), derived either from a password or, as AlterUserScramCredentials
 //!   (KIP-554) sends it, from a client-computed salted password.
+//! - [`acl`]: Kafka's ACL semantics as its KRaft `StandardAuthorizer` applies them: bindings
+//!   and CreateAcls' checks, DescribeAcls / DeleteAcls filters, and an indexed [`Authorizer`].
 //!
 //! The request edge (kora-broker) drives these with SaslHandshake / SaslAuthenticate and looks
-//! credentials up in the metadata image; this crate knows nothing of either.
+//! credentials and ACLs up in the metadata image; this crate knows nothing of either.
 
+pub mod acl;
 pub mod plain;
 pub mod scram;
+
+pub use acl::{
+    AclBinding, AclError, AclFilter, AclOperation, AclPermission, Authorizer, AuthorizerConfig, Decision,
+    PatternType, ResourceType,
+};
 
 /// Why an authentication failed. `Display` is what the client may be told: like Kafka, a
 /// wrong password and an unknown user read the same.
