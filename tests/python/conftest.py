@@ -22,18 +22,30 @@ def free_port():
 class Kora:
     def __init__(self, extra=()):
         self.tmp = tempfile.TemporaryDirectory()
+        # The CLI finds this process's operator token in its own config dir.
+        self.env = {**os.environ, "KORA_CONFIG_DIR": os.path.join(self.tmp.name, "config")}
         self.log = open(os.path.join(self.tmp.name, "kora.log"), "wb")
         self.port = free_port()
         self.proc = subprocess.Popen(
             [KORA_BIN, "--output", "json", "dev", "--data-dir", os.path.join(self.tmp.name, "data"),
              "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "127.0.0.1:0", *extra],
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, env=self.env)
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("kora did not start: " + open(self.log.name).read())
         info = json.loads(line)
+        self.info = info
         self.bootstrap = info["bootstrap"]
         self.admin = info["admin"]
+
+    def cli(self, *args, check=True):
+        """Runs `kora --output json ARGS --admin <this admin>`; the parsed answer, or the process."""
+        p = subprocess.run([KORA_BIN, "--output", "json", *args, "--admin", self.admin],
+                           capture_output=True, text=True, env=self.env, timeout=60)
+        if not check:
+            return p
+        assert p.returncode == 0, f"kora {' '.join(args)} failed: {p.stderr}"
+        return json.loads(p.stdout)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -311,7 +311,9 @@ pub(crate) fn run(cmd: BenchCommand, output: Output) -> Result<()> {
                     ),
                 }
                 let (tx, rx) = tokio::sync::watch::channel(false);
-                let server = tokio::spawn(kora_broker::server::serve(listener, sink, 10_000, rx));
+                let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(10_000));
+                let plain = kora_broker::server::Listener::plaintext();
+                let server = tokio::spawn(kora_broker::server::serve(listener, plain, sink, slots, rx));
                 let _ = tokio::signal::ctrl_c().await;
                 let _ = tx.send(true);
                 let _ = server.await;

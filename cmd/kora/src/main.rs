@@ -16,6 +16,7 @@ mod bench;
 mod cell;
 mod groups;
 mod meta;
+mod tenant;
 mod topics;
 
 /// mimalloc keeps freed pages for reuse: the fetch path allocates megabyte buffers per request,
@@ -72,6 +73,12 @@ enum Command {
     /// Run a metadata voter of a cell (`kora meta --node-id 1 --voters ...`), or manage the
     /// quorum (`kora meta status|add-voter|remove-voter|create-topic --voter ADDR`).
     Meta(meta::MetaArgs),
+    /// Tenants of a cell: logical clusters with their own topics, groups and credentials.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
+    /// A tenant's API keys (SASL PLAIN / SCRAM logins).
+    #[command(subcommand)]
+    Apikey(tenant::ApiKeyCommand),
     /// A cell on this machine: `kora cell up` starts voters and brokers as processes;
     /// `kora cell status` shows brokers, leaders, ISR and under-replicated partitions.
     #[command(subcommand)]
@@ -101,6 +108,10 @@ struct DevArgs {
     /// Default: a directory `objects` in the data dir. S3 settings come from AWS_* variables.
     #[arg(long)]
     object_store: Option<String>,
+    /// Require SASL (PLAIN, SCRAM-SHA-256/512) on the Kafka listener, with a tenant `dev`
+    /// whose first API key is printed at start.
+    #[arg(long)]
+    auth: bool,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -165,17 +176,22 @@ fn main() -> Result<()> {
     // One TLS crypto provider for every HTTPS client in the process (object stores, admin HTTP).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dev = matches!(cli.command, Command::Dev(_));
+    let dev_auth = matches!(&cli.command, Command::Dev(a) if a.auth);
     let access = access::Access { token_file: cli.token_file.clone() };
     let config = match cli.command {
         Command::Bench(b) => return bench::run(b, cli.output),
         Command::Groups(g) => return groups::run(g, cli.output),
         Command::Topics(t) => return topics::run(t, cli.output, &access),
+        Command::Tenant(t) => return tenant::run_tenant(t, cli.output, &access),
+        Command::Apikey(k) => return tenant::run_apikey(k, cli.output, &access),
         Command::Meta(m) => return meta::run(m, cli.output, &access),
         Command::Cell(c) => return cell::run(c, cli.output, &access),
         Command::Dev(a) => {
             let mut flat = parse_overrides(&a.overrides)?;
             flat.entry("data.dir".into()).or_insert(a.data_dir.display().to_string());
-            flat.entry("listeners".into()).or_insert(a.listen.to_string());
+            let listener =
+                if a.auth { format!("SASL_PLAINTEXT://{}", a.listen) } else { a.listen.to_string() };
+            flat.entry("listeners".into()).or_insert(listener);
             flat.entry("admin.listeners".into()).or_insert(a.admin_listen.to_string());
             let objects = match a.object_store {
                 Some(url) => url,
@@ -226,16 +242,17 @@ fn main() -> Result<()> {
     }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
-    let result = runtime.block_on(run(config, cli.output, dev));
+    let result = runtime.block_on(run(config, cli.output, dev, dev_auth));
     // The logs are closed by now; a blocking call still waiting on the network (a controller
     // request to a cell that is stopping too) must not hold the process up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
 
-async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
+async fn run(config: BrokerConfig, output: Output, dev: bool, dev_auth: bool) -> Result<()> {
     let data_dir = config.data_dir.clone();
     let handle = Broker::start(config, Arc::new(SystemClock)).await.context("broker failed to start")?;
+    let dev_key = if dev_auth { Some(dev_tenant(&handle, &data_dir).await?) } else { None };
     let cluster_id = handle.broker.controller.image().cluster_id.clone();
     let object_store = handle.broker.tiering.as_ref().map(|t| t.store.url.clone());
     let bootstrap =
@@ -259,6 +276,8 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
                 "data_dir": data_dir.display().to_string(),
                 "object_store": object_store,
                 "token_file": token_file.as_ref().map(|f| f.display().to_string()),
+                "security_protocol": handle.broker.config.listeners[0].protocol.name(),
+                "api_key": dev_key,
             })
         ),
         Output::Text => {
@@ -286,7 +305,17 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
             if let Some(url) = &object_store {
                 println!("  object store:      {url}  (topics with remote.storage.enable=true tier there)");
             }
-            println!("Try: kcat -b {bootstrap} -L    Stop with Ctrl-C.");
+            match &dev_key {
+                Some(k) => {
+                    println!("  SASL required:     tenant {} (dev); clients log in with PLAIN or SCRAM-SHA-256/512", k.tenant);
+                    tenant::print_key(k);
+                    println!(
+                        "Try: kcat -b {bootstrap} -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=PLAIN -X sasl.username={} -X sasl.password={} -L",
+                        k.key, k.secret
+                    );
+                }
+                None => println!("Try: kcat -b {bootstrap} -L    Stop with Ctrl-C."),
+            }
         }
     }
     wait_for_signal().await;
@@ -294,6 +323,58 @@ async fn run(config: BrokerConfig, output: Output, dev: bool) -> Result<()> {
     handle.shutdown().await.context("clean shutdown failed")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// `kora dev --auth`: the tenant `dev` and its first API key. The key is kept in the data
+/// dir (owner-only, like the operator token) so a restart prints the same one.
+async fn dev_tenant(
+    handle: &kora_broker::BrokerHandle,
+    data_dir: &std::path::Path,
+) -> Result<kora_api::ApiKeyCreated> {
+    let path = data_dir.join("dev-api-key.json");
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(k) = serde_json::from_slice::<kora_api::ApiKeyCreated>(&bytes) {
+            if handle.broker.controller.image().credentials.contains_key(&k.key) {
+                return Ok(k);
+            }
+        }
+    }
+    let b = &handle.broker;
+    let admin = kora_broker::tenants::TenantAdmin {
+        view: b.view.clone(),
+        entropy: b.entropy.clone(),
+        clock: b.clock.clone(),
+        listeners: b.config.listeners.clone(),
+    };
+    let req = kora_api::CreateTenant {
+        name: "dev".into(),
+        id: None,
+        max_topics: None,
+        max_partitions: None,
+        api_key: false,
+    };
+    let (_, created) = admin
+        .create_tenant(&req)
+        .await
+        .map_err(|r| anyhow::anyhow!("cannot create the dev tenant (HTTP {})", r.status()))?;
+    let key = admin
+        .create_key(
+            &created.tenant.id,
+            &kora_api::CreateApiKey { description: "kora dev --auth".into(), admin: true },
+        )
+        .await
+        .map_err(|r| anyhow::anyhow!("cannot create the dev API key (HTTP {})", r.status()))?;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(&serde_json::to_vec(&key)?).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
 }
 
 pub(crate) async fn wait_for_signal() {

@@ -131,15 +131,19 @@ fn refuse(status: StatusCode, error: String) -> Response {
     r
 }
 
+/// Path prefixes whose reads need the token too (who the tenants are, and their keys).
+pub const PRIVATE_PATHS: &[&str] = &[crate::paths::TENANTS];
+
 /// The answer refusing `req`, or None when it may pass.
 fn refusal(token: Option<&Token>, setting: &str, req: &Request) -> Option<Response> {
-    if matches!(*req.method(), Method::GET | Method::HEAD) {
+    let private = PRIVATE_PATHS.iter().any(|p| req.uri().path().starts_with(p));
+    if matches!(*req.method(), Method::GET | Method::HEAD) && !private {
         return None;
     }
     let Some(token) = token else {
         return Some(refuse(
             StatusCode::FORBIDDEN,
-            format!("calls that change state are off on this server: it has no {setting}"),
+            format!("calls that change state or read tenants are off on this server: it has no {setting}"),
         ));
     };
     let presented = req
@@ -150,7 +154,7 @@ fn refusal(token: Option<&Token>, setting: &str, req: &Request) -> Option<Respon
     match presented {
         None => Some(refuse(
             StatusCode::UNAUTHORIZED,
-            "this call changes state and needs the operator token (Authorization: Bearer)".into(),
+            "this call needs the operator token (Authorization: Bearer)".into(),
         )),
         Some(p) if token.verifies(p.trim()) => None,
         Some(_) => Some(refuse(StatusCode::UNAUTHORIZED, "the bearer token is not this server's".into())),

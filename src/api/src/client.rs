@@ -223,6 +223,34 @@ impl Client {
 
     // ---- metadata voters ----
 
+    pub async fn tenants(&self) -> Result<Vec<TenantInfo>, ApiError> {
+        self.get(paths::TENANTS).await
+    }
+
+    pub async fn tenant(&self, tenant: &str) -> Result<TenantInfo, ApiError> {
+        self.get(&format!("{}/{tenant}", paths::TENANTS)).await
+    }
+
+    pub async fn create_tenant(&self, req: &CreateTenant) -> Result<TenantCreated, ApiError> {
+        self.post(paths::TENANTS, req, None).await
+    }
+
+    pub async fn delete_tenant(&self, tenant: &str) -> Result<TenantInfo, ApiError> {
+        self.delete(&format!("{}/{tenant}", paths::TENANTS)).await
+    }
+
+    pub async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyInfo>, ApiError> {
+        self.get(&format!("{}/{tenant}/api-keys", paths::TENANTS)).await
+    }
+
+    pub async fn create_api_key(&self, tenant: &str, req: &CreateApiKey) -> Result<ApiKeyCreated, ApiError> {
+        self.post(&format!("{}/{tenant}/api-keys", paths::TENANTS), req, None).await
+    }
+
+    pub async fn delete_api_key(&self, tenant: &str, key: &str) -> Result<ApiKeyInfo, ApiError> {
+        self.delete(&format!("{}/{tenant}/api-keys/{key}", paths::TENANTS)).await
+    }
+
     pub async fn quorum_status(&self) -> Result<QuorumStatus, ApiError> {
         self.get(paths::QUORUM).await
     }

@@ -6,7 +6,7 @@
 //!
 //! | surface | served by | calls |
 //! | --- | --- | --- |
-//! | broker admin | every broker (`admin.listeners`) | health, metrics, a topic's partitions and tiers, fault injection |
+//! | broker admin | every broker (`admin.listeners`) | health, metrics, a topic's partitions and tiers, tenants and API keys, fault injection |
 //! | metadata voter | `kora meta` | quorum status, voter and learner changes, topics, controller requests, Raft RPCs |
 //! | broker learner | a broker in a cell (`metadata.listener`) | Raft RPCs from the quorum's leader |
 //!
@@ -16,7 +16,8 @@
 //! Authentication (see [`auth`]): a request whose method is not GET or HEAD must carry
 //! `Authorization: Bearer <token>`, the token being the contents of the server's token file
 //! (`admin.token.file` for brokers, `--token-file` for voters). A server without a token file
-//! refuses every such request (403). `/metrics`, `/health` and the other reads stay open.
+//! refuses every such request (403). `/metrics`, `/health` and the other reads stay open, except
+//! under [`auth::PRIVATE_PATHS`] (tenants and their keys), where every method needs the token.
 //!
 //! Owns: wire types, the client, token files and the server-side check.
 //! Does not: know what the calls do (the broker, the quorum and kora-meta do), or depend on any
@@ -38,6 +39,11 @@ pub mod paths {
     pub const METRICS: &str = "/metrics";
     /// A topic's partitions, offsets and tiers on one broker: `/v1/topics/{name}` (GET).
     pub const BROKER_TOPIC: &str = "/v1/topics";
+    /// Tenants of the cell (GET lists, POST [`crate::CreateTenant`]); `/{tenant}` (id or name)
+    /// with GET or DELETE; `/{tenant}/api-keys` with GET or POST [`crate::CreateApiKey`];
+    /// `/{tenant}/api-keys/{key}` with DELETE. Every method needs the token: key listings
+    /// are not public.
+    pub const TENANTS: &str = "/v1/tenants";
     /// Fault injection: POST cuts a broker off from its cell, DELETE heals it.
     pub const FAULTS_ISOLATE: &str = "/v1/faults/isolate";
     /// A voter's view of the quorum (GET).

@@ -128,6 +128,98 @@ pub struct TopicInfo {
     pub replication_factor: i16,
 }
 
+/// `POST /v1/tenants` on a broker: a tenant of its cell, with a first API key unless
+/// `api_key` is false. Retrying with the same `id` and name returns the same tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTenant {
+    pub name: String,
+    /// `lkc-...`; chosen by the cell when absent (the fleet controller passes its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_topics: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_partitions: Option<u32>,
+    #[serde(default = "yes")]
+    pub api_key: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A tenant as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    pub id: String,
+    pub name: String,
+    pub created_ms: u64,
+    pub topics: usize,
+    pub partitions: u64,
+    pub api_keys: usize,
+    pub scram_users: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_topics: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_partitions: Option<u32>,
+    /// Kafka addresses for the tenant's clients (`bootstrap.servers`), with the listeners'
+    /// security protocols.
+    pub bootstrap: Vec<Bootstrap>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    pub address: String,
+    /// PLAINTEXT, SASL_PLAINTEXT, ...
+    pub security_protocol: String,
+}
+
+/// The answer to a tenant's creation: the tenant and, once, its first key's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCreated {
+    pub tenant: TenantInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyCreated>,
+}
+
+/// `POST /v1/tenants/{tenant}/api-keys`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateApiKey {
+    #[serde(default)]
+    pub description: String,
+    /// An admin key may do anything in its tenant; others only what its ACLs allow.
+    #[serde(default = "yes")]
+    pub admin: bool,
+}
+
+/// An API key without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyInfo {
+    pub key: String,
+    pub tenant: String,
+    pub admin: bool,
+    pub description: String,
+    pub created_ms: u64,
+}
+
+/// A new API key: the secret is shown this once and stored only as SCRAM hashes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyCreated {
+    pub key: String,
+    pub secret: String,
+    pub tenant: String,
+    pub admin: bool,
+}
+
+impl std::fmt::Debug for ApiKeyCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyCreated")
+            .field("key", &self.key)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,6 +237,11 @@ impl ScramServer {
         self.mechanism
     }
 
+    /// Whether the next message is the client's first.
+    pub fn awaiting_first(&self) -> bool {
+        matches!(self.state, State::Start)
+    }
+
     fn invalid(&mut self) -> AuthError {
         self.state = State::Failed;
         AuthError::InvalidCredentials(self.mechanism.name())

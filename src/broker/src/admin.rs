@@ -1,5 +1,5 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`, `/v1/topics/{name}` (for
-//! `kora topics describe`) and fault injection, with kora-api's types. Calls that change state
+//! `kora topics describe`), tenants and API keys (`crate::tenants`) and fault injection, with kora-api's types. Calls that change state
 //! need the operator token (`admin.token.file`); reads are open.
 
 use std::net::SocketAddr;
@@ -158,6 +158,7 @@ async fn health(State(b): State<Arc<AdminState>>) -> axum::response::Response {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AdminState>,
+    tenants: Arc<crate::tenants::TenantAdmin>,
     token: Option<Arc<kora_api::Token>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -166,7 +167,8 @@ pub async fn serve(
         .route("/health", get(health))
         .route("/v1/topics/{name}", get(topic))
         .route(kora_api::paths::FAULTS_ISOLATE, axum::routing::post(isolate).delete(heal))
-        .with_state(state);
+        .with_state(state)
+        .merge(crate::tenants::routes(tenants));
     let app = kora_api::auth::protect(app, token, "admin.token.file");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -31,6 +31,15 @@ pub(crate) fn registration(
         host: config.advertised.host.clone(),
         port: config.advertised.port,
         admin: admin.to_string(),
+        listeners: config
+            .listeners
+            .iter()
+            .map(|l| kora_meta::ListenerEndpoint {
+                name: l.name.clone(),
+                host: l.advertised.host.clone(),
+                port: l.advertised.port,
+            })
+            .collect(),
     }
 }
 

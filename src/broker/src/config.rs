@@ -54,10 +54,16 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// data.dir: logs under `logs/`, metadata under `meta/`.
     pub data_dir: PathBuf,
-    /// listeners: the Kafka listener (PLAINTEXT).
+    /// The inter-broker listener's address (`listeners[0].bind`).
     pub listener: SocketAddr,
-    /// advertised.listeners: what Metadata tells clients; defaults to the listener.
+    /// What the inter-broker listener advertises (`listeners[0].advertised`): the address a
+    /// broker registers with its cell.
     pub advertised: Advertised,
+    /// listeners, advertised.listeners, listener.security.protocol.map,
+    /// inter.broker.listener.name: every Kafka listener, the inter-broker one first.
+    pub listeners: Vec<crate::listeners::ListenerConfig>,
+    /// sasl.enabled.mechanisms, connections.max.reauth.ms, super.users.
+    pub sasl: crate::listeners::SaslConfig,
     /// admin.listeners: HTTP for /metrics and /health.
     pub admin_listener: SocketAddr,
     /// admin.token.file (Kora): the operator token, read once at start. Required of every
@@ -187,6 +193,13 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("./kora-data"),
             listener,
             advertised: Advertised::for_listener(listener),
+            listeners: vec![crate::listeners::ListenerConfig {
+                name: "PLAINTEXT".into(),
+                protocol: crate::listeners::SecurityProtocol::Plaintext,
+                bind: listener,
+                advertised: Advertised::for_listener(listener),
+            }],
+            sasl: crate::listeners::SaslConfig::default(),
             admin_listener: ([127, 0, 0, 1], 9644).into(),
             auto_create_topics_enable: true,
             num_partitions: 1,
@@ -222,8 +235,16 @@ impl Default for BrokerConfig {
 pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("node.id", "This broker's id."),
     ("data.dir", "Directory for logs and metadata."),
-    ("listeners", "Kafka listener, host:port or PLAINTEXT://host:port."),
-    ("advertised.listeners", "Address given to clients in Metadata."),
+    ("listeners", "Kafka listeners, NAME://host:port, comma-separated (a bare host:port is PLAINTEXT)."),
+    ("advertised.listeners", "Addresses given to clients in Metadata, NAME://host:port per listener."),
+    ("listener.security.protocol.map", "NAME:PROTOCOL per listener (PLAINTEXT, SASL_PLAINTEXT)."),
+    (
+        "inter.broker.listener.name",
+        "The listener brokers of a cell reach each other on (default: the first).",
+    ),
+    ("sasl.enabled.mechanisms", "SASL mechanisms served: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."),
+    ("connections.max.reauth.ms", "Longest SASL session before the client must re-authenticate (0: none)."),
+    ("super.users", "Principals allowed everything, User:name separated by ';'."),
     ("admin.listeners", "HTTP address for /metrics and /health."),
     ("admin.token.file", "File holding the operator token that admin calls changing state need."),
     ("auto.create.topics.enable", "Create unknown topics on Metadata requests."),
@@ -391,6 +412,11 @@ fn resolve_addr(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigFi
 }
 
 impl BrokerConfig {
+    /// What a listener advertises (the inter-broker listener's address for an unknown name).
+    pub fn advertised_for(&self, listener: &str) -> &Advertised {
+        self.listeners.iter().find(|l| l.name == listener).map_or(&self.advertised, |l| &l.advertised)
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, ConfigFileError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigFileError::Read { path: path.display().to_string(), source })?;
@@ -420,7 +446,9 @@ impl BrokerConfig {
     /// Builds a config from Kafka-named keys over the defaults.
     pub fn from_map(flat: &BTreeMap<String, String>) -> Result<Self, ConfigFileError> {
         let mut c = BrokerConfig::default();
-        let mut advertised: Option<String> = None;
+        c.listeners = crate::listeners::parse_listeners(flat)?;
+        c.listener = c.listeners[0].bind;
+        c.advertised = c.listeners[0].advertised.clone();
         let mut tier = crate::tiering::TieringConfig {
             url: String::new(),
             options: BTreeMap::new(),
@@ -477,11 +505,14 @@ impl BrokerConfig {
                     c.replication.straggler_min_lag_ms = parse_num(k, v, 0, 3_600_000)?
                 }
                 "data.dir" => c.data_dir = PathBuf::from(v),
-                "listeners" => {
-                    let (h, p) = parse_listener(k, v)?;
-                    c.listener = resolve_addr(k, &h, p)?;
-                }
-                "advertised.listeners" => advertised = Some(v.clone()),
+                // Read together after this loop.
+                "listeners"
+                | "advertised.listeners"
+                | "listener.security.protocol.map"
+                | "inter.broker.listener.name"
+                | "sasl.enabled.mechanisms"
+                | "connections.max.reauth.ms"
+                | "super.users" => {}
                 "admin.listeners" => {
                     let (h, p) = parse_listener(k, v)?;
                     c.admin_listener = resolve_addr(k, &h, p)?;
@@ -685,13 +716,7 @@ impl BrokerConfig {
                 "must not exceed group.max.session.timeout.ms",
             ));
         }
-        c.advertised = match advertised {
-            Some(a) => {
-                let (host, port) = parse_listener("advertised.listeners", &a)?;
-                Advertised { host, port }
-            }
-            None => Advertised::for_listener(c.listener),
-        };
+        c.sasl = crate::listeners::parse_sasl(flat)?;
         Ok(c)
     }
 }

@@ -15,29 +15,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::listeners::SaslMechanism;
 
 use kora_common::Namespace;
 
-/// Kafka's security protocols (`listener.security.protocol.map` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecurityProtocol {
-    Plaintext,
-    Ssl,
-    SaslPlaintext,
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    /// Kafka's name for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
-        }
-    }
-}
+pub use crate::listeners::SecurityProtocol;
 
 /// Who a connection is, as Kafka's `KafkaPrincipal` (`User:alice`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +44,34 @@ impl fmt::Display for Principal {
     }
 }
 
+/// Where a connection is in SASL authentication (a state machine driven by SaslHandshake and
+/// SaslAuthenticate; see `handlers::sasl`).
+#[derive(Debug, Default)]
+pub enum Authentication {
+    /// A PLAINTEXT (or SSL) listener: nothing to authenticate with SASL.
+    #[default]
+    NotRequired,
+    /// A SASL listener, before SaslHandshake: only ApiVersions and SaslHandshake are served.
+    AwaitingHandshake,
+    /// After SaslHandshake: the exchange for `mechanism`. `raw`: SaslHandshake v0 was used, so
+    /// tokens arrive as bare size-prefixed frames, not SaslAuthenticate requests.
+    /// `reauthenticating`: a KIP-368 re-authentication of a connection already authenticated.
+    InProgress {
+        mechanism: SaslMechanism,
+        raw: bool,
+        scram: Option<Box<kora_auth::scram::ScramServer>>,
+        reauthenticating: bool,
+    },
+    /// Authenticated; the session must be renewed by `expires` (connections.max.reauth.ms),
+    /// after which any other request closes the connection.
+    Authenticated { expires: Option<Instant> },
+    /// Authentication failed: the answer goes out, then the connection closes (the reason is
+    /// logged).
+    Failed(String),
+}
+
 /// One client connection, as every request on it sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnectionContext {
     /// The listener's name (`listeners`: `PLAINTEXT://...` is named PLAINTEXT).
     pub listener: String,
@@ -71,17 +82,38 @@ pub struct ConnectionContext {
     /// Whose names the connection sees: its tenant, once it has one (the key its quota state
     /// and limits will hang off).
     pub namespace: Namespace,
+    /// SASL state on SASL listeners.
+    pub authentication: Authentication,
+    /// The credential it authenticated with (its role: tenant admin or ACL-limited).
+    pub credential: Option<Arc<kora_meta::Credential>>,
 }
 
 impl ConnectionContext {
-    /// A connection on a PLAINTEXT listener: anonymous, in the default namespace.
-    pub fn plaintext(listener: &str, peer: SocketAddr) -> Self {
+    /// A new connection on a listener: anonymous, in the default namespace; on a SASL
+    /// listener it must authenticate first.
+    pub fn new(listener: &str, security_protocol: SecurityProtocol, peer: SocketAddr) -> Self {
         Self {
             listener: listener.to_string(),
-            security_protocol: SecurityProtocol::Plaintext,
+            security_protocol,
             peer,
             principal: Principal::anonymous(),
             namespace: Namespace::Default,
+            authentication: if security_protocol.sasl() {
+                Authentication::AwaitingHandshake
+            } else {
+                Authentication::NotRequired
+            },
+            credential: None,
         }
+    }
+
+    /// A connection on a PLAINTEXT listener: anonymous, in the default namespace.
+    pub fn plaintext(listener: &str, peer: SocketAddr) -> Self {
+        Self::new(listener, SecurityProtocol::Plaintext, peer)
+    }
+
+    /// Whether the next frame is a bare SASL token (after SaslHandshake v0).
+    pub fn expects_raw_token(&self) -> bool {
+        matches!(self.authentication, Authentication::InProgress { raw: true, .. })
     }
 }

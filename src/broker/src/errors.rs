@@ -35,6 +35,11 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
         MetaError::InvalidRequest(_) => ResponseError::InvalidRequest,
         MetaError::StaleLeader(_) => ResponseError::FencedLeaderEpoch,
         MetaError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+        // A tenant's limits on topics and partitions are the cell's policy (Kafka's answer to
+        // a refused CreateTopics policy).
+        MetaError::TenantLimit(_) => ResponseError::PolicyViolation,
+        // The connection's tenant was deleted while it made the request.
+        MetaError::UnknownTenant(_) => ResponseError::TopicAuthorizationFailed,
         _ => ResponseError::UnknownServerError,
     };
     r.code()

@@ -101,20 +101,29 @@ impl Broker {
             );
         }
 
-        let listener = tokio::net::TcpListener::bind(config.listener)
-            .await
-            .map_err(|source| StartError::Bind { addr: config.listener, source })?;
+        let mut kafka_listeners = Vec::new();
+        for l in &config.listeners {
+            let bound = tokio::net::TcpListener::bind(l.bind)
+                .await
+                .map_err(|source| StartError::Bind { addr: l.bind, source })?;
+            kafka_listeners.push(bound);
+        }
         let admin = crate::admin::bind(config.admin_listener)
             .await
             .map_err(|source| StartError::Bind { addr: config.admin_listener, source })?;
-        let kafka_addr =
-            listener.local_addr().map_err(|source| StartError::Bind { addr: config.listener, source })?;
+        let mut config = config;
+        for (l, bound) in config.listeners.iter_mut().zip(&kafka_listeners) {
+            let addr = bound.local_addr().map_err(|source| StartError::Bind { addr: l.bind, source })?;
+            l.bind = addr;
+            if l.advertised.port == 0 {
+                l.advertised.port = addr.port();
+            }
+        }
+        let kafka_addr = config.listeners[0].bind;
+        config.listener = kafka_addr;
+        config.advertised = config.listeners[0].advertised.clone();
         let admin_addr =
             admin.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listener, source })?;
-        let mut config = config;
-        if config.advertised.port == 0 {
-            config.advertised.port = kafka_addr.port();
-        }
         let stopping = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(Metrics::new());
         let view = crate::view::View::new(controller.clone(), config.node_id);
@@ -159,6 +168,7 @@ impl Broker {
             logs: logs.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
+            entropy: Arc::new(kora_common::OsEntropy),
             groups: groups.clone(),
             group_edge: group_edge.clone(),
             tiering,
@@ -191,12 +201,17 @@ impl Broker {
             membership.register().await?;
             tasks.push(tokio::spawn(membership.heartbeat_loop(shutdown_rx.clone())));
         }
-        tasks.push(tokio::spawn(crate::server::serve(
-            listener,
-            broker.clone(),
-            config.max_connections,
-            shutdown_rx.clone(),
-        )));
+        let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        for (l, bound) in config.listeners.iter().zip(kafka_listeners) {
+            let kind = crate::server::Listener { name: l.name.clone(), protocol: l.protocol };
+            tasks.push(tokio::spawn(crate::server::serve(
+                bound,
+                kind,
+                broker.clone(),
+                slots.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
         {
             let mut rx = shutdown_rx.clone();
             let state = crate::admin::AdminState {
@@ -209,11 +224,17 @@ impl Broker {
                 stopping: stopping.clone(),
             };
             let token = config.admin_token.clone();
+            let tenants = Arc::new(crate::tenants::TenantAdmin {
+                view: view.clone(),
+                entropy: broker.entropy.clone(),
+                clock: clock.clone(),
+                listeners: config.listeners.clone(),
+            });
             tasks.push(tokio::spawn(async move {
                 let stop = async move {
                     let _ = rx.changed().await;
                 };
-                if let Err(e) = crate::admin::serve(admin, Arc::new(state), token, stop).await {
+                if let Err(e) = crate::admin::serve(admin, Arc::new(state), tenants, token, stop).await {
                     tracing::error!(error = %e, "admin endpoint failed");
                 }
             }));

@@ -26,6 +26,10 @@ use crate::metrics::ApiLabels;
 
 /// Smallest legal request: api key, version, correlation id.
 const MIN_FRAME_BYTES: usize = 8;
+/// After a failed authentication's answer, how long the connection stays open for the client
+/// to read it and close first (Kafka waits connection.failed.authentication.delay.ms, 100 ms,
+/// before it answers).
+const FAILED_AUTH_CLOSE_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Encoded responses queued per connection before the handler waits for the socket.
 const RESPONSE_QUEUE_DEPTH: usize = 16;
 
@@ -37,6 +41,8 @@ pub enum Outcome {
     RespondParts(Vec<Bytes>),
     /// acks=0 produce: no response.
     Silent,
+    /// Answer, then close the connection (a failed authentication); the reason is logged.
+    RespondThenClose(Bytes, String),
     /// Close the connection; the reason is logged once.
     Close(String),
 }
@@ -84,14 +90,29 @@ impl FrameHandler for Broker {
     }
 }
 
-/// Accepts connections until `shutdown` changes, at most `max_connections` at once.
+/// What a listener's connections start as: its name and security protocol.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub protocol: crate::listeners::SecurityProtocol,
+}
+
+impl Listener {
+    pub fn plaintext() -> Self {
+        Listener { name: "PLAINTEXT".into(), protocol: crate::listeners::SecurityProtocol::Plaintext }
+    }
+}
+
+/// Accepts connections until `shutdown` changes, each holding one of `slots` (max.connections,
+/// shared by every listener of a broker).
 pub async fn serve<H: FrameHandler>(
     listener: TcpListener,
+    kind: Listener,
     handler: Arc<H>,
-    max_connections: usize,
+    slots: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let kind = Arc::new(kind);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -104,14 +125,15 @@ pub async fn serve<H: FrameHandler>(
                     }
                 };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, max = max_connections, "max.connections reached; refusing connection");
+                    tracing::warn!(%peer, listener = %kind.name, "max.connections reached; refusing connection");
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
                 let h = handler.clone();
+                let kind = kind.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    connection(h, stream, peer).await;
+                    connection(h, stream, peer, kind).await;
                 });
             }
             _ = shutdown.changed() => break,
@@ -119,10 +141,14 @@ pub async fn serve<H: FrameHandler>(
     }
 }
 
-async fn connection<H: FrameHandler>(h: Arc<H>, stream: TcpStream, peer: SocketAddr) {
+async fn connection<H: FrameHandler>(
+    h: Arc<H>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+) {
     h.connection_opened();
-    // The only listener today: PLAINTEXT, anonymous clients in the default namespace.
-    let mut ctx = ConnectionContext::plaintext("PLAINTEXT", peer);
+    let mut ctx = ConnectionContext::new(&listener.name, listener.protocol, peer);
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(RESPONSE_QUEUE_DEPTH);
@@ -157,6 +183,18 @@ async fn connection<H: FrameHandler>(h: Arc<H>, stream: TcpStream, peer: SocketA
                 }
             }
             Outcome::Silent => {}
+            Outcome::RespondThenClose(bytes, reason) => {
+                tracing::info!(%peer, %reason, "closing connection");
+                let _ = tx.send(vec![bytes]).await;
+                // Give the client the answer before the close: some (kafka-python) drop data
+                // that arrives with the connection's end. What it sends meanwhile is ignored.
+                let drain = async {
+                    let mut sink = [0u8; 1024];
+                    while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+                };
+                let _ = kora_common::timeout(h.clock(), FAILED_AUTH_CLOSE_DELAY, drain).await;
+                break;
+            }
             Outcome::Close(reason) => {
                 tracing::warn!(%peer, %reason, "closing connection");
                 break;
@@ -221,6 +259,29 @@ pub fn decode_frame(frame: Bytes) -> Result<Decoded, String> {
 
 /// Decodes, handles and encodes one request frame.
 pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, ctx: &mut ConnectionContext) -> Outcome {
+    if ctx.expects_raw_token() {
+        // After SaslHandshake v0 the client's tokens are bare frames; so are our answers.
+        return match handlers::sasl::raw_token(&b.security(), ctx, &frame).await {
+            Ok(token) => {
+                let mut out = BytesMut::with_capacity(4 + token.len());
+                out.extend_from_slice(&(token.len() as u32).to_be_bytes());
+                out.extend_from_slice(&token);
+                Outcome::Respond(out.freeze())
+            }
+            Err(reason) => Outcome::Close(format!("SASL authentication failed: {reason}")),
+        };
+    }
+    let outcome = handle_request(b, frame, ctx).await;
+    // A failed authentication is answered, then the connection closes.
+    match (&ctx.authentication, outcome) {
+        (crate::edge::Authentication::Failed(reason), Outcome::Respond(bytes)) => {
+            Outcome::RespondThenClose(bytes, reason.clone())
+        }
+        (_, outcome) => outcome,
+    }
+}
+
+async fn handle_request(b: &Broker, frame: Bytes, ctx: &mut ConnectionContext) -> Outcome {
     let (api_key, version, header, request) = match decode_frame(frame) {
         Ok(Decoded::Request { api_key, version, header, body }) => (api_key, version, *header, *body),
         // Answer with v0 so any client can read our ranges and retry (KIP-511).

@@ -1494,6 +1494,7 @@ mod tests {
         // No broker yet: no replica can be placed.
         assert!(matches!(c.create_topic(&req("t", 1), false), Err(MetaError::InvalidReplicationFactor(_))));
         let reg = |id: i32| crate::record::BrokerRegistration {
+            listeners: Vec::new(),
             broker_id: id,
             incarnation: Uuid::from_u128(id as u128),
             rack: Some(format!("zone-{id}")),
@@ -1580,6 +1581,7 @@ mod tests {
         let c = Controller::open(dir.path(), config).expect("open").with_clock(clock.clone());
         for id in [1, 2] {
             c.register_broker(crate::record::BrokerRegistration {
+                listeners: Vec::new(),
                 broker_id: id,
                 incarnation: Uuid::from_u128(id as u128),
                 rack: None,

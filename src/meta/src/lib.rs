@@ -27,7 +27,7 @@ pub use controller::{
     LocalLog, RecordLog, TopicRequest, WireError,
 };
 pub use image::{BrokerImage, ImageSnapshot, MetadataImage, TopicImage};
-pub use record::{BrokerRegistration, MetadataRecord, RemoteSegment};
+pub use record::{BrokerRegistration, ListenerEndpoint, MetadataRecord, RemoteSegment};
 pub use security::{Credential, Identity, ScramSecret, TenantImage, TenantLimits};
 
 /// Errors of metadata operations, each with a Kafka error code in the broker's mapping.

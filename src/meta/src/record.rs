@@ -158,4 +158,25 @@ pub struct BrokerRegistration {
     pub port: u16,
     /// Admin HTTP listener (metrics, health), for `kora cell status`.
     pub admin: String,
+    /// Every Kafka listener's advertised endpoint, by listener name (`host`/`port` are the
+    /// inter-broker listener's). Clients are told the endpoints of the listener they use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerEndpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerRegistration {
+    /// The endpoint of `listener` (the inter-broker one when the broker has no such listener).
+    pub fn endpoint(&self, listener: &str) -> (&str, u16) {
+        match self.listeners.iter().find(|l| l.name == listener) {
+            Some(l) => (&l.host, l.port),
+            None => (&self.host, self.port),
+        }
+    }
 }

@@ -83,10 +83,18 @@ fn describe_broker(cat: &Catalog<'_>) -> Vec<Described> {
     let mut out = vec![
         stat("node.id", c.node_id.to_string(), ConfigType::Int),
         stat("data.dir", c.data_dir.display().to_string(), ConfigType::String),
-        stat("listeners", format!("PLAINTEXT://{}", c.listener), ConfigType::String),
+        stat(
+            "listeners",
+            c.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind)).collect::<Vec<_>>().join(","),
+            ConfigType::String,
+        ),
         stat(
             "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", c.advertised.host, c.advertised.port),
+            c.listeners
+                .iter()
+                .map(|l| format!("{}://{}:{}", l.name, l.advertised.host, l.advertised.port))
+                .collect::<Vec<_>>()
+                .join(","),
             ConfigType::String,
         ),
         stat("admin.listeners", c.admin_listener.to_string(), ConfigType::String),

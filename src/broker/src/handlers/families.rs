@@ -13,6 +13,7 @@
 //! | [`Coordination`] | FindCoordinator, groups and offsets, KIP-848 | coordinator, view, logs, clock, `__consumer_offsets` creator |
 //! | [`Catalog`] | Metadata, DescribeCluster, topics, partitions, configs, reassignments, elections | config, view, log sync |
 //! | [`Storage`] | DescribeLogDirs | logs |
+//! | [`Security`] | SaslHandshake, SaslAuthenticate | view (credentials), SASL config, clock, entropy |
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,14 @@ use crate::metrics::Metrics;
 use crate::replication::Replication;
 use crate::tiering::Tiering;
 use crate::view::View;
+
+/// SASL authentication: credentials from the image, nonces from the entropy seam.
+pub(crate) struct Security<'a> {
+    pub(crate) view: &'a View,
+    pub(crate) sasl: &'a crate::listeners::SaslConfig,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) entropy: &'a dyn kora_common::Entropy,
+}
 
 /// Produce and InitProducerId: appends to the logs this broker leads.
 pub(crate) struct Writes<'a> {
@@ -73,7 +82,10 @@ pub(crate) struct Coordination<'a> {
     pub(crate) view: &'a View,
     pub(crate) logs: &'a LogManager,
     pub(crate) clock: &'a dyn Clock,
+    /// This broker's address on the listener the request came in on.
     pub(crate) advertised: &'a Advertised,
+    /// That listener's name (for other brokers' addresses in a cell).
+    pub(crate) listener: &'a str,
     pub(crate) in_cell: bool,
     pub(crate) offsets_topic: &'a OffsetsTopic,
 }
@@ -89,6 +101,8 @@ pub(crate) struct Catalog<'a> {
     pub(crate) config: &'a BrokerConfig,
     pub(crate) view: &'a View,
     log_sync: &'a LogSync,
+    /// The listener the request came in on: Metadata advertises its endpoints.
+    pub(crate) listener: &'a str,
 }
 
 impl Reads<'_> {
@@ -153,13 +167,14 @@ impl Broker {
         }
     }
 
-    pub(crate) fn coordination(&self) -> Coordination<'_> {
+    pub(crate) fn coordination<'a>(&'a self, listener: &'a str) -> Coordination<'a> {
         Coordination {
             groups: &self.groups,
             view: &self.view,
             logs: &self.logs,
             clock: &*self.clock,
-            advertised: &self.config.advertised,
+            advertised: self.config.advertised_for(listener),
+            listener,
             in_cell: self.config.cell.is_some(),
             offsets_topic: &self.offsets_topic,
         }
@@ -169,7 +184,11 @@ impl Broker {
         Storage { logs: &self.logs }
     }
 
-    pub(crate) fn catalog(&self) -> Catalog<'_> {
-        Catalog { config: &self.config, view: &self.view, log_sync: &self.log_sync }
+    pub(crate) fn security(&self) -> Security<'_> {
+        Security { view: &self.view, sasl: &self.config.sasl, clock: &*self.clock, entropy: &*self.entropy }
+    }
+
+    pub(crate) fn catalog<'a>(&'a self, listener: &'a str) -> Catalog<'a> {
+        Catalog { config: &self.config, view: &self.view, log_sync: &self.log_sync, listener }
     }
 }

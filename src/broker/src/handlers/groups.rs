@@ -53,10 +53,10 @@ pub(super) fn find_coordinator(
                 };
                 let leader = t.partition(p).map_or(-1, |s| s.leader);
                 match image.brokers.get(&leader).filter(|x| !x.fenced) {
-                    Some(x) => base
-                        .with_node_id(BrokerId(leader))
-                        .with_host(sb(&x.registration.host))
-                        .with_port(x.registration.port as i32),
+                    Some(x) => {
+                        let (host, port) = x.registration.endpoint(co.listener);
+                        base.with_node_id(BrokerId(leader)).with_host(sb(host)).with_port(port as i32)
+                    }
                     None => base
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)

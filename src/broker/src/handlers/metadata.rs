@@ -57,8 +57,8 @@ fn brokers(cat: &Catalog<'_>, image: &kora_meta::MetadataImage) -> Vec<MetadataR
     if image.brokers.is_empty() {
         return vec![MetadataResponseBroker::default()
             .with_node_id(BrokerId(cat.config.node_id))
-            .with_host(sb(&cat.config.advertised.host))
-            .with_port(cat.config.advertised.port as i32)];
+            .with_host(sb(&cat.config.advertised_for(cat.listener).host))
+            .with_port(cat.config.advertised_for(cat.listener).port as i32)];
     }
     image
         .brokers
@@ -66,10 +66,11 @@ fn brokers(cat: &Catalog<'_>, image: &kora_meta::MetadataImage) -> Vec<MetadataR
         .filter(|x| !x.fenced)
         .map(|x| {
             let r = &x.registration;
+            let (host, port) = r.endpoint(cat.listener);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(r.broker_id))
-                .with_host(sb(&r.host))
-                .with_port(r.port as i32)
+                .with_host(sb(host))
+                .with_port(port as i32)
                 .with_rack(r.rack.as_deref().map(sb))
         })
         .collect()

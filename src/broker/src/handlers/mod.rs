@@ -13,6 +13,8 @@ mod offsets;
 mod produce;
 mod reassign;
 mod replica_fetch;
+pub(crate) mod sasl;
+mod scope;
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseKind};
@@ -56,6 +58,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 pub(crate) fn supported_range(k: ApiKey) -> Option<(i16, i16)> {
@@ -97,13 +101,61 @@ pub(crate) async fn dispatch(
     req: RequestKind,
 ) -> Result<Option<ResponseKind>, String> {
     let v = header.request_api_version;
+    let api = ApiKey::try_from(header.request_api_key).map_err(|_| "unknown API key".to_string())?;
+    sasl::gate(&b.security(), ctx, api)?;
+    let resp: ResponseKind = match req {
+        RequestKind::SaslHandshake(r) => sasl::handshake(&b.security(), ctx, r, v).into(),
+        RequestKind::SaslAuthenticate(r) => sasl::authenticate(&b.security(), ctx, r, v).await.into(),
+        other => return dispatch_authenticated(b, ctx, header, other).await,
+    };
+    Ok(Some(resp))
+}
+
+/// Requests of a connection allowed to make them (authenticated, or on a listener that needs
+/// no authentication).
+async fn dispatch_authenticated(
+    b: &Broker,
+    ctx: &ConnectionContext,
+    header: &RequestHeader,
+    mut req: RequestKind,
+) -> Result<Option<ResponseKind>, String> {
+    let tenant = ctx.namespace != kora_common::Namespace::Default;
+    if tenant {
+        if let Some(refused) = scope::operator_only(&req) {
+            return Ok(Some(refused));
+        }
+    }
+    let image = b.view.image();
+    // A deleted key (or tenant) ends its sessions at their next request.
+    if let Some(c) = &ctx.credential {
+        if !image.credentials.contains_key(&c.login) {
+            return Err(format!("the credential of {} was deleted", ctx.principal));
+        }
+    }
+    let mut scope = scope::Scope::new(&ctx.namespace, image);
+    scope.request(&mut req)?;
+    let mut resp = handle(b, ctx, header, req).await?;
+    if let Some(r) = resp.as_mut() {
+        scope.response(r);
+    }
+    Ok(resp)
+}
+
+/// The handler of a request whose names are internal.
+async fn handle(
+    b: &Broker,
+    ctx: &ConnectionContext,
+    header: &RequestHeader,
+    req: RequestKind,
+) -> Result<Option<ResponseKind>, String> {
+    let v = header.request_api_version;
     let client = || groups::Client::new(header, ctx);
     let resp: ResponseKind = match req {
         RequestKind::ApiVersions(_) => {
             ApiVersionsResponse::default().with_api_keys(api_versions_list()).into()
         }
-        RequestKind::Metadata(r) => metadata::metadata(&b.catalog(), r, v).await.into(),
-        RequestKind::DescribeCluster(r) => metadata::describe_cluster(&b.catalog(), r).into(),
+        RequestKind::Metadata(r) => metadata::metadata(&b.catalog(&ctx.listener), r, v).await.into(),
+        RequestKind::DescribeCluster(r) => metadata::describe_cluster(&b.catalog(&ctx.listener), r).into(),
         RequestKind::Produce(r) => {
             return produce::produce(&b.writes(), r, v).await.map(|o| o.map(Into::into))
         }
@@ -128,33 +180,45 @@ pub(crate) async fn dispatch(
         RequestKind::DeleteRecords(r) => offsets::delete_records(&b.reads(), r).await.into(),
         RequestKind::OffsetForLeaderEpoch(r) => offsets::offset_for_leader_epoch(&b.reads(), r).into(),
         RequestKind::InitProducerId(r) => produce::init_producer_id(&b.writes(), r).await.into(),
-        RequestKind::CreateTopics(r) => admin::create_topics(&b.catalog(), r, v).await.into(),
-        RequestKind::DeleteTopics(r) => admin::delete_topics(&b.catalog(), r, v).await.into(),
-        RequestKind::CreatePartitions(r) => admin::create_partitions(&b.catalog(), r).await.into(),
-        RequestKind::AlterPartitionReassignments(r) => reassign::alter(&b.catalog(), r, v).await.into(),
-        RequestKind::ListPartitionReassignments(r) => reassign::list(&b.catalog(), r).into(),
-        RequestKind::ElectLeaders(r) => reassign::elect_leaders(&b.catalog(), r, v).await.into(),
+        RequestKind::CreateTopics(r) => admin::create_topics(&b.catalog(&ctx.listener), r, v).await.into(),
+        RequestKind::DeleteTopics(r) => admin::delete_topics(&b.catalog(&ctx.listener), r, v).await.into(),
+        RequestKind::CreatePartitions(r) => {
+            admin::create_partitions(&b.catalog(&ctx.listener), r).await.into()
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            reassign::alter(&b.catalog(&ctx.listener), r, v).await.into()
+        }
+        RequestKind::ListPartitionReassignments(r) => reassign::list(&b.catalog(&ctx.listener), r).into(),
+        RequestKind::ElectLeaders(r) => reassign::elect_leaders(&b.catalog(&ctx.listener), r, v).await.into(),
         RequestKind::DescribeLogDirs(r) => log_dirs::describe_log_dirs(&b.storage(), r).into(),
-        RequestKind::DescribeConfigs(r) => admin::describe_configs(&b.catalog(), r, v).into(),
-        RequestKind::AlterConfigs(r) => admin::alter_configs(&b.catalog(), r).await.into(),
+        RequestKind::DescribeConfigs(r) => admin::describe_configs(&b.catalog(&ctx.listener), r, v).into(),
+        RequestKind::AlterConfigs(r) => admin::alter_configs(&b.catalog(&ctx.listener), r).await.into(),
         RequestKind::IncrementalAlterConfigs(r) => {
-            admin::incremental_alter_configs(&b.catalog(), r).await.into()
+            admin::incremental_alter_configs(&b.catalog(&ctx.listener), r).await.into()
         }
-        RequestKind::FindCoordinator(r) => groups::find_coordinator(&b.coordination(), r, v).into(),
-        RequestKind::JoinGroup(r) => groups::join_group(&b.coordination(), r, v, &client()).await.into(),
-        RequestKind::SyncGroup(r) => groups::sync_group(&b.coordination(), r).await.into(),
-        RequestKind::Heartbeat(r) => groups::heartbeat(&b.coordination(), r).into(),
-        RequestKind::LeaveGroup(r) => groups::leave_group(&b.coordination(), r, v).into(),
-        RequestKind::OffsetCommit(r) => groups::offset_commit(&b.coordination(), r).await.into(),
-        RequestKind::OffsetFetch(r) => groups::offset_fetch(&b.coordination(), r, v).into(),
-        RequestKind::DescribeGroups(r) => groups::describe_groups(&b.coordination(), r, v).into(),
-        RequestKind::ListGroups(r) => groups::list_groups(&b.coordination(), r).into(),
-        RequestKind::DeleteGroups(r) => groups::delete_groups(&b.coordination(), r).into(),
-        RequestKind::OffsetDelete(r) => groups::offset_delete(&b.coordination(), r).into(),
+        RequestKind::FindCoordinator(r) => {
+            groups::find_coordinator(&b.coordination(&ctx.listener), r, v).into()
+        }
+        RequestKind::JoinGroup(r) => {
+            groups::join_group(&b.coordination(&ctx.listener), r, v, &client()).await.into()
+        }
+        RequestKind::SyncGroup(r) => groups::sync_group(&b.coordination(&ctx.listener), r).await.into(),
+        RequestKind::Heartbeat(r) => groups::heartbeat(&b.coordination(&ctx.listener), r).into(),
+        RequestKind::LeaveGroup(r) => groups::leave_group(&b.coordination(&ctx.listener), r, v).into(),
+        RequestKind::OffsetCommit(r) => groups::offset_commit(&b.coordination(&ctx.listener), r).await.into(),
+        RequestKind::OffsetFetch(r) => groups::offset_fetch(&b.coordination(&ctx.listener), r, v).into(),
+        RequestKind::DescribeGroups(r) => {
+            groups::describe_groups(&b.coordination(&ctx.listener), r, v).into()
+        }
+        RequestKind::ListGroups(r) => groups::list_groups(&b.coordination(&ctx.listener), r).into(),
+        RequestKind::DeleteGroups(r) => groups::delete_groups(&b.coordination(&ctx.listener), r).into(),
+        RequestKind::OffsetDelete(r) => groups::offset_delete(&b.coordination(&ctx.listener), r).into(),
         RequestKind::ConsumerGroupHeartbeat(r) => {
-            groups::consumer_group_heartbeat(&b.coordination(), r, &client()).into()
+            groups::consumer_group_heartbeat(&b.coordination(&ctx.listener), r, &client()).into()
         }
-        RequestKind::ConsumerGroupDescribe(r) => groups::consumer_group_describe(&b.coordination(), r).into(),
+        RequestKind::ConsumerGroupDescribe(r) => {
+            groups::consumer_group_describe(&b.coordination(&ctx.listener), r).into()
+        }
         other => return Err(format!("no handler for {other:?}")),
     };
     Ok(Some(resp))

@@ -1,0 +1,311 @@
+//! The cell's tenant API on the admin endpoint (`/v1/tenants`): tenants and their API keys,
+//! for `kora tenant` and `kora apikey` (and the fleet controller, which calls the same API).
+//!
+//! An API key's secret is generated here, from the entropy seam, shown once in the answer and
+//! turned into SCRAM-SHA-256 and -512 credentials before anything is committed: the quorum
+//! never sees it. Every route needs the operator token, reads included (kora-api's
+//! `PRIVATE_PATHS`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use kora_api::{
+    ApiKeyCreated, ApiKeyInfo, Bootstrap, CreateApiKey, CreateTenant, ErrorBody, TenantCreated, TenantInfo,
+};
+use kora_auth::scram::{Mechanism, ScramCredential};
+use kora_common::entropy::ALPHANUMERIC;
+use kora_common::{Clock, Entropy};
+use kora_meta::{Credential, Identity, MetaError, MetadataImage, ScramSecret, TenantImage, TenantLimits};
+
+use crate::listeners::ListenerConfig;
+use crate::view::View;
+
+/// Characters of an API key id (upper-case letters and digits, as Confluent's).
+const KEY_ID_CHARS: usize = 16;
+/// Characters of an API key secret (letters and digits: ~380 bits).
+const SECRET_CHARS: usize = 64;
+/// Random characters after `lkc-` in a tenant id.
+const TENANT_ID_CHARS: usize = 6;
+const SALT_BYTES: usize = 32;
+/// PBKDF2 iterations of stored secrets: Kafka's minimum for SCRAM (each PLAIN login pays it).
+pub const ITERATIONS: u32 = kora_auth::scram::MIN_ITERATIONS;
+
+/// What the tenant routes use.
+#[derive(Debug)]
+pub struct TenantAdmin {
+    pub view: View,
+    pub entropy: Arc<dyn Entropy>,
+    pub clock: Arc<dyn Clock>,
+    /// The Kafka listeners (their advertised addresses are a tenant's bootstrap servers).
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// SCRAM secrets of both mechanisms for a password, with fresh salts.
+pub fn scram_secrets(
+    entropy: &dyn Entropy,
+    password: &str,
+) -> Result<std::collections::BTreeMap<String, ScramSecret>, kora_auth::scram::CredentialError> {
+    let mut out = std::collections::BTreeMap::new();
+    for m in Mechanism::ALL {
+        let mut salt = [0u8; SALT_BYTES];
+        entropy.fill(&mut salt);
+        let c = ScramCredential::from_password(m, password, &salt, ITERATIONS)?;
+        out.insert(
+            m.name().to_string(),
+            ScramSecret {
+                salt: c.salt,
+                stored_key: c.stored_key,
+                server_key: c.server_key,
+                iterations: c.iterations,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn error(status: StatusCode, e: impl ToString) -> Response {
+    (status, Json(ErrorBody { error: e.to_string() })).into_response()
+}
+
+fn meta_error(e: MetaError) -> Response {
+    let status = match &e {
+        MetaError::UnknownTenant(_) | MetaError::UnknownCredential(_) => StatusCode::NOT_FOUND,
+        MetaError::TenantExists(_) | MetaError::CredentialExists(_) => StatusCode::CONFLICT,
+        MetaError::InvalidRequest(_) | MetaError::TenantLimit(_) => StatusCode::BAD_REQUEST,
+        MetaError::NotController(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e)
+}
+
+impl TenantAdmin {
+    /// A tenant by id or name.
+    fn find(&self, image: &MetadataImage, key: &str) -> Option<Arc<TenantImage>> {
+        image.tenants.get(key).or_else(|| image.tenant_by_name(key)).cloned()
+    }
+
+    fn info(&self, image: &MetadataImage, t: &TenantImage) -> TenantInfo {
+        let (mut topics, mut partitions) = (0, 0u64);
+        for topic in image.tenant_topics(&t.id) {
+            topics += 1;
+            partitions += topic.partitions.max(0) as u64;
+        }
+        let creds = image.credentials.values().filter(|c| c.tenant.as_deref() == Some(t.id.as_str()));
+        let (keys, users) =
+            creds.fold((0, 0), |(k, u), c| if c.is_api_key() { (k + 1, u) } else { (k, u + 1) });
+        TenantInfo {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            created_ms: t.created_ms,
+            topics,
+            partitions,
+            api_keys: keys,
+            scram_users: users,
+            max_topics: t.limits.max_topics,
+            max_partitions: t.limits.max_partitions,
+            bootstrap: self.bootstrap(image),
+        }
+    }
+
+    /// Every broker's address on every listener (the cell's, or this broker's alone).
+    fn bootstrap(&self, image: &MetadataImage) -> Vec<Bootstrap> {
+        let mut out = Vec::new();
+        for l in &self.listeners {
+            let addresses: Vec<String> = if image.brokers.is_empty() {
+                vec![format!("{}:{}", l.advertised.host, l.advertised.port)]
+            } else {
+                image
+                    .brokers
+                    .values()
+                    .filter(|b| !b.fenced)
+                    .map(|b| {
+                        let (h, p) = b.registration.endpoint(&l.name);
+                        format!("{h}:{p}")
+                    })
+                    .collect()
+            };
+            out.push(Bootstrap { address: addresses.join(","), security_protocol: l.protocol.name().into() });
+        }
+        out
+    }
+
+    fn key_info(c: &Credential) -> Option<ApiKeyInfo> {
+        match &c.identity {
+            Identity::ApiKey { admin, description, created_ms } => Some(ApiKeyInfo {
+                key: c.login.clone(),
+                tenant: c.tenant.clone().unwrap_or_default(),
+                admin: *admin,
+                description: description.clone(),
+                created_ms: *created_ms,
+            }),
+            Identity::ScramUser => None,
+        }
+    }
+
+    /// A new API key of `tenant`; the answer holds its secret, which nothing else keeps.
+    pub async fn create_key(&self, tenant: &str, req: &CreateApiKey) -> Result<ApiKeyCreated, Response> {
+        let key = self.entropy.string(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", KEY_ID_CHARS);
+        let secret = self.entropy.string(ALPHANUMERIC, SECRET_CHARS);
+        let entropy = self.entropy.clone();
+        let password = secret.clone();
+        // PBKDF2 twice: off the async workers.
+        let scram = tokio::task::spawn_blocking(move || scram_secrets(&*entropy, &password))
+            .await
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let credential = Credential {
+            login: key.clone(),
+            tenant: Some(tenant.to_string()),
+            identity: Identity::ApiKey {
+                admin: req.admin,
+                description: req.description.clone(),
+                created_ms: self.clock.now_ms().max(0) as u64,
+            },
+            scram,
+        };
+        self.view.call(move |c| c.put_credential(credential, true)).await.map_err(meta_error)?;
+        Ok(ApiKeyCreated { key, secret, tenant: tenant.to_string(), admin: req.admin })
+    }
+}
+
+async fn list(State(a): State<Arc<TenantAdmin>>) -> Response {
+    let image = a.view.image();
+    let out: Vec<TenantInfo> = image.tenants.values().map(|t| a.info(&image, t)).collect();
+    Json(out).into_response()
+}
+
+impl TenantAdmin {
+    /// Creates a tenant (and its first key unless `req.api_key` is false); true when it
+    /// already existed, in which case no key is made.
+    pub async fn create_tenant(&self, req: &CreateTenant) -> Result<(bool, TenantCreated), Response> {
+        let id = match &req.id {
+            Some(id) => id.clone(),
+            None => match self.view.image().tenant_by_name(&req.name) {
+                // The same request again: the tenant it made (and no second key).
+                Some(t) => t.id.clone(),
+                None => format!(
+                    "lkc-{}",
+                    self.entropy.string(b"abcdefghijklmnopqrstuvwxyz0123456789", TENANT_ID_CHARS)
+                ),
+            },
+        };
+        let existed = self.view.image().tenants.contains_key(&id);
+        let tenant = TenantImage {
+            id: id.clone(),
+            name: req.name.clone(),
+            created_ms: self.clock.now_ms().max(0) as u64,
+            limits: TenantLimits { max_topics: req.max_topics, max_partitions: req.max_partitions },
+        };
+        self.view.call(move |c| c.create_tenant(tenant)).await.map_err(meta_error)?;
+        let api_key = if req.api_key && !existed {
+            Some(self.create_key(&id, &CreateApiKey { description: "first key".into(), admin: true }).await?)
+        } else {
+            None
+        };
+        let image = self.view.image();
+        let Some(t) = image.tenants.get(&id) else {
+            return Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("tenant {id} committed but not in this broker's image"),
+            ));
+        };
+        Ok((existed, TenantCreated { tenant: self.info(&image, t), api_key }))
+    }
+}
+
+async fn create(State(a): State<Arc<TenantAdmin>>, Json(req): Json<CreateTenant>) -> Response {
+    match a.create_tenant(&req).await {
+        Ok((existed, created)) => {
+            let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+            (status, Json(created)).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+async fn describe(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) -> Response {
+    let image = a.view.image();
+    match a.find(&image, &tenant) {
+        Some(t) => Json(a.info(&image, &t)).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'")),
+    }
+}
+
+async fn remove(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) -> Response {
+    let image = a.view.image();
+    let Some(t) = a.find(&image, &tenant) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
+    };
+    let info = a.info(&image, &t);
+    let id = t.id.clone();
+    match a.view.call(move |c| c.delete_tenant(&id)).await {
+        Ok(()) => Json(info).into_response(),
+        Err(e) => meta_error(e),
+    }
+}
+
+async fn keys(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) -> Response {
+    let image = a.view.image();
+    let Some(t) = a.find(&image, &tenant) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
+    };
+    let out: Vec<ApiKeyInfo> = image
+        .credentials
+        .values()
+        .filter(|c| c.tenant.as_deref() == Some(t.id.as_str()))
+        .filter_map(|c| TenantAdmin::key_info(c))
+        .collect();
+    Json(out).into_response()
+}
+
+async fn create_key(
+    State(a): State<Arc<TenantAdmin>>,
+    Path(tenant): Path<String>,
+    Json(req): Json<CreateApiKey>,
+) -> Response {
+    let Some(t) = a.find(&a.view.image(), &tenant) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
+    };
+    match a.create_key(&t.id, &req).await {
+        Ok(k) => (StatusCode::CREATED, Json(k)).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn delete_key(
+    State(a): State<Arc<TenantAdmin>>,
+    Path((tenant, key)): Path<(String, String)>,
+) -> Response {
+    let image = a.view.image();
+    let Some(t) = a.find(&image, &tenant) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
+    };
+    let info = image
+        .credentials
+        .get(&key)
+        .filter(|c| c.tenant.as_deref() == Some(t.id.as_str()))
+        .and_then(|c| TenantAdmin::key_info(c));
+    let Some(info) = info else {
+        return error(StatusCode::NOT_FOUND, format!("tenant {} has no API key '{key}'", t.id));
+    };
+    let id = t.id.clone();
+    match a.view.call(move |c| c.delete_credential(&key, Some(&id))).await {
+        Ok(()) => Json(info).into_response(),
+        Err(e) => meta_error(e),
+    }
+}
+
+/// The routes, to merge into the admin router (behind its token check).
+pub fn routes(a: Arc<TenantAdmin>) -> Router {
+    let p = kora_api::paths::TENANTS;
+    Router::new()
+        .route(p, get(list).post(create))
+        .route(&format!("{p}/{{tenant}}"), get(describe).delete(remove))
+        .route(&format!("{p}/{{tenant}}/api-keys"), get(keys).post(create_key))
+        .route(&format!("{p}/{{tenant}}/api-keys/{{key}}"), delete(delete_key))
+        .with_state(a)
+}

@@ -1,0 +1,179 @@
+"""Tenants on one `kora dev --auth`: SASL logins with real clients (confluent-kafka, kafka-python),
+and two tenants that each see their own Kafka cluster."""
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import errors as kerrors
+
+from conftest import Kora
+
+
+@pytest.fixture(scope="module")
+def kora():
+    k = Kora(extra=["--auth"])
+    yield k
+    k.stop()
+
+
+def sasl(kora, key, mechanism="PLAIN"):
+    return {"bootstrap.servers": kora.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": mechanism, "sasl.username": key["key"], "sasl.password": key["secret"]}
+
+
+def new_tenant(kora, name, *extra):
+    created = kora.cli("tenant", "create", name, *extra)
+    assert created["tenant"]["name"] == name and created["tenant"]["id"].startswith("lkc-")
+    assert created["api_key"]["tenant"] == created["tenant"]["id"]
+    return created["api_key"]
+
+
+def produce(conf, topic, values):
+    p = Producer(conf)
+    for v in values:
+        p.produce(topic, v)
+    assert p.flush(30) == 0
+
+
+def consume_all(conf, topic, group, n):
+    c = Consumer({**conf, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = []
+    deadline = time.time() + 30
+    while len(got) < n and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value())
+    c.commit(asynchronous=False)
+    c.close()
+    return got
+
+
+def test_dev_auth_prints_a_key_that_logs_in_with_every_mechanism(kora):
+    key = kora.info["api_key"]
+    assert kora.info["security_protocol"] == "SASL_PLAINTEXT"
+    for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        conf = sasl(kora, key, mechanism)
+        produce(conf, "dev-orders", [mechanism.encode()])
+        md = AdminClient(conf).list_topics(timeout=10)
+        # A tenant's cluster id is its logical cluster's id.
+        assert md.cluster_id == key["tenant"]
+        assert "dev-orders" in md.topics
+    assert sorted(consume_all(sasl(kora, key), "dev-orders", "g", 3)) == [b"PLAIN", b"SCRAM-SHA-256", b"SCRAM-SHA-512"]
+    # kafka-python speaks SCRAM on its own implementation.
+    for mechanism in ("SCRAM-SHA-512", "PLAIN"):
+        auth = dict(bootstrap_servers=kora.bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism,
+                    sasl_plain_username=key["key"], sasl_plain_password=key["secret"])
+        producer = KafkaProducer(**auth)
+        producer.send("dev-orders", b"py-" + mechanism.encode()).get(timeout=30)
+        producer.close()
+        consumer = KafkaConsumer("dev-orders", auto_offset_reset="earliest", consumer_timeout_ms=5000, **auth)
+        assert b"py-" + mechanism.encode() in [m.value for m in consumer]
+        consumer.close()
+
+
+def test_wrong_secrets_and_clients_without_sasl_are_refused(kora, caplog):
+    key = dict(kora.info["api_key"])
+    for mechanism in ("PLAIN", "SCRAM-SHA-512"):
+        bad = sasl(kora, {**key, "secret": "not-the-secret"}, mechanism)
+        errors = []
+        bad["error_cb"] = lambda e: errors.append(e)
+        p = Producer(bad)
+        deadline = time.time() + 10
+        while not errors and time.time() < deadline:
+            p.poll(0.2)
+        # librdkafka reports _AUTHENTICATION with the broker's SASL_AUTHENTICATION_FAILED text.
+        assert errors and errors[0].code() == -169, errors
+        assert "invalid credentials" in errors[0].str(), errors[0].str()
+    with pytest.raises(kerrors.KafkaError) as e:
+        producer = KafkaProducer(bootstrap_servers=kora.bootstrap, security_protocol="SASL_PLAINTEXT",
+                                 sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="NOSUCHKEY",
+                                 sasl_plain_password="x", max_block_ms=5000)
+        producer.send("dev-orders", b"x").get(timeout=10)
+    # kafka-python retries the bootstrap until its timeout, logging the broker's answer.
+    assert isinstance(e.value, (kerrors.SaslAuthenticationFailedError, kerrors.KafkaTimeoutError)), e.value
+    assert "SaslAuthenticationFailedError" in caplog.text and "invalid credentials" in caplog.text
+    # No SASL at all on a SASL listener: refused, and the broker carries on.
+    with pytest.raises(KafkaException):
+        AdminClient({"bootstrap.servers": kora.bootstrap}).list_topics(timeout=3)
+    assert AdminClient(sasl(kora, key)).list_topics(timeout=10).cluster_id == key["tenant"]
+
+
+def test_two_tenants_with_the_same_names_are_isolated_both_ways(kora):
+    a, b = new_tenant(kora, "alpha"), new_tenant(kora, "beta")
+    ca, cb = sasl(kora, a, "SCRAM-SHA-256"), sasl(kora, b, "SCRAM-SHA-512")
+    for conf in (ca, cb):
+        admin = AdminClient(conf)
+        admin.create_topics([NewTopic("orders", 2, 1, config={"retention.ms": "3600000"})])["orders"].result(30)
+    produce(ca, "orders", [b"a1", b"a2", b"a3"])
+    produce(cb, "orders", [b"b1"])
+    assert sorted(consume_all(ca, "orders", "shared-group", 3)) == [b"a1", b"a2", b"a3"]
+    assert consume_all(cb, "orders", "shared-group", 1) == [b"b1"]
+    # Committed offsets of the same group id are each tenant's own.
+    for conf, total in ((ca, 3), (cb, 1)):
+        c = Consumer({**conf, "group.id": "shared-group"})
+        committed = c.committed([TopicPartition("orders", p) for p in range(2)], timeout=10)
+        assert sum(max(tp.offset, 0) for tp in committed) == total
+        c.close()
+    # Configs: altering one tenant's topic leaves the other's alone.
+    admin_a = AdminClient(ca)
+    res = admin_a.alter_configs([ConfigResource("topic", "orders", set_config={"retention.ms": "60000"})])
+    list(res.values())[0].result(30)
+
+    def desc(conf):
+        admin = AdminClient(conf)
+        return list(admin.describe_configs([ConfigResource("topic", "orders")]).values())[0].result(30)
+
+    assert desc(ca)["retention.ms"].value == "60000"
+    assert desc(cb)["retention.ms"].value == "3600000"
+    # Metadata and group listings show each tenant only its own.
+    for conf, mine, theirs in ((ca, a, b), (cb, b, a)):
+        admin = AdminClient(conf)
+        md = admin.list_topics(timeout=10)
+        assert set(md.topics) == {"orders"}, md.topics
+        assert md.cluster_id == mine["tenant"]
+        groups = admin.list_consumer_groups().result(30)
+        assert {g.group_id for g in groups.valid} == {"shared-group"}
+        assert not any(theirs["tenant"] in t for t in md.topics)
+    # The first tenant (dev) sees neither.
+    md = AdminClient(sasl(kora, kora.info["api_key"])).list_topics(timeout=10)
+    assert "orders" not in md.topics
+    # Described through the operator CLI, each tenant has its topic.
+    info = kora.cli("tenant", "describe", "alpha")
+    assert info["topics"] == 1 and info["partitions"] == 2 and info["api_keys"] == 1
+
+
+def test_limits_keys_and_tenant_deletion(kora):
+    key = new_tenant(kora, "small", "--max-partitions", "3")
+    conf = sasl(kora, key)
+    admin = AdminClient(conf)
+    admin.create_topics([NewTopic("fits", 3, 1)])["fits"].result(30)
+    with pytest.raises(KafkaException) as e:
+        admin.create_topics([NewTopic("over", 1, 1)])["over"].result(30)
+    assert e.value.args[0].name() == "POLICY_VIOLATION", e.value
+    # A second key, then the first deleted: its sessions end, new logins fail.
+    second = kora.cli("apikey", "create", "--tenant", "small", "--description", "ci")
+    keys = kora.cli("apikey", "list", "--tenant", "small")
+    assert {k["key"] for k in keys} == {key["key"], second["key"]}
+    assert all("secret" not in k for k in keys)
+    kora.cli("apikey", "delete", key["key"], "--tenant", "small")
+    with pytest.raises(KafkaException):
+        AdminClient(conf).list_topics(timeout=3)
+    assert "fits" in AdminClient(sasl(kora, second)).list_topics(timeout=10).topics
+    # Another tenant's key cannot be deleted through this one.
+    other = kora.cli("apikey", "delete", kora.info["api_key"]["key"], "--tenant", "small", check=False)
+    assert other.returncode != 0 and "no API key" in other.stderr
+    # Deleting the tenant deletes its topics and keys.
+    kora.cli("tenant", "delete", "small")
+    assert "small" not in {t["name"] for t in kora.cli("tenant", "list")}
+    with pytest.raises(KafkaException):
+        AdminClient(sasl(kora, second)).list_topics(timeout=3)
+    missing = kora.cli("tenant", "describe", "small", check=False)
+    assert missing.returncode != 0 and "unknown tenant" in missing.stderr
+    # Tenant listings need the operator token.
+    import urllib.request, urllib.error
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(kora.admin + "/v1/tenants", timeout=10)
+    assert e.value.code == 401
