@@ -227,8 +227,11 @@ impl ConsumerGroup {
             }
         }
         if let Some(r) = v.subscribed_topic_regex.as_deref().and_then(|r| validate_regex(r).ok()) {
+            // A regex sees only the topics of its group's namespace, by the names its clients
+            // use: a tenant's `.*` never reaches another tenant's (or the default namespace's).
+            let ns = kora_common::Namespace::of(&self.id);
             for n in names.get_or_insert_with(|| topics.names()).iter() {
-                if r.is_match(n) {
+                if ns.unscope(n).is_some_and(|plain| r.is_match(plain)) {
                     if let Some((id, _)) = topics.by_name(n) {
                         out.insert(id);
                     }
