@@ -177,3 +177,47 @@ def test_limits_keys_and_tenant_deletion(kora):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(kora.admin + "/v1/tenants", timeout=10)
     assert e.value.code == 401
+
+
+def test_scram_users_of_a_tenant_through_kip_554(kora):
+    from confluent_kafka.admin import (ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion,
+                                       UserScramCredentialUpsertion)
+    key = new_tenant(kora, "users")
+    admin = AdminClient(sasl(kora, key, "SCRAM-SHA-256"))
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    futures = admin.alter_user_scram_credentials([UserScramCredentialUpsertion("alice", info, b"alice-secret")])
+    futures["alice"].result(30)
+    described = admin.describe_user_scram_credentials(["alice"])["alice"].result(30)
+    assert [(i.mechanism, i.iterations) for i in described.scram_credential_infos] == \
+        [(ScramMechanism.SCRAM_SHA_512, 8192)]
+    # Too few iterations: Kafka's UNACCEPTABLE_CREDENTIAL.
+    low = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 1000)
+    with pytest.raises(KafkaException) as e:
+        admin.alter_user_scram_credentials([UserScramCredentialUpsertion("bob", low, b"x")])["bob"].result(30)
+    assert e.value.args[0].name() == "UNACCEPTABLE_CREDENTIAL"
+    # A tenant's user logs in as <tenant id>~<user> and lands in that tenant.
+    alice = {"key": f"{key['tenant']}~alice", "secret": "alice-secret"}
+    produce(sasl(kora, alice, "SCRAM-SHA-512"), "alice-topic", [b"from-alice"])
+    assert "alice-topic" in AdminClient(sasl(kora, key)).list_topics(timeout=10).topics
+    # Another tenant neither sees nor can use the name.
+    other = AdminClient(sasl(kora, kora.info["api_key"]))
+    with pytest.raises(KafkaException) as e:
+        other.describe_user_scram_credentials(["alice"])["alice"].result(30)
+    assert e.value.args[0].name() == "RESOURCE_NOT_FOUND"
+    # A key limited by ACLs may not manage users.
+    member = kora.cli("apikey", "create", "--tenant", "users", "--no-admin")
+    limited = AdminClient(sasl(kora, member))
+    # (Refused describes are checked with the Java client: confluent-kafka 2.16.1 aborts on
+    # any DescribeUserScramCredentials answer with a top-level error, Kafka's as Kora's.)
+    with pytest.raises(KafkaException) as e:
+        limited.alter_user_scram_credentials([UserScramCredentialUpsertion("eve", info, b"x")])["eve"].result(30)
+    assert e.value.args[0].name() == "CLUSTER_AUTHORIZATION_FAILED"
+    deletion = UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_512)
+    admin.alter_user_scram_credentials([deletion])["alice"].result(30)
+    assert admin.describe_user_scram_credentials().result(30) == {}
+    errors = []
+    p = Producer({**sasl(kora, alice, "SCRAM-SHA-512"), "error_cb": errors.append})
+    deadline = time.time() + 10
+    while not errors and time.time() < deadline:
+        p.poll(0.2)
+    assert errors and errors[0].code() == -169, errors

@@ -178,6 +178,14 @@ pub enum ControllerRequest {
         login: String,
         tenant: Option<String>,
     },
+    /// KIP-554 for one SCRAM user: sets and removes mechanisms' secrets in one step (a user
+    /// left with none is deleted). Refused for API keys.
+    AlterScram {
+        login: String,
+        tenant: Option<String>,
+        upsert: Vec<(String, crate::security::ScramSecret)>,
+        delete: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -500,6 +508,9 @@ impl Controller {
             }
             R::DeleteCredential { login, tenant } => {
                 self.do_delete_credential(&login, tenant.as_deref()).map(|()| A::Done)
+            }
+            R::AlterScram { login, tenant, upsert, delete } => {
+                self.do_alter_scram(login, tenant, upsert, delete).map(|()| A::Done)
             }
         }
     }
@@ -1190,6 +1201,68 @@ impl Controller {
         }
         self.commit(MetadataRecord::DeleteCredential { login: login.to_string() })?;
         Ok(())
+    }
+
+    fn do_alter_scram(
+        &self,
+        login: String,
+        tenant: Option<String>,
+        upsert: Vec<(String, crate::security::ScramSecret)>,
+        delete: Vec<String>,
+    ) -> Result<(), MetaError> {
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        if let Some(t) = &tenant {
+            if !image.tenants.contains_key(t) {
+                return Err(MetaError::UnknownTenant(t.clone()));
+            }
+        }
+        let mut credential = match image.credentials.get(&login) {
+            Some(c) if c.tenant != tenant => return Err(MetaError::UnknownCredential(login)),
+            Some(c) if c.is_api_key() => {
+                return Err(MetaError::CredentialExists(c.principal_name().to_string()))
+            }
+            Some(c) => (**c).clone(),
+            None => crate::security::Credential {
+                login: login.clone(),
+                tenant,
+                identity: crate::security::Identity::ScramUser,
+                scram: BTreeMap::new(),
+            },
+        };
+        for m in &delete {
+            if credential.scram.remove(m).is_none() {
+                return Err(MetaError::UnknownCredential(format!(
+                    "{} has no {m} credential",
+                    credential.principal_name()
+                )));
+            }
+        }
+        credential.scram.extend(upsert);
+        let record = if credential.scram.is_empty() {
+            MetadataRecord::DeleteCredential { login }
+        } else {
+            MetadataRecord::PutCredential { credential }
+        };
+        self.commit(record)?;
+        Ok(())
+    }
+
+    /// KIP-554's change to one user (see `ControllerRequest::AlterScram`).
+    pub fn alter_scram(
+        &self,
+        login: &str,
+        tenant: Option<&str>,
+        upsert: Vec<(String, crate::security::ScramSecret)>,
+        delete: Vec<String>,
+    ) -> Result<(), MetaError> {
+        let req = ControllerRequest::AlterScram {
+            login: login.to_string(),
+            tenant: tenant.map(String::from),
+            upsert,
+            delete,
+        };
+        self.execute(req).map(|_| ())
     }
 
     pub fn create_tenant(

@@ -4,6 +4,7 @@
 //! a version is listed only when its fields are implemented.
 
 mod admin;
+mod credentials;
 mod families;
 mod fetch;
 mod groups;
@@ -60,6 +61,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub(crate) fn supported_range(k: ApiKey) -> Option<(i16, i16)> {
@@ -190,6 +193,8 @@ async fn handle(
         }
         RequestKind::ListPartitionReassignments(r) => reassign::list(&b.catalog(&ctx.listener), r).into(),
         RequestKind::ElectLeaders(r) => reassign::elect_leaders(&b.catalog(&ctx.listener), r, v).await.into(),
+        RequestKind::DescribeUserScramCredentials(r) => credentials::describe(&b.security(), ctx, r).into(),
+        RequestKind::AlterUserScramCredentials(r) => credentials::alter(&b.security(), ctx, r).await.into(),
         RequestKind::DescribeLogDirs(r) => log_dirs::describe_log_dirs(&b.storage(), r).into(),
         RequestKind::DescribeConfigs(r) => admin::describe_configs(&b.catalog(&ctx.listener), r, v).into(),
         RequestKind::AlterConfigs(r) => admin::alter_configs(&b.catalog(&ctx.listener), r).await.into(),
