@@ -195,8 +195,22 @@ def test_scram_users_of_a_tenant_through_kip_554(kora):
     with pytest.raises(KafkaException) as e:
         admin.alter_user_scram_credentials([UserScramCredentialUpsertion("bob", low, b"x")])["bob"].result(30)
     assert e.value.args[0].name() == "UNACCEPTABLE_CREDENTIAL"
-    # A tenant's user logs in as <tenant id>~<user> and lands in that tenant.
+    # A tenant's user logs in as <tenant id>~<user> and lands in that tenant, limited by its
+    # ACLs: without them it may not even create a topic.
     alice = {"key": f"{key['tenant']}~alice", "secret": "alice-secret"}
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, ResourcePatternType,
+                                       ResourceType)
+    out = []
+    denied = Producer({**sasl(kora, alice, "SCRAM-SHA-512"), "message.timeout.ms": 5000})
+    denied.produce("alice-topic", b"x", on_delivery=lambda err, msg: out.append(err))
+    denied.flush(10)
+    assert out and out[0] is not None, out
+    grants = [AclBinding(ResourceType.TOPIC, "alice-", ResourcePatternType.PREFIXED, "User:alice", "*",
+                         AclOperation.ALL, AclPermissionType.ALLOW),
+              AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:alice", "*",
+                         AclOperation.CREATE, AclPermissionType.ALLOW)]
+    for f in admin.create_acls(grants).values():
+        f.result(30)
     produce(sasl(kora, alice, "SCRAM-SHA-512"), "alice-topic", [b"from-alice"])
     assert "alice-topic" in AdminClient(sasl(kora, key)).list_topics(timeout=10).topics
     # Another tenant neither sees nor can use the name.

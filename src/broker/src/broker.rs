@@ -52,6 +52,8 @@ pub struct Broker {
     pub logs: Arc<LogManager>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// Authorizers of the namespaces' ACLs.
+    pub(crate) authz: crate::handlers::authz::Authz,
     /// Randomness for SASL nonces, salts and secrets.
     pub entropy: Arc<dyn kora_common::Entropy>,
     /// The group coordinator (every group: a single-node cell coordinates them all).

@@ -64,6 +64,9 @@ pub struct BrokerConfig {
     pub listeners: Vec<crate::listeners::ListenerConfig>,
     /// sasl.enabled.mechanisms, connections.max.reauth.ms, super.users.
     pub sasl: crate::listeners::SaslConfig,
+    /// authorizer.class.name, allow.everyone.if.no.acl.found: ACLs of the default namespace
+    /// (tenants' ACLs always apply to their keys that are not admin).
+    pub authorizer: crate::handlers::authz::AuthorizerSettings,
     /// admin.listeners: HTTP for /metrics and /health.
     pub admin_listener: SocketAddr,
     /// admin.token.file (Kora): the operator token, read once at start. Required of every
@@ -200,6 +203,7 @@ impl Default for BrokerConfig {
                 advertised: Advertised::for_listener(listener),
             }],
             sasl: crate::listeners::SaslConfig::default(),
+            authorizer: crate::handlers::authz::AuthorizerSettings::default(),
             admin_listener: ([127, 0, 0, 1], 9644).into(),
             auto_create_topics_enable: true,
             num_partitions: 1,
@@ -293,6 +297,11 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("broker.heartbeat.interval.ms", "How often this broker heartbeats to the active controller."),
     ("replica.lag.time.max.ms", "A follower not caught up for this long leaves the ISR."),
     ("fault.injection.enable", "Tests only: lets the admin endpoint cut this broker off from its cell."),
+    (
+        "authorizer.class.name",
+        "Set to StandardAuthorizer's class name: ACLs apply to the default namespace too.",
+    ),
+    ("allow.everyone.if.no.acl.found", "Allow what no ACL names (default false: deny)."),
     ("log.max.open.files", "Segment files kept open at once (0: half the open-file limit)."),
     ("replica.fetch.wait.max.ms", "How long a follower's fetch waits at the leader for data."),
     ("replica.fetch.max.bytes", "Bytes per partition in one follower fetch."),
@@ -478,6 +487,21 @@ impl BrokerConfig {
                 "broker.heartbeat.interval.ms" => heartbeat_interval_ms = parse_num(k, v, 10, 60_000)?,
                 "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = parse_num(k, v, 100, 3_600_000)?,
                 "fault.injection.enable" => c.fault_injection_enable = parse_bool(k, v)?,
+                "authorizer.class.name" => {
+                    c.authorizer.enabled = match v.trim() {
+                        "" => false,
+                        "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+                        | "kafka.security.authorizer.AclAuthorizer"
+                        | "kora" => true,
+                        other => {
+                            return Err(invalid(
+                                k,
+                                format!("'{other}': Kora's authorizer is Kafka's StandardAuthorizer (org.apache.kafka.metadata.authorizer.StandardAuthorizer)"),
+                            ))
+                        }
+                    }
+                }
+                "allow.everyone.if.no.acl.found" => c.authorizer.allow_everyone_if_no_acl_found = parse_bool(k, v)?,
                 "admin.token.file" => {
                     let token = kora_api::Token::load(std::path::Path::new(v.trim()))
                         .map_err(|e| invalid(k, e.to_string()))?;

@@ -22,7 +22,7 @@ pub mod errors;
 pub mod faults;
 pub mod fetch_session;
 pub mod groups;
-mod handlers;
+pub(crate) mod handlers;
 pub mod listeners;
 pub mod log_sync;
 pub mod metrics;

@@ -169,6 +169,7 @@ impl Broker {
             metrics: metrics.clone(),
             clock: clock.clone(),
             entropy: Arc::new(kora_common::OsEntropy),
+            authz: crate::handlers::authz::Authz::new(config.authorizer.clone(), &config.sasl.super_users),
             groups: groups.clone(),
             group_edge: group_edge.clone(),
             tiering,

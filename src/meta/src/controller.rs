@@ -178,6 +178,17 @@ pub enum ControllerRequest {
         login: String,
         tenant: Option<String>,
     },
+    /// CreateAcls: bindings (validated by the caller) join a namespace's ACLs.
+    CreateAcls {
+        tenant: Option<String>,
+        bindings: Vec<kora_auth::AclBinding>,
+    },
+    /// DeleteAcls: every ACL of the namespace matching any filter goes; the answer lists,
+    /// per filter, the ACLs it matched.
+    DeleteAcls {
+        tenant: Option<String>,
+        filters: Vec<kora_auth::AclFilter>,
+    },
     /// KIP-554 for one SCRAM user: sets and removes mechanisms' secrets in one step (a user
     /// left with none is deleted). Refused for API keys.
     AlterScram {
@@ -202,6 +213,7 @@ pub enum ControllerResponse {
     Partition(crate::image::PartitionState),
     Elections(Vec<ElectionOutcome>),
     Tenant(crate::security::TenantImage),
+    AclsDeleted(Vec<Vec<kora_auth::AclBinding>>),
     Done,
 }
 
@@ -509,6 +521,8 @@ impl Controller {
             R::DeleteCredential { login, tenant } => {
                 self.do_delete_credential(&login, tenant.as_deref()).map(|()| A::Done)
             }
+            R::CreateAcls { tenant, bindings } => self.do_create_acls(tenant, bindings).map(|()| A::Done),
+            R::DeleteAcls { tenant, filters } => self.do_delete_acls(tenant, filters).map(A::AclsDeleted),
             R::AlterScram { login, tenant, upsert, delete } => {
                 self.do_alter_scram(login, tenant, upsert, delete).map(|()| A::Done)
             }
@@ -1201,6 +1215,61 @@ impl Controller {
         }
         self.commit(MetadataRecord::DeleteCredential { login: login.to_string() })?;
         Ok(())
+    }
+
+    fn do_create_acls(
+        &self,
+        tenant: Option<String>,
+        bindings: Vec<kora_auth::AclBinding>,
+    ) -> Result<(), MetaError> {
+        let _w = self.write_lock.lock();
+        if let Some(t) = &tenant {
+            if !self.image().tenants.contains_key(t) {
+                return Err(MetaError::UnknownTenant(t.clone()));
+            }
+        }
+        if !bindings.is_empty() {
+            self.commit(MetadataRecord::CreateAcls { tenant, bindings })?;
+        }
+        Ok(())
+    }
+
+    fn do_delete_acls(
+        &self,
+        tenant: Option<String>,
+        filters: Vec<kora_auth::AclFilter>,
+    ) -> Result<Vec<Vec<kora_auth::AclBinding>>, MetaError> {
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        let set = image.acls.get(&crate::image::acl_key(tenant.as_deref())).cloned().unwrap_or_default();
+        let matched: Vec<Vec<kora_auth::AclBinding>> =
+            filters.iter().map(|f| set.iter().filter(|b| f.matches(b)).cloned().collect()).collect();
+        let mut all: Vec<kora_auth::AclBinding> = matched.iter().flatten().cloned().collect();
+        all.sort();
+        all.dedup();
+        if !all.is_empty() {
+            self.commit(MetadataRecord::DeleteAcls { tenant, bindings: all })?;
+        }
+        Ok(matched)
+    }
+
+    pub fn create_acls(
+        &self,
+        tenant: Option<&str>,
+        bindings: Vec<kora_auth::AclBinding>,
+    ) -> Result<(), MetaError> {
+        self.execute(ControllerRequest::CreateAcls { tenant: tenant.map(String::from), bindings }).map(|_| ())
+    }
+
+    pub fn delete_acls(
+        &self,
+        tenant: Option<&str>,
+        filters: Vec<kora_auth::AclFilter>,
+    ) -> Result<Vec<Vec<kora_auth::AclBinding>>, MetaError> {
+        match self.execute(ControllerRequest::DeleteAcls { tenant: tenant.map(String::from), filters })? {
+            ControllerResponse::AclsDeleted(m) => Ok(m),
+            r => Err(Self::unexpected(r)),
+        }
     }
 
     fn do_alter_scram(

@@ -175,6 +175,13 @@ pub struct MetadataImage {
     pub tenants: BTreeMap<String, Arc<TenantImage>>,
     /// Credentials by login name.
     pub credentials: BTreeMap<String, Arc<Credential>>,
+    /// ACLs by namespace (a tenant's id; "" for the default namespace), sorted, no duplicates.
+    pub acls: BTreeMap<String, Arc<Vec<kora_auth::AclBinding>>>,
+}
+
+/// The key of a namespace's ACLs in [`MetadataImage::acls`].
+pub fn acl_key(tenant: Option<&str>) -> String {
+    tenant.unwrap_or_default().to_string()
 }
 
 /// A registered broker and whether it is fenced (its lease lapsed).
@@ -386,6 +393,25 @@ impl MetadataImage {
             MetadataRecord::DeleteTenant { id } => {
                 if self.tenants.remove(id).is_some() {
                     self.credentials.retain(|_, c| c.tenant.as_deref() != Some(id.as_str()));
+                    self.acls.remove(id.as_str());
+                }
+            }
+            MetadataRecord::CreateAcls { tenant, bindings } => {
+                if tenant.as_ref().is_some_and(|t| !self.tenants.contains_key(t)) {
+                    return;
+                }
+                let set = Arc::make_mut(self.acls.entry(acl_key(tenant.as_deref())).or_default());
+                set.extend(bindings.iter().cloned());
+                set.sort();
+                set.dedup();
+            }
+            MetadataRecord::DeleteAcls { tenant, bindings } => {
+                let key = acl_key(tenant.as_deref());
+                if let Some(set) = self.acls.get_mut(&key) {
+                    Arc::make_mut(set).retain(|b| !bindings.contains(b));
+                    if set.is_empty() {
+                        self.acls.remove(&key);
+                    }
                 }
             }
             MetadataRecord::PutCredential { credential } => {
@@ -498,6 +524,8 @@ pub struct ImageSnapshot {
     pub tenants: Vec<TenantImage>,
     #[serde(default)]
     pub credentials: Vec<Credential>,
+    #[serde(default)]
+    pub acls: Vec<(String, Vec<kora_auth::AclBinding>)>,
 }
 
 impl MetadataImage {
@@ -513,6 +541,7 @@ impl MetadataImage {
             brokers: self.brokers.values().cloned().collect(),
             tenants: self.tenants.values().map(|t| (**t).clone()).collect(),
             credentials: self.credentials.values().map(|c| (**c).clone()).collect(),
+            acls: self.acls.iter().map(|(k, v)| (k.clone(), (**v).clone())).collect(),
         }
     }
 
@@ -535,6 +564,9 @@ impl MetadataImage {
         }
         for c in s.credentials {
             image.credentials.insert(c.login.clone(), Arc::new(c));
+        }
+        for (k, v) in s.acls {
+            image.acls.insert(k, Arc::new(v));
         }
         for (id, p, segs) in s.remote {
             if image.topic_ids.contains_key(&id) {

@@ -108,6 +108,16 @@ pub enum MetadataRecord {
     DeleteCredential {
         login: String,
     },
+    /// ACLs join a namespace's set (`tenant` None: the default namespace's).
+    CreateAcls {
+        tenant: Option<String>,
+        bindings: Vec<kora_auth::AclBinding>,
+    },
+    /// ACLs leave a namespace's set.
+    DeleteAcls {
+        tenant: Option<String>,
+        bindings: Vec<kora_auth::AclBinding>,
+    },
     /// Remote segments leave the manifest (retention); their objects may then be deleted.
     RemoveRemoteSegments {
         topic_id: Uuid,

@@ -34,6 +34,7 @@ pub struct MetaStore {
 
 const TENANT_KEY: &str = "tenant/";
 const CREDENTIAL_KEY: &str = "cred/";
+const ACL_KEY: &str = "acl/";
 
 fn remote_key(topic_id: &uuid::Uuid, partition: i32) -> String {
     format!("{topic_id}/{partition}")
@@ -82,6 +83,9 @@ impl MetaStore {
             if key.starts_with(TENANT_KEY) {
                 let t: crate::security::TenantImage = serde_json::from_value(v).map_err(store_err)?;
                 image.tenants.insert(t.id.clone(), std::sync::Arc::new(t));
+            } else if let Some(ns) = key.strip_prefix(ACL_KEY) {
+                let v: Vec<kora_auth::AclBinding> = serde_json::from_value(v).map_err(store_err)?;
+                image.acls.insert(ns.to_string(), std::sync::Arc::new(v));
             } else if key.starts_with(CREDENTIAL_KEY) {
                 let c: crate::security::Credential = serde_json::from_value(v).map_err(store_err)?;
                 image.credentials.insert(c.login.clone(), std::sync::Arc::new(c));
@@ -165,8 +169,12 @@ impl MetaStore {
                 }
             },
             MetadataRecord::CreateTenant { tenant } => self.put_tenant(wtxn, image, &tenant.id)?,
+            MetadataRecord::CreateAcls { tenant, .. } | MetadataRecord::DeleteAcls { tenant, .. } => {
+                self.put_acls(wtxn, image, &crate::image::acl_key(tenant.as_deref()))?;
+            }
             MetadataRecord::DeleteTenant { id } => {
                 self.put_tenant(wtxn, image, id)?;
+                self.put_acls(wtxn, image, id)?;
                 // Its credentials went with it.
                 let gone: Vec<String> = {
                     let mut gone = Vec::new();
@@ -231,6 +239,18 @@ impl MetaStore {
         }
     }
 
+    /// Writes a namespace's ACLs as the image holds them (or removes them).
+    fn put_acls(&self, wtxn: &mut heed::RwTxn<'_>, image: &MetadataImage, ns: &str) -> Result<(), MetaError> {
+        let key = format!("{ACL_KEY}{ns}");
+        match image.acls.get(ns) {
+            Some(set) => {
+                let v = serde_json::to_value(set.as_ref()).map_err(store_err)?;
+                self.security.put(wtxn, &key, &v).map_err(store_err)
+            }
+            None => self.security.delete(wtxn, &key).map(|_| ()).map_err(store_err),
+        }
+    }
+
     fn put_brokers(&self, wtxn: &mut heed::RwTxn<'_>, image: &MetadataImage) -> Result<(), MetaError> {
         let brokers: Vec<&crate::image::BrokerImage> = image.brokers.values().collect();
         let v = serde_json::to_value(brokers).map_err(store_err)?;
@@ -250,6 +270,9 @@ impl MetaStore {
         self.security.clear(&mut wtxn).map_err(store_err)?;
         for id in image.tenants.keys() {
             self.put_tenant(&mut wtxn, image, id)?;
+        }
+        for ns in image.acls.keys() {
+            self.put_acls(&mut wtxn, image, ns)?;
         }
         for (login, c) in &image.credentials {
             let v = serde_json::to_value(c.as_ref()).map_err(store_err)?;

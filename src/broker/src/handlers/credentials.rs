@@ -3,8 +3,8 @@
 //!
 //! A tenant's user `alice` logs in as `<tenant id>~alice` (see `kora_meta::security`); the
 //! client names and sees `alice`. API keys hold SCRAM secrets too but are not users here:
-//! they are neither listed nor alterable. In a tenant only an admin API key may describe or
-//! alter users; elsewhere the cell's ACLs (when configured) decide.
+//! they are neither listed nor alterable. DESCRIBE (ALTER) on the cluster is needed, as in
+//! Kafka: a tenant's admin keys have it, its other principals through its ACLs.
 
 use std::collections::HashSet;
 
@@ -19,23 +19,14 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kora_auth::scram::{Mechanism, ScramCredential};
+use kora_auth::AclOperation;
 use kora_common::Namespace;
 use kora_meta::{Credential, Identity, MetaError, ScramSecret};
 
+use super::authz::Gate;
 use super::families::Security;
 use super::sb;
 use crate::edge::ConnectionContext;
-
-/// Whether this connection may manage its namespace's SCRAM users.
-fn may_manage(ctx: &ConnectionContext) -> bool {
-    match ctx.namespace {
-        Namespace::Default => true,
-        Namespace::Tenant(_) => ctx
-            .credential
-            .as_ref()
-            .is_some_and(|c| matches!(c.identity, Identity::ApiKey { admin: true, .. })),
-    }
-}
 
 fn tenant_of(ns: &Namespace) -> Option<String> {
     match ns {
@@ -62,11 +53,12 @@ fn is_user_of(c: &Credential, ns: &Namespace) -> bool {
 pub(crate) fn describe(
     sec: &Security<'_>,
     ctx: &ConnectionContext,
+    gate: &Gate,
     r: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
-    if !may_manage(ctx) {
+    if !gate.allows_cluster(AclOperation::Describe) {
         // As Kafka's error response: the error at the top and for each user named.
-        let message = "only the tenant's admin keys may describe its SCRAM users";
+        let message = "Cluster authorization failed.";
         let code = ResponseError::ClusterAuthorizationFailed.code();
         let results = r
             .users
@@ -151,6 +143,7 @@ fn result(user: &StrBytes, e: ResponseError, message: &str) -> AlterUserScramCre
 pub(crate) async fn alter(
     sec: &Security<'_>,
     ctx: &ConnectionContext,
+    gate: &Gate,
     r: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
     let mut users: Vec<StrBytes> = Vec::new();
@@ -159,8 +152,8 @@ pub(crate) async fn alter(
             users.push(name.clone());
         }
     }
-    if !may_manage(ctx) {
-        let message = "only the tenant's admin keys may alter its SCRAM users";
+    if !gate.allows_cluster(AclOperation::Alter) {
+        let message = "Cluster authorization failed.";
         let results =
             users.iter().map(|u| result(u, ResponseError::ClusterAuthorizationFailed, message)).collect();
         return AlterUserScramCredentialsResponse::default().with_results(results);

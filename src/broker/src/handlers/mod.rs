@@ -3,7 +3,9 @@
 //! The table is the single source for ApiVersions and for the version check in the server:
 //! a version is listed only when its fields are implemented.
 
+mod acls;
 mod admin;
+pub(crate) mod authz;
 mod credentials;
 mod families;
 mod fetch;
@@ -61,6 +63,9 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
@@ -135,9 +140,12 @@ async fn dispatch_authenticated(
             return Err(format!("the credential of {} was deleted", ctx.principal));
         }
     }
-    let mut scope = scope::Scope::new(&ctx.namespace, image);
-    scope.request(&mut req)?;
-    let mut resp = handle(b, ctx, header, req).await?;
+    let gate = b.authz.gate(&image, ctx);
+    let mut scope = scope::Scope::new(&ctx.namespace, image, &gate);
+    if let Some(answer) = scope.request(&mut req)? {
+        return Ok(Some(answer));
+    }
+    let mut resp = handle(b, ctx, &gate, header, req).await?;
     if let Some(r) = resp.as_mut() {
         scope.response(r);
     }
@@ -148,6 +156,7 @@ async fn dispatch_authenticated(
 async fn handle(
     b: &Broker,
     ctx: &ConnectionContext,
+    gate: &authz::Gate,
     header: &RequestHeader,
     req: RequestKind,
 ) -> Result<Option<ResponseKind>, String> {
@@ -193,8 +202,15 @@ async fn handle(
         }
         RequestKind::ListPartitionReassignments(r) => reassign::list(&b.catalog(&ctx.listener), r).into(),
         RequestKind::ElectLeaders(r) => reassign::elect_leaders(&b.catalog(&ctx.listener), r, v).await.into(),
-        RequestKind::DescribeUserScramCredentials(r) => credentials::describe(&b.security(), ctx, r).into(),
-        RequestKind::AlterUserScramCredentials(r) => credentials::alter(&b.security(), ctx, r).await.into(),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            credentials::describe(&b.security(), ctx, gate, r).into()
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            credentials::alter(&b.security(), ctx, gate, r).await.into()
+        }
+        RequestKind::CreateAcls(r) => acls::create(&b.security(), ctx, gate, r, v).await?.into(),
+        RequestKind::DescribeAcls(r) => acls::describe(&b.security(), ctx, gate, r)?.into(),
+        RequestKind::DeleteAcls(r) => acls::delete(&b.security(), ctx, gate, r).await?.into(),
         RequestKind::DescribeLogDirs(r) => log_dirs::describe_log_dirs(&b.storage(), r).into(),
         RequestKind::DescribeConfigs(r) => admin::describe_configs(&b.catalog(&ctx.listener), r, v).into(),
         RequestKind::AlterConfigs(r) => admin::alter_configs(&b.catalog(&ctx.listener), r).await.into(),
