@@ -31,6 +31,11 @@ final class KoraExtension implements BeforeAllCallback, AfterAllCallback {
         return new KoraExtension(() -> KoraProcess.dev(extra));
     }
 
+    /** {@code kora dev --auth} with {@code extra} arguments and a KORA_CONFIG_DIR of its own. */
+    static KoraExtension devAuth(String... extra) {
+        return new KoraExtension(() -> KoraProcess.devAuth(extra));
+    }
+
     /** {@code kora cell up} with {@code brokers} brokers and {@code extra} arguments. */
     static KoraExtension cell(int brokers, String... extra) {
         return new KoraExtension(() -> KoraProcess.cell(brokers, extra));
@@ -66,5 +71,15 @@ final class KoraExtension implements BeforeAllCallback, AfterAllCallback {
 
     String tail() {
         return get().tail();
+    }
+
+    /** The API key {@code kora dev --auth} printed: {key, secret, tenant}. */
+    JsonNode apiKey() {
+        return get().apiKey();
+    }
+
+    /** {@code kora --output json ARGS --admin <admin>}, which must succeed: its JSON answer. */
+    JsonNode cli(String... args) throws Exception {
+        return get().cli(args);
     }
 }

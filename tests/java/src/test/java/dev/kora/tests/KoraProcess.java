@@ -11,6 +11,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
@@ -26,16 +27,24 @@ public final class KoraProcess implements AutoCloseable {
     private final Path dir;
     private final Path stderr;
     private final JsonNode info;
+    /** Environment added to the server's and to {@link #cli}'s (KORA_CONFIG_DIR for {@code devAuth}). */
+    private final Map<String, String> env;
 
     private KoraProcess(Path dir, List<String> args) throws IOException {
+        this(dir, args, Map.of());
+    }
+
+    private KoraProcess(Path dir, List<String> args, Map<String, String> env) throws IOException {
         this.dir = dir;
         this.stderr = dir.resolve("kora.err");
+        this.env = Map.copyOf(env);
         List<String> cmd = new ArrayList<>();
         cmd.add(bin());
         cmd.addAll(args);
         ProcessBuilder pb = new ProcessBuilder(cmd)
                 .redirectError(stderr.toFile())
                 .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
+        pb.environment().putAll(this.env);
         this.process = pb.start();
         BufferedReader out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
         String line = out.readLine();
@@ -75,6 +84,19 @@ public final class KoraProcess implements AutoCloseable {
         return new KoraProcess(dir, args);
     }
 
+    /**
+     * {@code kora dev --auth}: a SASL_PLAINTEXT listener (PLAIN, SCRAM-SHA-256/512) and a tenant
+     * {@code dev} whose first API key is {@link #apiKey()}. KORA_CONFIG_DIR is a directory of its
+     * own, so {@link #cli} finds this process's operator token and no other.
+     */
+    public static KoraProcess devAuth(String... extra) throws IOException {
+        Path dir = Files.createTempDirectory("kora-java-dev-auth");
+        List<String> args = new ArrayList<>(List.of("--output", "json", "dev", "--auth", "--data-dir", dir.resolve("data").toString(),
+                "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"));
+        args.addAll(List.of(extra));
+        return new KoraProcess(dir, args, Map.of("KORA_CONFIG_DIR", dir.resolve("config").toString()));
+    }
+
     /** {@code kora cell up}: a cell of {@code brokers} brokers and three metadata voters. */
     public static KoraProcess cell(int brokers, String... extra) throws IOException {
         Path dir = Files.createTempDirectory("kora-java-cell");
@@ -94,6 +116,56 @@ public final class KoraProcess implements AutoCloseable {
 
     public Path dir() {
         return dir;
+    }
+
+    /** The admin HTTP URL (http://host:port). */
+    public String admin() {
+        return info.get("admin").asText();
+    }
+
+    /** {@code kora dev --auth}'s API key: {key, secret, tenant}; null without --auth. */
+    public JsonNode apiKey() {
+        JsonNode k = info.get("api_key");
+        return k == null || k.isNull() ? null : k;
+    }
+
+    /** What one CLI command printed and how it ended. */
+    public record CliResult(int exit, String out, String err) {
+        /** Its JSON answer; fails unless it exited 0. */
+        public JsonNode json() throws IOException {
+            if (exit != 0) {
+                throw new AssertionError("kora CLI exit " + exit + "\nstdout:\n" + out + "\nstderr:\n" + err);
+            }
+            return JSON.readTree(out);
+        }
+    }
+
+    /** Runs {@code kora --output json ARGS --admin <this admin>} with this process's environment, for at most a minute. */
+    public CliResult run(String... args) throws IOException, InterruptedException {
+        List<String> cmd = new ArrayList<>(List.of(bin(), "--output", "json"));
+        cmd.addAll(List.of(args));
+        cmd.addAll(List.of("--admin", admin()));
+        Path out = Files.createTempFile(dir, "cli", ".out");
+        Path err = Files.createTempFile(dir, "cli", ".err");
+        try {
+            ProcessBuilder pb = new ProcessBuilder(cmd).redirectOutput(out.toFile()).redirectError(err.toFile())
+                    .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
+            pb.environment().putAll(env);
+            Process p = pb.start();
+            if (!p.waitFor(60, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                throw new AssertionError("kora " + String.join(" ", args) + " did not finish in 60 s");
+            }
+            return new CliResult(p.exitValue(), Files.readString(out), Files.readString(err));
+        } finally {
+            Files.deleteIfExists(out);
+            Files.deleteIfExists(err);
+        }
+    }
+
+    /** {@link #run}, which must succeed: its parsed JSON answer. */
+    public JsonNode cli(String... args) throws IOException, InterruptedException {
+        return run(args).json();
     }
 
     /** The end of what Kora wrote to stderr, and of each cell process's log, for failure messages. */
