@@ -201,6 +201,7 @@ impl Default for BrokerConfig {
                 protocol: crate::listeners::SecurityProtocol::Plaintext,
                 bind: listener,
                 advertised: Advertised::for_listener(listener),
+                tls: None,
             }],
             sasl: crate::listeners::SaslConfig::default(),
             authorizer: crate::handlers::authz::AuthorizerSettings::default(),
@@ -249,6 +250,19 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("sasl.enabled.mechanisms", "SASL mechanisms served: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."),
     ("connections.max.reauth.ms", "Longest SASL session before the client must re-authenticate (0: none)."),
     ("super.users", "Principals allowed everything, User:name separated by ';'."),
+    ("ssl.keystore.type", "Keystore type of TLS listeners: PEM (the only one)."),
+    ("ssl.keystore.location", "PEM file with a TLS listener's private key and certificate chain."),
+    ("ssl.keystore.certificate.chain", "A TLS listener's certificate chain, inline PEM."),
+    ("ssl.keystore.key", "A TLS listener's private key, inline PEM (unencrypted)."),
+    ("ssl.key.password", "Refused: encrypted private keys are not supported."),
+    ("ssl.truststore.type", "Truststore type: PEM (the only one)."),
+    ("ssl.truststore.location", "PEM file of the CAs trusted for client certificates."),
+    ("ssl.truststore.certificates", "CAs trusted for client certificates, inline PEM."),
+    ("ssl.client.auth", "Client certificates on TLS listeners: required, requested or none."),
+    ("ssl.enabled.protocols", "TLS versions served: TLSv1.2, TLSv1.3."),
+    ("ssl.endpoint.identification.algorithm", "https (check host names) or empty; for TLS clients."),
+    ("ssl.principal.mapping.rules", "Rules turning a client certificate's subject into a principal."),
+    ("ssl.reload.interval.ms", "How often TLS listeners re-read their certificate files (0: never)."),
     ("admin.listeners", "HTTP address for /metrics and /health."),
     ("admin.token.file", "File holding the operator token that admin calls changing state need."),
     ("auto.create.topics.enable", "Create unknown topics on Metadata requests."),
@@ -536,7 +550,22 @@ impl BrokerConfig {
                 | "inter.broker.listener.name"
                 | "sasl.enabled.mechanisms"
                 | "connections.max.reauth.ms"
-                | "super.users" => {}
+                | "super.users"
+                | "ssl.keystore.type"
+                | "ssl.keystore.location"
+                | "ssl.keystore.certificate.chain"
+                | "ssl.keystore.key"
+                | "ssl.key.password"
+                | "ssl.truststore.type"
+                | "ssl.truststore.location"
+                | "ssl.truststore.certificates"
+                | "ssl.client.auth"
+                | "ssl.enabled.protocols"
+                | "ssl.endpoint.identification.algorithm"
+                | "ssl.principal.mapping.rules"
+                | "ssl.reload.interval.ms" => {}
+                // listener.name.<listener>.ssl.*: checked with the listeners.
+                k if crate::listeners::per_listener(k) => {}
                 "admin.listeners" => {
                     let (h, p) = parse_listener(k, v)?;
                     c.admin_listener = resolve_addr(k, &h, p)?;

@@ -112,6 +112,13 @@ impl ConnectionContext {
         Self::new(listener, SecurityProtocol::Plaintext, peer)
     }
 
+    /// On an SSL listener: the principal of the client's certificate (`User:` and the mapped
+    /// subject, `User:ANONYMOUS` without a certificate), in the default namespace. SASL_SSL
+    /// connections take theirs from SASL instead.
+    pub fn set_ssl_principal(&mut self, name: String) {
+        self.principal = Principal { kind: "User".into(), name };
+    }
+
     /// Whether the next frame is a bare SASL token (after SaslHandshake v0).
     pub fn expects_raw_token(&self) -> bool {
         matches!(self.authentication, Authentication::InProgress { raw: true, .. })

@@ -1,9 +1,16 @@
 //! Kafka's listener settings: `listeners`, `advertised.listeners`,
-//! `listener.security.protocol.map`, `inter.broker.listener.name`, and the SASL settings of
-//! the listeners that authenticate. Parsed and validated once, with Kafka's names.
+//! `listener.security.protocol.map`, `inter.broker.listener.name`, the TLS settings of the SSL
+//! and SASL_SSL listeners (`ssl.*`, and `listener.name.<name>.ssl.*` for one listener), and the
+//! SASL settings of the listeners that authenticate. Parsed and validated once, with Kafka's
+//! names.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kora_tls::{keys, ServerTls, TlsError, TlsSettings};
 
 use crate::config::{Advertised, ConfigFileError};
 
@@ -81,7 +88,73 @@ pub struct ListenerConfig {
     pub bind: SocketAddr,
     /// What Metadata tells clients that connect here.
     pub advertised: Advertised,
+    /// The TLS side of an SSL or SASL_SSL listener; None on the others.
+    pub tls: Option<ListenerTls>,
 }
+
+/// Kora's own setting: how often a TLS listener re-reads its certificate files (0: never).
+pub const SSL_RELOAD_INTERVAL_MS: &str = "ssl.reload.interval.ms";
+/// Its default: a renewed certificate is served within half a minute.
+const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The `ssl.*` names a TLS listener reads, globally or as `listener.name.<name>.ssl.*`.
+pub const SSL_KEYS: [&str; 13] = [
+    keys::KEYSTORE_TYPE,
+    keys::KEYSTORE_LOCATION,
+    keys::KEYSTORE_CERTIFICATE_CHAIN,
+    keys::KEYSTORE_KEY,
+    keys::KEY_PASSWORD,
+    keys::TRUSTSTORE_TYPE,
+    keys::TRUSTSTORE_LOCATION,
+    keys::TRUSTSTORE_CERTIFICATES,
+    keys::CLIENT_AUTH,
+    keys::ENABLED_PROTOCOLS,
+    keys::ENDPOINT_IDENTIFICATION_ALGORITHM,
+    keys::PRINCIPAL_MAPPING_RULES,
+    SSL_RELOAD_INTERVAL_MS,
+];
+
+/// Where the settings of one listener start: Kafka's `listener.name.` and the listener's name
+/// in lower case.
+const PER_LISTENER: &str = "listener.name.";
+
+/// Whether `key` is a per-listener setting (`listener.name.<name>.<setting>`); those are
+/// checked, and refused when unknown, by [`parse_listeners`].
+pub(crate) fn per_listener(key: &str) -> bool {
+    key.starts_with(PER_LISTENER)
+}
+
+fn listener_prefix(name: &str) -> String {
+    format!("{PER_LISTENER}{}.", name.to_ascii_lowercase())
+}
+
+/// The TLS side of an SSL or SASL_SSL listener: its acceptor, built from its files at start-up
+/// and rebuilt when they change.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub server: Arc<ServerTls>,
+    /// ssl.reload.interval.ms (Kora): how often the certificate files are re-read; None: never.
+    pub reload_interval: Option<Duration>,
+}
+
+impl fmt::Debug for ListenerTls {
+    /// The settings' Debug shows file paths and the lengths of inline PEM, never key material.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerTls")
+            .field("settings", self.server.settings())
+            .field("reload_interval", &self.reload_interval)
+            .finish()
+    }
+}
+
+impl PartialEq for ListenerTls {
+    /// The same acceptor (settings are compared by where they were built, not by content).
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.server, &other.server) && self.reload_interval == other.reload_interval
+    }
+}
+
+impl Eq for ListenerTls {}
 
 /// How clients authenticate on the SASL listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +280,7 @@ pub(crate) fn parse_listeners(
             Some((_, h, p)) => Advertised { host: h.clone(), port: *p },
             None => Advertised::for_listener(bind),
         };
-        out.push(ListenerConfig { name: name.clone(), protocol, bind, advertised });
+        out.push(ListenerConfig { name: name.clone(), protocol, bind, advertised, tls: None });
     }
     if let Some((n, _, _)) = advertised.iter().find(|(n, _, _)| !out.iter().any(|l| l.name == *n)) {
         return Err(invalid("advertised.listeners", format!("{n} is not in listeners")));
@@ -220,20 +293,133 @@ pub(crate) fn parse_listeners(
             .ok_or_else(|| invalid("inter.broker.listener.name", format!("{name} is not in listeners")))?;
         out.swap(0, i);
     }
-    for l in &out {
-        if l.protocol.tls() {
-            return Err(invalid(
-                "listeners",
-                format!("listener {} is {}: TLS listeners are not available yet", l.name, l.protocol.name()),
-            ));
-        }
+    if flat.contains_key("controller.quorum.voters") && out[0].protocol.tls() {
+        // Replication and the cell's other broker-to-broker calls dial the inter-broker
+        // listener without TLS.
+        return Err(invalid(
+            "inter.broker.listener.name",
+            format!(
+                "listener {} is {}: brokers of a cell reach each other without TLS for now; name a PLAINTEXT listener here (TLS listeners may serve clients)",
+                out[0].name,
+                out[0].protocol.name()
+            ),
+        ));
     }
     let mut binds: Vec<SocketAddr> = out.iter().map(|l| l.bind).filter(|a| a.port() != 0).collect();
     binds.sort();
     if binds.windows(2).any(|w| w[0] == w[1]) {
         return Err(invalid("listeners", "two listeners bind the same address"));
     }
+    check_per_listener_keys(flat, &out)?;
+    // Last: this reads the certificate files.
+    for l in out.iter_mut().filter(|l| l.protocol.tls()) {
+        l.tls = Some(listener_tls(flat, &l.name, l.protocol)?);
+    }
     Ok(out)
+}
+
+/// Every `listener.name.<name>.<setting>` names a TLS listener of `listeners` (in lower case,
+/// as Kafka writes it) and one of [`SSL_KEYS`]: anything else would be silently unused.
+fn check_per_listener_keys(
+    flat: &BTreeMap<String, String>,
+    listeners: &[ListenerConfig],
+) -> Result<(), ConfigFileError> {
+    for key in flat.keys().filter(|k| per_listener(k)) {
+        let rest = &key[PER_LISTENER.len()..];
+        let Some((name, setting)) = rest.split_once('.') else {
+            return Err(invalid(key, "expected listener.name.<listener name>.<setting>"));
+        };
+        let Some(l) = listeners.iter().find(|l| l.name.eq_ignore_ascii_case(name)) else {
+            return Err(invalid(key, format!("{name} is not a listener in listeners")));
+        };
+        if name != name.to_ascii_lowercase() {
+            return Err(invalid(
+                key,
+                format!(
+                    "listener names are lower case here, as in Kafka: {}{setting}",
+                    listener_prefix(name)
+                ),
+            ));
+        }
+        if !SSL_KEYS.contains(&setting) {
+            return Err(invalid(
+                key,
+                format!("'{setting}' cannot be set per listener (Kora reads ssl.* settings per listener)"),
+            ));
+        }
+        if !l.protocol.tls() {
+            return Err(invalid(
+                key,
+                format!("listener {} is {}: it has no TLS settings", l.name, l.protocol.name()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A TLS listener's settings, Kafka's rule: each `listener.name.<name>.ssl.*` setting wins over
+/// the `ssl.*` one of the same name. The certificate files are read here, at start-up, so a
+/// broken file stops the broker with the key that names it.
+fn listener_tls(
+    flat: &BTreeMap<String, String>,
+    name: &str,
+    protocol: SecurityProtocol,
+) -> Result<ListenerTls, ConfigFileError> {
+    let prefix = listener_prefix(name);
+    let get = |key: &str| flat.get(&format!("{prefix}{key}")).or_else(|| flat.get(key)).map(String::as_str);
+    // The key an operator set, for errors: the listener's own when it has one.
+    let key_of = |key: &str| {
+        let own = format!("{prefix}{key}");
+        if flat.contains_key(&own) {
+            own
+        } else {
+            key.to_string()
+        }
+    };
+    let tls_error = |e: TlsError| {
+        let setting = match &e {
+            TlsError::Setting { setting, .. }
+            | TlsError::Read { setting, .. }
+            | TlsError::Pem { setting, .. }
+            | TlsError::Rustls { setting, .. } => Some(*setting),
+            TlsError::Certificate(_) | TlsError::NoMatchingRule { .. } => None,
+        };
+        let text = e.to_string();
+        match setting {
+            Some(s) => {
+                let reason = text.strip_prefix(&format!("{s}: ")).unwrap_or(&text);
+                invalid(&key_of(s), format!("listener {name}: {reason}"))
+            }
+            None => invalid("listeners", format!("listener {name}: {text}")),
+        }
+    };
+    let settings = TlsSettings::from_lookup(get).map_err(tls_error)?;
+    if settings.keystore.is_none() {
+        return Err(invalid(
+            keys::KEYSTORE_LOCATION,
+            format!(
+                "listener {name} in listeners is {} and needs its certificate and key: set {} (a PEM file with the key and the chain), or {} and {} (inline PEM); for this listener alone, {prefix}{}",
+                protocol.name(),
+                keys::KEYSTORE_LOCATION,
+                keys::KEYSTORE_CERTIFICATE_CHAIN,
+                keys::KEYSTORE_KEY,
+                keys::KEYSTORE_LOCATION,
+            ),
+        ));
+    }
+    let reload_interval = match get(SSL_RELOAD_INTERVAL_MS) {
+        None => Some(DEFAULT_RELOAD_INTERVAL),
+        Some(v) => {
+            let key = key_of(SSL_RELOAD_INTERVAL_MS);
+            let ms: u64 = v.trim().parse().map_err(|_| invalid(&key, format!("'{v}' is not a number")))?;
+            if ms > 86_400_000 {
+                return Err(invalid(&key, format!("{ms} is outside [0, 86400000]")));
+            }
+            (ms > 0).then(|| Duration::from_millis(ms))
+        }
+    };
+    let server = ServerTls::new(settings).map_err(tls_error)?;
+    Ok(ListenerTls { server: Arc::new(server), reload_interval })
 }
 
 /// The SASL settings.
@@ -328,5 +514,129 @@ mod tests {
         .expect("sasl");
         assert_eq!(s.super_users, ["User:admin", "User:ops"]);
         assert_eq!(s.mechanisms, [SaslMechanism::ScramSha512]);
+    }
+
+    /// A self-signed certificate for 127.0.0.1 with its key, written as a PEM keystore file
+    /// (key and chain in one file, as Kafka's); returns its path and the certificate.
+    fn keystore(dir: &std::path::Path, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{}{}", key.serialize_pem(), cert.pem())).expect("write");
+        (path.display().to_string(), cert.pem())
+    }
+
+    #[test]
+    fn tls_listeners_take_ssl_settings_and_their_own_overrides() {
+        use kora_tls::{ClientAuth, KeyStore};
+        let dir = tempfile::tempdir().expect("dir");
+        let (global, _) = keystore(dir.path(), "global.pem");
+        let (own, own_cert) = keystore(dir.path(), "own.pem");
+        let trust = dir.path().join("trust.pem");
+        std::fs::write(&trust, &own_cert).expect("write");
+        let trust = trust.display().to_string();
+        let l = parse_listeners(&flat(&[
+            ("listeners", "SSL://127.0.0.1:1,CLIENT://127.0.0.1:2,BROKER://127.0.0.1:3"),
+            ("listener.security.protocol.map", "SSL:SSL,CLIENT:SASL_SSL,BROKER:PLAINTEXT"),
+            ("ssl.keystore.location", &global),
+            ("ssl.reload.interval.ms", "250"),
+            ("listener.name.client.ssl.keystore.location", &own),
+            ("listener.name.client.ssl.truststore.location", &trust),
+            ("listener.name.client.ssl.client.auth", "required"),
+            ("listener.name.client.ssl.reload.interval.ms", "0"),
+        ]))
+        .expect("parse");
+        let ssl = l[0].tls.as_ref().expect("SSL has TLS");
+        assert_eq!(ssl.server.settings().keystore, Some(KeyStore::File(global.into())));
+        assert_eq!(ssl.server.settings().client_auth, ClientAuth::None);
+        assert_eq!(ssl.reload_interval, Some(Duration::from_millis(250)));
+        let client = l[1].tls.as_ref().expect("SASL_SSL has TLS");
+        assert_eq!(client.server.settings().keystore, Some(KeyStore::File(own.into())));
+        assert_eq!(client.server.settings().client_auth, ClientAuth::Required);
+        assert_eq!(client.reload_interval, None);
+        assert!(l[2].tls.is_none());
+    }
+
+    #[test]
+    fn the_config_debug_never_shows_key_material() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (path, _) = keystore(dir.path(), "k.pem");
+        let pem = std::fs::read_to_string(&path).expect("read");
+        let (key, cert) = pem.split_at(pem.find("-----BEGIN CERTIFICATE").expect("cert"));
+        let c = crate::config::BrokerConfig::from_map(&flat(&[
+            ("listeners", "SSL://127.0.0.1:0"),
+            ("ssl.keystore.certificate.chain", cert),
+            ("ssl.keystore.key", key),
+            ("listener.name.ssl.ssl.enabled.protocols", "TLSv1.3"),
+        ]))
+        .expect("inline PEM");
+        let text = format!("{c:?}");
+        let tls = c.listeners[0].tls.as_ref().expect("tls");
+        assert_eq!(tls.server.settings().enabled_protocols, [kora_tls::TlsVersion::Tls13]);
+        assert!(text.contains("ListenerTls"), "{text}");
+        assert!(!text.contains("BEGIN") && !text.contains("PRIVATE"), "{text}");
+    }
+
+    #[test]
+    fn bad_tls_settings_name_the_key() {
+        let missing = "/nonexistent/kora-test/keystore.pem";
+        let ssl = ("listeners", "SSL://127.0.0.1:1");
+        let store = ("ssl.keystore.location", missing);
+        for (pairs, key, text) in [
+            (vec![ssl], "ssl.keystore.location", "needs its certificate and key"),
+            (vec![ssl, store], "ssl.keystore.location", missing),
+            (
+                vec![
+                    ssl,
+                    ("ssl.keystore.location", "/elsewhere"),
+                    ("listener.name.ssl.ssl.keystore.location", missing),
+                ],
+                "listener.name.ssl.ssl.keystore.location",
+                missing,
+            ),
+            (
+                vec![ssl, store, ("listener.name.ssl.ssl.client.auth", "always")],
+                "listener.name.ssl.ssl.client.auth",
+                "always",
+            ),
+            (vec![ssl, store, ("ssl.client.auth", "required")], "ssl.client.auth", "ssl.truststore.location"),
+            (vec![ssl, store, ("ssl.keystore.type", "JKS")], "ssl.keystore.type", "PEM"),
+            (vec![ssl, store, ("ssl.key.password", "secret")], "ssl.key.password", "encrypted"),
+            (vec![ssl, store, ("ssl.enabled.protocols", "TLSv1.1")], "ssl.enabled.protocols", "TLSv1.1"),
+            (vec![ssl, store, ("ssl.reload.interval.ms", "-1")], "ssl.reload.interval.ms", "-1"),
+            (
+                vec![ssl, ("listener.name.other.ssl.client.auth", "none")],
+                "listener.name.other.ssl.client.auth",
+                "not a listener",
+            ),
+            (
+                vec![ssl, ("listener.name.SSL.ssl.client.auth", "none")],
+                "listener.name.SSL.ssl.client.auth",
+                "lower case",
+            ),
+            (
+                vec![ssl, ("listener.name.ssl.sasl.enabled.mechanisms", "PLAIN")],
+                "listener.name.ssl.sasl.enabled.mechanisms",
+                "cannot be set per listener",
+            ),
+            (
+                vec![("listener.name.plaintext.ssl.client.auth", "none")],
+                "listener.name.plaintext.ssl.client.auth",
+                "PLAINTEXT",
+            ),
+            (vec![ssl, ("listener.name.ssl", "x")], "listener.name.ssl", "expected"),
+            (
+                vec![ssl, store, ("controller.quorum.voters", "1@127.0.0.1:2")],
+                "inter.broker.listener.name",
+                "PLAINTEXT",
+            ),
+        ] {
+            let e = parse_listeners(&flat(&pairs)).expect_err("refused");
+            let e = e.to_string();
+            assert!(e.contains(&format!("'{key}'")) && e.contains(text), "{pairs:?}: {e}");
+        }
     }
 }

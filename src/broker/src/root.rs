@@ -204,14 +204,20 @@ impl Broker {
         }
         let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         for (l, bound) in config.listeners.iter().zip(kafka_listeners) {
-            let kind = crate::server::Listener { name: l.name.clone(), protocol: l.protocol };
             tasks.push(tokio::spawn(crate::server::serve(
                 bound,
-                kind,
+                crate::server::Listener::of(l),
                 broker.clone(),
                 slots.clone(),
                 shutdown_rx.clone(),
             )));
+            // A TLS listener's certificates are re-read every ssl.reload.interval.ms, so renewed
+            // files are served to new connections without a restart.
+            if let Some(tls) = &l.tls {
+                if let Some(every) = tls.reload_interval {
+                    tasks.push(tokio::spawn(tls.server.clone().watch(every, shutdown_rx.clone())));
+                }
+            }
         }
         {
             let mut rx = shutdown_rx.clone();

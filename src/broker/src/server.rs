@@ -7,6 +7,11 @@
 //! requires, and handling one request at a time per connection gives that for free while
 //! bounding a connection's memory to one request plus a bounded queue of responses.
 //! Frames that cannot be understood close the connection with one log line, as Kafka does.
+//!
+//! On an SSL or SASL_SSL listener the connection first completes a TLS handshake with the
+//! listener's current acceptor (within `TLS_HANDSHAKE_TIMEOUT`), then runs the same loop over
+//! the TLS stream. On SSL the client certificate gives the principal; on SASL_SSL, SASL does,
+//! inside TLS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::Decodable;
 use kora_common::Clock;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -32,6 +37,8 @@ const MIN_FRAME_BYTES: usize = 8;
 const FAILED_AUTH_CLOSE_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Encoded responses queued per connection before the handler waits for the socket.
 const RESPONSE_QUEUE_DEPTH: usize = 16;
+/// Longest a client may take to complete the TLS handshake of an SSL or SASL_SSL listener.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What to do after a request.
 pub enum Outcome {
@@ -90,16 +97,29 @@ impl FrameHandler for Broker {
     }
 }
 
-/// What a listener's connections start as: its name and security protocol.
+/// What a listener's connections start as: its name, security protocol and, on SSL and
+/// SASL_SSL, the TLS acceptor.
 #[derive(Debug, Clone)]
 pub struct Listener {
     pub name: String,
     pub protocol: crate::listeners::SecurityProtocol,
+    /// Required when `protocol` is SSL or SASL_SSL (a TLS listener without it refuses every
+    /// connection); ignored otherwise.
+    pub tls: Option<crate::listeners::ListenerTls>,
 }
 
 impl Listener {
     pub fn plaintext() -> Self {
-        Listener { name: "PLAINTEXT".into(), protocol: crate::listeners::SecurityProtocol::Plaintext }
+        Listener {
+            name: "PLAINTEXT".into(),
+            protocol: crate::listeners::SecurityProtocol::Plaintext,
+            tls: None,
+        }
+    }
+
+    /// The listener a configured one serves.
+    pub fn of(config: &crate::listeners::ListenerConfig) -> Self {
+        Listener { name: config.name.clone(), protocol: config.protocol, tls: config.tls.clone() }
     }
 }
 
@@ -133,7 +153,13 @@ pub async fn serve<H: FrameHandler>(
                 let kind = kind.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    connection(h, stream, peer, kind).await;
+                    if kind.protocol.tls() {
+                        tls_connection(h, stream, peer, kind).await;
+                    } else {
+                        let (rd, wr) = stream.into_split();
+                        let ctx = ConnectionContext::new(&kind.name, kind.protocol, peer);
+                        connection(h, rd, wr, ctx).await;
+                    }
                 });
             }
             _ = shutdown.changed() => break,
@@ -141,15 +167,69 @@ pub async fn serve<H: FrameHandler>(
     }
 }
 
-async fn connection<H: FrameHandler>(
+/// The TLS handshake of a connection to an SSL or SASL_SSL listener, then its request loop
+/// over the TLS stream. A handshake that fails or takes too long is logged in one line and the
+/// connection closed.
+async fn tls_connection<H: FrameHandler>(
     h: Arc<H>,
     stream: TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
 ) {
-    h.connection_opened();
+    let Some(tls) = &listener.tls else {
+        let name = &listener.name;
+        tracing::error!(%peer, listener = %name, "TLS listener without TLS settings; closing connection");
+        return;
+    };
+    let acceptor = tls.server.acceptor();
+    let stream = match kora_common::timeout(h.clock(), TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            let name = &listener.name;
+            tracing::info!(%peer, listener = %name, error = %e, "TLS handshake failed; closing connection");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(
+                %peer,
+                listener = %listener.name,
+                timeout_ms = TLS_HANDSHAKE_TIMEOUT.as_millis() as u64,
+                "TLS handshake timed out; closing connection"
+            );
+            return;
+        }
+    };
     let mut ctx = ConnectionContext::new(&listener.name, listener.protocol, peer);
-    let (rd, mut wr) = stream.into_split();
+    if !listener.protocol.sasl() {
+        // SSL: the client certificate is the identity (Kafka's SslPrincipalMapper); a client
+        // no rule maps is refused, as Kafka refuses it.
+        match tls.server.principal(stream.get_ref().1) {
+            Ok(name) => ctx.set_ssl_principal(name),
+            Err(e) => {
+                tracing::info!(
+                    %peer,
+                    listener = %listener.name,
+                    error = %e,
+                    "no principal for the client certificate; closing connection"
+                );
+                return;
+            }
+        }
+    }
+    let (rd, wr) = tokio::io::split(stream);
+    connection(h, rd, wr, ctx).await;
+}
+
+/// The request loop of one connection, over its read and write halves (a TCP stream's, or a
+/// TLS stream's).
+async fn connection<H, R, W>(h: Arc<H>, rd: R, mut wr: W, mut ctx: ConnectionContext)
+where
+    H: FrameHandler,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    h.connection_opened();
+    let peer = ctx.peer;
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(RESPONSE_QUEUE_DEPTH);
     let writer = tokio::spawn(async move {
@@ -348,5 +428,201 @@ pub(crate) fn api_name(k: ApiKey) -> &'static str {
         ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
         ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         _ => "Other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! TLS listeners over loopback with rcgen certificates: the SSL principal, SASL_SSL leaving
+    //! it to SASL, the handshake bound, and a response in parts (the vectored writer) over TLS.
+
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use bytes::BufMut;
+    use kora_common::{ManualClock, SystemClock};
+    use kora_tls::{server_name, ClientTls, ServerTls, TlsSettings};
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+
+    use super::*;
+    use crate::listeners::{ListenerTls, SecurityProtocol};
+
+    const FILLER: usize = 100_000;
+
+    /// Answers every frame with the connection's principal, then `FILLER` bytes in their own
+    /// part: `[u32 size][u16 n][principal: n bytes][filler]`.
+    struct Who {
+        clock: Arc<dyn Clock>,
+    }
+
+    impl FrameHandler for Who {
+        fn handle(
+            &self,
+            _frame: Bytes,
+            ctx: &mut ConnectionContext,
+        ) -> impl std::future::Future<Output = Outcome> + Send {
+            let who = ctx.principal.to_string();
+            async move {
+                let mut head = BytesMut::new();
+                head.put_u32((2 + who.len() + FILLER) as u32);
+                head.put_u16(who.len() as u16);
+                head.extend_from_slice(who.as_bytes());
+                Outcome::RespondParts(vec![head.freeze(), Bytes::from(vec![7u8; FILLER])])
+            }
+        }
+        fn max_frame_bytes(&self) -> usize {
+            1 << 20
+        }
+        fn stopping(&self) -> bool {
+            false
+        }
+        fn clock(&self) -> &dyn Clock {
+            &*self.clock
+        }
+    }
+
+    struct Pki {
+        ca_pem: String,
+        server: (String, String),
+        client: (String, String),
+    }
+
+    fn pki() -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name = DistinguishedName::new();
+        ca.distinguished_name.push(DnType::CommonName, "Test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf = |sans: Vec<String>, dn: &[(DnType, &str)]| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(sans).unwrap();
+            params.distinguished_name = DistinguishedName::new();
+            for (ty, v) in dn {
+                params.distinguished_name.push(ty.clone(), *v);
+            }
+            (params.signed_by(&key, &issuer).unwrap().pem(), key.serialize_pem())
+        };
+        let server = leaf(vec!["127.0.0.1".into()], &[(DnType::CommonName, "kora")]);
+        let client = leaf(
+            vec![],
+            &[
+                (DnType::CountryName, "US"),
+                (DnType::OrganizationName, "Acme"),
+                (DnType::OrganizationalUnitName, "eng"),
+                (DnType::CommonName, "alice"),
+            ],
+        );
+        Pki { ca_pem, server, client }
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> TlsSettings {
+        let map: BTreeMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        TlsSettings::from_map(&map).unwrap()
+    }
+
+    /// Serves a TLS listener (client certificates requested) with `Who`; its address.
+    async fn listen(pki: &Pki, protocol: SecurityProtocol, rules: &str, clock: Arc<dyn Clock>) -> SocketAddr {
+        let mut pairs = vec![
+            ("ssl.keystore.certificate.chain", pki.server.0.as_str()),
+            ("ssl.keystore.key", pki.server.1.as_str()),
+            ("ssl.truststore.certificates", pki.ca_pem.as_str()),
+            ("ssl.client.auth", "requested"),
+        ];
+        if !rules.is_empty() {
+            pairs.push(("ssl.principal.mapping.rules", rules));
+        }
+        let server = Arc::new(ServerTls::new(settings(&pairs)).unwrap());
+        let kind = Listener {
+            name: protocol.name().into(),
+            protocol,
+            tls: Some(ListenerTls { server, reload_interval: None }),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            serve(listener, kind, Arc::new(Who { clock }), Arc::new(Semaphore::new(16)), rx).await;
+            drop(tx);
+        });
+        addr
+    }
+
+    /// Connects with TLS (with the client certificate if `mtls`), sends one request frame and
+    /// returns the principal the server answered with; Err when the connection failed.
+    async fn who(pki: &Pki, addr: SocketAddr, mtls: bool) -> Result<String, String> {
+        let mut pairs = vec![("ssl.truststore.certificates", pki.ca_pem.as_str())];
+        if mtls {
+            pairs.push(("ssl.keystore.certificate.chain", pki.client.0.as_str()));
+            pairs.push(("ssl.keystore.key", pki.client.1.as_str()));
+        }
+        let connector = ClientTls::new(settings(&pairs)).unwrap().connector();
+        let talk = async {
+            let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+            let mut tls =
+                connector.connect(server_name("127.0.0.1").unwrap(), tcp).await.map_err(|e| e.to_string())?;
+            tls.write_all(&[0, 0, 0, 8, 0, 18, 0, 0, 0, 0, 0, 1]).await.map_err(|e| e.to_string())?;
+            tls.flush().await.map_err(|e| e.to_string())?;
+            let size = tls.read_u32().await.map_err(|e| e.to_string())? as usize;
+            let mut body = vec![0u8; size];
+            tls.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+            let n = u16::from_be_bytes([body[0], body[1]]) as usize;
+            assert_eq!(size, 2 + n + FILLER);
+            assert!(body[2 + n..].iter().all(|b| *b == 7), "the filler part arrives intact");
+            Ok(String::from_utf8(body[2..2 + n].to_vec()).unwrap())
+        };
+        tokio::time::timeout(Duration::from_secs(10), talk).await.expect("client timed out")
+    }
+
+    #[tokio::test]
+    async fn an_ssl_connection_is_its_certificates_principal() {
+        let pki = pki();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ssl = listen(&pki, SecurityProtocol::Ssl, "", clock.clone()).await;
+        assert_eq!(who(&pki, ssl, true).await.unwrap(), "User:CN=alice,OU=eng,O=Acme,C=US");
+        assert_eq!(who(&pki, ssl, false).await.unwrap(), "User:ANONYMOUS");
+        // ssl.principal.mapping.rules rewrite it; a subject no rule maps is refused.
+        let mapped = listen(&pki, SecurityProtocol::Ssl, "RULE:^CN=(.*?),OU=.*$/$1/L", clock.clone()).await;
+        assert_eq!(who(&pki, mapped, true).await.unwrap(), "User:alice");
+        let unmapped = listen(&pki, SecurityProtocol::Ssl, "RULE:^CN=bob,.*$/bob/", clock.clone()).await;
+        assert!(who(&pki, unmapped, true).await.is_err());
+        // On SASL_SSL the certificate is not the identity: SASL gives it, inside TLS.
+        let sasl_ssl = listen(&pki, SecurityProtocol::SaslSsl, "", clock).await;
+        assert_eq!(who(&pki, sasl_ssl, true).await.unwrap(), "User:ANONYMOUS");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_or_plaintext_handshake_closes_the_connection() {
+        let pki = pki();
+        let manual = Arc::new(ManualClock::new(0));
+        let addr = listen(&pki, SecurityProtocol::Ssl, "", manual.clone()).await;
+        // A Kafka request in plaintext is no TLS ClientHello: closed at once (after an alert).
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        plain.write_all(&[0, 0, 0, 8, 0, 18, 0, 0, 0, 0, 0, 1]).await.unwrap();
+        let mut buf = [0u8; 64];
+        let drained = async { while matches!(plain.read(&mut buf).await, Ok(n) if n > 0) {} };
+        tokio::time::timeout(Duration::from_secs(5), drained).await.expect("closed at once");
+        // A client that never sends its ClientHello is closed once the handshake timeout passes
+        // on the listener's clock, not before.
+        let mut stalled = TcpStream::connect(addr).await.unwrap();
+        let mut advanced = Duration::ZERO;
+        let closed = loop {
+            match tokio::time::timeout(Duration::from_millis(20), stalled.read(&mut buf)).await {
+                Ok(r) => break r,
+                Err(_) => {
+                    assert!(advanced < Duration::from_secs(60), "still open after 60 s of clock time");
+                    manual.advance_ms(500);
+                    advanced += Duration::from_millis(500);
+                }
+            }
+        };
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+        assert!(advanced >= TLS_HANDSHAKE_TIMEOUT, "closed after {advanced:?}");
+        // The listener carries on.
+        assert_eq!(who(&pki, addr, true).await.unwrap(), "User:CN=alice,OU=eng,O=Acme,C=US");
     }
 }
