@@ -73,6 +73,11 @@ pub(crate) struct UpArgs {
     /// Extra broker settings (Kafka names), for every broker; repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Clients must authenticate (SASL PLAIN, SCRAM-SHA-256/512, as tenants' API keys or
+    /// SCRAM users): each broker gets a SASL_PLAINTEXT listener CLIENT for them, and brokers
+    /// reach each other on their PLAINTEXT listener BROKER.
+    #[arg(long)]
+    auth: bool,
 }
 
 #[derive(Args, Debug)]
@@ -101,6 +106,9 @@ struct Member {
     metadata: String,
     #[serde(default)]
     zone: String,
+    /// Brokers of a cell with `--auth`: the SASL listener clients use.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    client: String,
 }
 
 /// Ports handed to the cell's processes come from below Linux's default ephemeral range
@@ -170,6 +178,7 @@ fn layout(a: &UpArgs) -> Result<Layout> {
                 admin: String::new(),
                 metadata: String::new(),
                 zone: String::new(),
+                client: String::new(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -181,6 +190,7 @@ fn layout(a: &UpArgs) -> Result<Layout> {
                 admin: ports.addr()?,
                 metadata: ports.addr()?,
                 zone: ZONES[(i as usize - 1) % ZONES.len()].to_string(),
+                client: if a.auth { ports.addr()? } else { String::new() },
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -255,7 +265,19 @@ fn broker_config(
     };
     set("node.id", toml::Value::Integer(b.id as i64));
     set("data.dir", toml::Value::String(dir.display().to_string()));
-    set("listeners", toml::Value::String(b.address.clone()));
+    if a.auth {
+        if b.client.is_empty() {
+            bail!("{} was laid out without --auth; use another --data-dir", a.data_dir.display());
+        }
+        set("listeners", toml::Value::String(format!("BROKER://{},CLIENT://{}", b.address, b.client)));
+        set(
+            "listener.security.protocol.map",
+            toml::Value::String("BROKER:PLAINTEXT,CLIENT:SASL_PLAINTEXT".into()),
+        );
+        set("inter.broker.listener.name", toml::Value::String("BROKER".into()));
+    } else {
+        set("listeners", toml::Value::String(b.address.clone()));
+    }
     set("admin.listeners", toml::Value::String(b.admin.clone()));
     set("admin.token.file", toml::Value::String(token_file.display().to_string()));
     set("controller.quorum.voters", toml::Value::String(voter_list.to_string()));
@@ -370,10 +392,18 @@ fn up(a: UpArgs, output: Output, access: &Access) -> Result<()> {
                 })).collect::<Vec<_>>(),
                 "data_dir": a.data_dir.display().to_string(),
                 "token_file": token_file.display().to_string(),
+                "sasl_bootstrap": a.auth.then(|| l.brokers.iter().map(|b| b.client.clone()).collect::<Vec<_>>().join(",")),
             })
         ),
         Output::Text => {
             println!("{bootstrap}");
+            if a.auth {
+                let sasl = l.brokers.iter().map(|b| b.client.clone()).collect::<Vec<_>>().join(",");
+                println!(
+                    "  SASL clients   {sasl}  (kora tenant create NAME --admin http://{})",
+                    l.brokers[0].admin
+                );
+            }
             println!("  operator token {}", token_file.display());
             for b in &l.brokers {
                 println!(
