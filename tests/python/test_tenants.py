@@ -235,3 +235,20 @@ def test_scram_users_of_a_tenant_through_kip_554(kora):
     while not errors and time.time() < deadline:
         p.poll(0.2)
     assert errors and errors[0].code() == -169, errors
+
+
+def test_a_deleted_tenants_groups_go_and_never_reach_a_tenant_with_its_id():
+    k = Kora(extra=["--auth", "--set", "offsets.retention.check.interval.ms=300"])
+    try:
+        first = new_tenant(k, "gone")
+        produce(sasl(k, first), "orders", [b"x"])
+        assert consume_all(sasl(k, first), "orders", "its-group", 1) == [b"x"]
+        k.cli("tenant", "delete", "gone")
+        time.sleep(2)
+        # The same id again (as a fleet controller retrying with its own id would): empty.
+        again = k.cli("tenant", "create", "back", "--id", first["tenant"])["api_key"]
+        admin = AdminClient(sasl(k, again))
+        assert admin.list_topics(timeout=10).topics == {}
+        assert admin.list_consumer_groups().result(30).valid == []
+    finally:
+        k.stop()

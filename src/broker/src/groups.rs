@@ -323,8 +323,33 @@ pub(crate) async fn maintenance_loop(b: Arc<GroupsEdge>, mut shutdown: watch::Re
                 }
             }
             checkpoint_if_due(&b2);
+            delete_orphaned_groups(&b2);
         })
         .await;
+    }
+}
+
+/// Groups of tenants that no longer exist are deleted once empty (their members' sessions
+/// ended when the tenant's credentials went).
+fn delete_orphaned_groups(b: &GroupsEdge) {
+    let image = b.controller.image();
+    let orphans: Vec<kafka_protocol::messages::GroupId> = b
+        .coordinator
+        .summary()
+        .into_iter()
+        .filter(|(g, _, members)| {
+            *members == 0
+                && kora_common::namespace::owner(g).is_some_and(|t| !image.tenants.contains_key(t.as_str()))
+        })
+        .map(|(g, _, _)| kafka_protocol::messages::GroupId(kafka_protocol::protocol::StrBytes::from_string(g)))
+        .collect();
+    if orphans.is_empty() {
+        return;
+    }
+    let req = kafka_protocol::messages::DeleteGroupsRequest::default().with_groups_names(orphans);
+    let deleted = b.coordinator.delete_groups(&req).results.iter().filter(|r| r.error_code == 0).count();
+    if deleted > 0 {
+        tracing::info!(groups = deleted, "deleted the groups of deleted tenants");
     }
 }
 
