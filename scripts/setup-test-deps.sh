@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the test suites use on a fresh machine: kcat (Debian), the Python clients and
+# Installs what the test suites use on a fresh machine: kcat and openssl (Debian), the Python clients and
 # pytest (PyPI, pinned in tests/python/requirements.txt), and s3s-fs, an S3-compatible server
 # (crates.io), and Azurite, Azure's storage emulator (npm), for the tiered-storage tests.
 # Idempotent and quick when done.
@@ -7,9 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-if ! command -v kcat >/dev/null 2>&1; then
+if ! command -v kcat >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+  # openssl: the TLS tests make their certificate authority with it.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat openssl >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 command -v cargo-nextest >/dev/null 2>&1 || cargo install cargo-nextest --locked
