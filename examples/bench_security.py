@@ -212,6 +212,44 @@ def main():
             print("| --- | ---: | ---: | ---: |")
             for p, (rec, mb) in best.items():
                 print(f"| {p} | {rec:,.0f} | {mb:.1f} | {mb / base:.0%} |")
+            # 10,000 ACLs in the tenant; a key limited by them against the tenant's admin key.
+            import urllib.request
+            token = open(info["token_file"]).read().strip()
+
+            def call(path, body):
+                req = urllib.request.Request(info["admin"] + path, data=json.dumps(body).encode(), method="POST",
+                                             headers={"Authorization": f"Bearer {token}",
+                                                      "Content-Type": "application/json"})
+                return json.loads(urllib.request.urlopen(req, timeout=120).read())
+
+            tenant = key["tenant"]
+            member = call(f"/v1/tenants/{tenant}/api-keys", {"description": "bench", "admin": False})
+            acls = [{"resource_type": "TOPIC", "resource_name": f"other-{i}",
+                     "pattern_type": "PREFIXED" if i % 4 == 0 else "LITERAL",
+                     "principal": f"User:someone-{i % 97}", "operation": "READ" if i % 2 else "WRITE",
+                     "permission": "DENY" if i % 10 == 0 else "ALLOW"} for i in range(9_998)]
+            acls += [{"resource_type": "TOPIC", "resource_name": "bench-", "pattern_type": "PREFIXED",
+                      "principal": f"User:{member['key']}", "operation": op} for op in ("WRITE", "CREATE")]
+            call(f"/v1/tenants/{tenant}/acls", acls)
+            limited = os.path.join(d, "limited.properties")
+            with open(props["SASL_PLAINTEXT"]) as f:
+                text = f.read().replace(key["key"], member["key"]).replace(key["secret"], member["secret"])
+            with open(limited, "w") as f:
+                f.write(text)
+            acl_rounds = {"admin key (no ACL check)": [], "key limited by 10,000 ACLs": []}
+            for r in range(a.rounds):
+                for label, path in (("admin key (no ACL check)", props["SASL_PLAINTEXT"]),
+                                    ("key limited by 10,000 ACLs", limited)):
+                    rec, mb = perf(path, f"bench-acl-{r}-{len(acl_rounds[label])}", a)
+                    acl_rounds[label].append((rec, mb))
+                    print(f"round {r + 1} {label}: {mb:.1f} MB/s", file=sys.stderr)
+            best_acl = {k: max(v, key=lambda x: x[1]) for k, v in acl_rounds.items()}
+            first = best_acl["admin key (no ACL check)"][1]
+            print("\nSASL_PLAINTEXT produce, the tenant holding 10,000 ACLs:\n")
+            print("| principal | records/s | MB/s | vs admin |")
+            print("| --- | ---: | ---: | ---: |")
+            for k, (rec, mb) in best_acl.items():
+                print(f"| {k} | {rec:,.0f} | {mb:.1f} | {mb / first:.0%} |")
             print(f"\nSASL logins on SASL_PLAINTEXT, {a.logins} sequential connections each:\n")
             print("| mechanism | logins/s | broker CPU ms per login |")
             print("| --- | ---: | ---: |")

@@ -126,3 +126,23 @@ def test_acl_matrix_for_a_key_that_is_not_admin(kora):
     assert values and error is None, error
     # ACLs survive a restart of the broker? (see the cell tests); here: they are in the tenant's description.
     assert kora.cli("tenant", "describe", "acl")["topics"] == 3
+
+
+def test_operators_manage_a_tenants_acls_with_kora_acl(kora):
+    kora.cli("tenant", "create", "ops")
+    member = kora.cli("apikey", "create", "--tenant", "ops", "--no-admin")
+    principal = f"User:{member['key']}"
+    m = sasl(kora, member)
+    assert produce_error(m, "events").code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    created = kora.cli("acl", "create", "--tenant", "ops", "--principal", principal, "--operation", "WRITE",
+                       "--operation", "CREATE", "--topic", "ev", "--prefixed")
+    assert {(a["operation"], a["pattern_type"]) for a in created} == {("WRITE", "PREFIXED"), ("CREATE", "PREFIXED")}
+    assert produce_error(m, "events") is None
+    listed = kora.cli("acl", "list", "--tenant", "ops")
+    assert len(listed) == 2 and all(a["principal"] == principal for a in listed)
+    bad = kora.cli("acl", "create", "--tenant", "ops", "--principal", "nocolon", "--operation", "READ",
+                   "--topic", "x", check=False)
+    assert bad.returncode != 0 and "principal" in bad.stderr.lower(), bad.stderr
+    deleted = kora.cli("acl", "delete", "--tenant", "ops", "--operation", "WRITE")
+    assert [a["operation"] for a in deleted] == ["WRITE"]
+    assert produce_error(m, "events").code() == KafkaError.TOPIC_AUTHORIZATION_FAILED

@@ -79,6 +79,9 @@ enum Command {
     /// A tenant's API keys (SASL PLAIN / SCRAM logins).
     #[command(subcommand)]
     Apikey(tenant::ApiKeyCommand),
+    /// A tenant's ACLs (Kafka's semantics; its clients' names).
+    #[command(subcommand)]
+    Acl(tenant::AclCommand),
     /// A cell on this machine: `kora cell up` starts voters and brokers as processes;
     /// `kora cell status` shows brokers, leaders, ISR and under-replicated partitions.
     #[command(subcommand)]
@@ -184,6 +187,7 @@ fn main() -> Result<()> {
         Command::Topics(t) => return topics::run(t, cli.output, &access),
         Command::Tenant(t) => return tenant::run_tenant(t, cli.output, &access),
         Command::Apikey(k) => return tenant::run_apikey(k, cli.output, &access),
+        Command::Acl(k) => return tenant::run_acl(k, cli.output, &access),
         Command::Meta(m) => return meta::run(m, cli.output, &access),
         Command::Cell(c) => return cell::run(c, cli.output, &access),
         Command::Dev(a) => {

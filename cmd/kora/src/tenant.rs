@@ -213,3 +213,148 @@ pub(crate) fn run_apikey(cmd: ApiKeyCommand, output: Output, access: &Access) ->
     }
     Ok(())
 }
+
+/// The resource an ACL command names.
+#[derive(Args, Debug)]
+pub(crate) struct Resource {
+    #[arg(long, group = "resource")]
+    topic: Option<String>,
+    #[arg(long, group = "resource")]
+    group: Option<String>,
+    #[arg(long, group = "resource")]
+    transactional_id: Option<String>,
+    /// The tenant's cluster (for CREATE, ALTER, DESCRIBE of the cluster).
+    #[arg(long, group = "resource")]
+    cluster: bool,
+    /// The name is a prefix (PREFIXED), not an exact name (LITERAL).
+    #[arg(long)]
+    prefixed: bool,
+}
+
+impl Resource {
+    fn named(&self) -> Option<(&'static str, String)> {
+        if let Some(t) = &self.topic {
+            return Some(("TOPIC", t.clone()));
+        }
+        if let Some(g) = &self.group {
+            return Some(("GROUP", g.clone()));
+        }
+        if let Some(t) = &self.transactional_id {
+            return Some(("TRANSACTIONAL_ID", t.clone()));
+        }
+        self.cluster.then(|| ("CLUSTER", "kafka-cluster".to_string()))
+    }
+
+    fn pattern(&self) -> &'static str {
+        if self.prefixed {
+            "PREFIXED"
+        } else {
+            "LITERAL"
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AclCommand {
+    /// Allow (or with --deny, deny) a principal of a tenant an operation on a resource.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// User:<API key id> or User:<SCRAM user>.
+        #[arg(long)]
+        principal: String,
+        /// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+        /// IDEMPOTENT_WRITE or ALL; repeatable.
+        #[arg(long = "operation", required = true)]
+        operations: Vec<String>,
+        #[command(flatten)]
+        resource: Resource,
+        #[arg(long, default_value = "*")]
+        host: String,
+        #[arg(long)]
+        deny: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// A tenant's ACLs.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a tenant's ACLs matching the filter (what is not given matches anything).
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        operation: Option<String>,
+        #[command(flatten)]
+        resource: Resource,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn print_acls(acls: &[kora_api::AclEntry]) {
+    println!(
+        "{:<17} {:<24} {:<9} {:<24} {:<10} {:<16} HOST",
+        "RESOURCE", "NAME", "PATTERN", "PRINCIPAL", "PERMISSION", "OPERATION"
+    );
+    for a in acls {
+        println!(
+            "{:<17} {:<24} {:<9} {:<24} {:<10} {:<16} {}",
+            a.resource_type, a.resource_name, a.pattern_type, a.principal, a.permission, a.operation, a.host
+        );
+    }
+}
+
+pub(crate) fn run_acl(cmd: AclCommand, output: Output, access: &Access) -> Result<()> {
+    let rt = runtime()?;
+    let acls = match cmd {
+        AclCommand::Create { tenant, principal, operations, resource, host, deny, target } => {
+            let Some((resource_type, resource_name)) = resource.named() else {
+                anyhow::bail!("name the resource: --topic, --group, --transactional-id or --cluster");
+            };
+            let entries: Vec<kora_api::AclEntry> = operations
+                .iter()
+                .map(|op| kora_api::AclEntry {
+                    resource_type: resource_type.into(),
+                    resource_name: resource_name.clone(),
+                    pattern_type: resource.pattern().into(),
+                    principal: principal.clone(),
+                    host: host.clone(),
+                    operation: op.clone(),
+                    permission: if deny { "DENY" } else { "ALLOW" }.into(),
+                })
+                .collect();
+            let client = access.client(&target.admin, TIMEOUT)?;
+            rt.block_on(client.create_acls(&tenant, &entries)).map_err(|e| access.explain(e))?
+        }
+        AclCommand::List { tenant, target } => {
+            let client = access.client(&target.admin, TIMEOUT)?;
+            rt.block_on(client.acls(&tenant)).map_err(|e| access.explain(e))?
+        }
+        AclCommand::Delete { tenant, principal, operation, resource, target } => {
+            let named = resource.named();
+            let filter = kora_api::AclEntryFilter {
+                resource_type: named.as_ref().map(|(t, _)| t.to_string()),
+                resource_name: named.map(|(_, n)| n),
+                pattern_type: Some(if resource.prefixed { "PREFIXED" } else { "ANY" }.to_string()),
+                principal,
+                host: None,
+                operation,
+                permission: None,
+            };
+            let client = access.client(&target.admin, TIMEOUT)?;
+            rt.block_on(client.delete_acls(&tenant, &filter)).map_err(|e| access.explain(e))?
+        }
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(&acls)?),
+        Output::Text => print_acls(&acls),
+    }
+    Ok(())
+}

@@ -251,6 +251,22 @@ impl Client {
         self.delete(&format!("{}/{tenant}/api-keys/{key}", paths::TENANTS)).await
     }
 
+    pub async fn acls(&self, tenant: &str) -> Result<Vec<AclEntry>, ApiError> {
+        self.get(&format!("{}/{tenant}/acls", paths::TENANTS)).await
+    }
+
+    pub async fn create_acls(&self, tenant: &str, acls: &[AclEntry]) -> Result<Vec<AclEntry>, ApiError> {
+        self.post(&format!("{}/{tenant}/acls", paths::TENANTS), acls, None).await
+    }
+
+    pub async fn delete_acls(
+        &self,
+        tenant: &str,
+        filter: &AclEntryFilter,
+    ) -> Result<Vec<AclEntry>, ApiError> {
+        self.post(&format!("{}/{tenant}/acls/delete", paths::TENANTS), filter, None).await
+    }
+
     pub async fn quorum_status(&self) -> Result<QuorumStatus, ApiError> {
         self.get(paths::QUORUM).await
     }

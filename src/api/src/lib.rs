@@ -41,7 +41,9 @@ pub mod paths {
     pub const BROKER_TOPIC: &str = "/v1/topics";
     /// Tenants of the cell (GET lists, POST [`crate::CreateTenant`]); `/{tenant}` (id or name)
     /// with GET or DELETE; `/{tenant}/api-keys` with GET or POST [`crate::CreateApiKey`];
-    /// `/{tenant}/api-keys/{key}` with DELETE. Every method needs the token: key listings
+    /// `/{tenant}/api-keys/{key}` with DELETE; `/{tenant}/acls` with GET or POST
+    /// [`crate::AclEntry`]s, `/{tenant}/acls/delete` with POST [`crate::AclEntryFilter`].
+    /// Every method needs the token: key listings
     /// are not public.
     pub const TENANTS: &str = "/v1/tenants";
     /// Fault injection: POST cuts a broker off from its cell, DELETE heals it.

@@ -220,6 +220,53 @@ impl std::fmt::Debug for ApiKeyCreated {
     }
 }
 
+/// An ACL as operators write it: Kafka's names (`TOPIC`, `PREFIXED`, `READ`, `ALLOW`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclEntry {
+    pub resource_type: String,
+    pub resource_name: String,
+    #[serde(default = "literal")]
+    pub pattern_type: String,
+    pub principal: String,
+    #[serde(default = "any_host")]
+    pub host: String,
+    pub operation: String,
+    #[serde(default = "allow")]
+    pub permission: String,
+}
+
+fn literal() -> String {
+    "LITERAL".into()
+}
+
+fn any_host() -> String {
+    "*".into()
+}
+
+fn allow() -> String {
+    "ALLOW".into()
+}
+
+/// Which ACLs to delete: absent fields match any (Kafka's filter; `MATCH` as pattern type
+/// takes every ACL that applies to the named resource).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclEntryFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

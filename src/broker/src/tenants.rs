@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use kora_api::{
-    ApiKeyCreated, ApiKeyInfo, Bootstrap, CreateApiKey, CreateTenant, ErrorBody, TenantCreated, TenantInfo,
+    AclEntry, AclEntryFilter, ApiKeyCreated, ApiKeyInfo, Bootstrap, CreateApiKey, CreateTenant, ErrorBody,
+    TenantCreated, TenantInfo,
 };
 use kora_auth::scram::{Mechanism, ScramCredential};
 use kora_common::entropy::ALPHANUMERIC;
@@ -299,6 +300,142 @@ async fn delete_key(
     }
 }
 
+fn parse_enum<T: Copy + 'static>(
+    values: &[T],
+    name: impl Fn(T) -> &'static str,
+    what: &str,
+    s: &str,
+) -> Result<T, Response> {
+    let upper = s.trim().to_ascii_uppercase().replace('-', "_");
+    values
+        .iter()
+        .copied()
+        .find(|v| name(*v) == upper)
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("'{s}' is not a {what}")))
+}
+
+fn binding(e: &AclEntry) -> Result<kora_auth::AclBinding, Response> {
+    use kora_auth::{AclOperation, AclPermission, PatternType, ResourceType};
+    Ok(kora_auth::AclBinding {
+        resource_type: parse_enum(
+            ResourceType::VALUES,
+            ResourceType::name,
+            "resource type",
+            &e.resource_type,
+        )?,
+        resource_name: e.resource_name.clone(),
+        pattern_type: parse_enum(PatternType::VALUES, PatternType::name, "pattern type", &e.pattern_type)?,
+        principal: e.principal.clone(),
+        host: e.host.clone(),
+        operation: parse_enum(AclOperation::VALUES, AclOperation::name, "operation", &e.operation)?,
+        permission: parse_enum(AclPermission::VALUES, AclPermission::name, "permission", &e.permission)?,
+    })
+}
+
+fn entry(b: &kora_auth::AclBinding) -> AclEntry {
+    AclEntry {
+        resource_type: b.resource_type.name().into(),
+        resource_name: b.resource_name.clone(),
+        pattern_type: b.pattern_type.name().into(),
+        principal: b.principal.clone(),
+        host: b.host.clone(),
+        operation: b.operation.name().into(),
+        permission: b.permission.name().into(),
+    }
+}
+
+async fn acls(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) -> Response {
+    let image = a.view.image();
+    let Some(t) = a.find(&image, &tenant) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
+    };
+    let list: Vec<AclEntry> = image.acls.get(&t.id).iter().flat_map(|v| v.iter()).map(entry).collect();
+    Json(list).into_response()
+}
+
+async fn create_acls(
+    State(a): State<Arc<TenantAdmin>>,
+    Path(tenant): Path<String>,
+    Json(req): Json<Vec<AclEntry>>,
+) -> Response {
+    let Some(t) = a.find(&a.view.image(), &tenant) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
+    };
+    let mut bindings = Vec::with_capacity(req.len());
+    for e in &req {
+        match binding(e) {
+            Ok(b) => bindings.push(b),
+            Err(r) => return r,
+        }
+    }
+    match kora_auth::acl::validate_creations(&bindings) {
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Ok(checks) => {
+            if let Some(Err(e)) = checks.into_iter().find(|c| c.is_err()) {
+                return error(StatusCode::BAD_REQUEST, e);
+            }
+        }
+    }
+    let id = t.id.clone();
+    let created: Vec<AclEntry> = bindings.iter().map(entry).collect();
+    match a.view.call(move |c| c.create_acls(Some(&id), bindings)).await {
+        Ok(()) => (StatusCode::CREATED, Json(created)).into_response(),
+        Err(e) => meta_error(e),
+    }
+}
+
+async fn delete_acls(
+    State(a): State<Arc<TenantAdmin>>,
+    Path(tenant): Path<String>,
+    Json(f): Json<AclEntryFilter>,
+) -> Response {
+    use kora_auth::{AclOperation, AclPermission, PatternType, ResourceType};
+    let Some(t) = a.find(&a.view.image(), &tenant) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
+    };
+    let or_any = |v: &Option<String>| v.clone().unwrap_or_else(|| "ANY".into());
+    let filter = (|| -> Result<kora_auth::AclFilter, Response> {
+        Ok(kora_auth::AclFilter {
+            resource_type: parse_enum(
+                ResourceType::VALUES,
+                ResourceType::name,
+                "resource type",
+                &or_any(&f.resource_type),
+            )?,
+            resource_name: f.resource_name.clone(),
+            pattern_type: parse_enum(
+                PatternType::VALUES,
+                PatternType::name,
+                "pattern type",
+                &or_any(&f.pattern_type),
+            )?,
+            principal: f.principal.clone(),
+            host: f.host.clone(),
+            operation: parse_enum(
+                AclOperation::VALUES,
+                AclOperation::name,
+                "operation",
+                &or_any(&f.operation),
+            )?,
+            permission: parse_enum(
+                AclPermission::VALUES,
+                AclPermission::name,
+                "permission",
+                &or_any(&f.permission),
+            )?,
+        })
+    })();
+    let filter = match filter {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let id = t.id.clone();
+    match a.view.call(move |c| c.delete_acls(Some(&id), vec![filter])).await {
+        Ok(m) => Json(m.iter().flatten().map(entry).collect::<Vec<_>>()).into_response(),
+        Err(e) => meta_error(e),
+    }
+}
+
 /// The routes, to merge into the admin router (behind its token check).
 pub fn routes(a: Arc<TenantAdmin>) -> Router {
     let p = kora_api::paths::TENANTS;
@@ -307,5 +444,7 @@ pub fn routes(a: Arc<TenantAdmin>) -> Router {
         .route(&format!("{p}/{{tenant}}"), get(describe).delete(remove))
         .route(&format!("{p}/{{tenant}}/api-keys"), get(keys).post(create_key))
         .route(&format!("{p}/{{tenant}}/api-keys/{{key}}"), delete(delete_key))
+        .route(&format!("{p}/{{tenant}}/acls"), get(acls).post(create_acls))
+        .route(&format!("{p}/{{tenant}}/acls/delete"), axum::routing::post(delete_acls))
         .with_state(a)
 }
