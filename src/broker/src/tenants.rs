@@ -305,16 +305,16 @@ fn parse_enum<T: Copy + 'static>(
     name: impl Fn(T) -> &'static str,
     what: &str,
     s: &str,
-) -> Result<T, Response> {
+) -> Result<T, String> {
     let upper = s.trim().to_ascii_uppercase().replace('-', "_");
     values
         .iter()
         .copied()
         .find(|v| name(*v) == upper)
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("'{s}' is not a {what}")))
+        .ok_or_else(|| format!("'{s}' is not a {what}"))
 }
 
-fn binding(e: &AclEntry) -> Result<kora_auth::AclBinding, Response> {
+fn binding(e: &AclEntry) -> Result<kora_auth::AclBinding, String> {
     use kora_auth::{AclOperation, AclPermission, PatternType, ResourceType};
     Ok(kora_auth::AclBinding {
         resource_type: parse_enum(
@@ -365,7 +365,7 @@ async fn create_acls(
     for e in &req {
         match binding(e) {
             Ok(b) => bindings.push(b),
-            Err(r) => return r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
         }
     }
     match kora_auth::acl::validate_creations(&bindings) {
@@ -394,7 +394,7 @@ async fn delete_acls(
         return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
     };
     let or_any = |v: &Option<String>| v.clone().unwrap_or_else(|| "ANY".into());
-    let filter = (|| -> Result<kora_auth::AclFilter, Response> {
+    let filter = (|| -> Result<kora_auth::AclFilter, String> {
         Ok(kora_auth::AclFilter {
             resource_type: parse_enum(
                 ResourceType::VALUES,
@@ -427,7 +427,7 @@ async fn delete_acls(
     })();
     let filter = match filter {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let id = t.id.clone();
     match a.view.call(move |c| c.delete_acls(Some(&id), vec![filter])).await {
