@@ -341,7 +341,9 @@ fn delete_orphaned_groups(b: &GroupsEdge) {
             *members == 0
                 && kora_common::namespace::owner(g).is_some_and(|t| !image.tenants.contains_key(t.as_str()))
         })
-        .map(|(g, _, _)| kafka_protocol::messages::GroupId(kafka_protocol::protocol::StrBytes::from_string(g)))
+        .map(|(g, _, _)| {
+            kafka_protocol::messages::GroupId(kafka_protocol::protocol::StrBytes::from_string(g))
+        })
         .collect();
     if orphans.is_empty() {
         return;
