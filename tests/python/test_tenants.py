@@ -252,3 +252,45 @@ def test_a_deleted_tenants_groups_go_and_never_reach_a_tenant_with_its_id():
         assert admin.list_consumer_groups().result(30).valid == []
     finally:
         k.stop()
+
+
+def _frame(sock, api, version, corr, body, flexible):
+    import struct
+    header = struct.pack(">hhih", api, version, corr, 4) + b"test" + (b"\x00" if flexible else b"")
+    sock.sendall(struct.pack(">i", len(header + body)) + header + body)
+    size = sock.recv(4)
+    if len(size) < 4:
+        return None  # closed by the broker
+    n = struct.unpack(">i", size)[0]
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def test_a_session_past_connections_max_reauth_ms_is_closed():
+    import socket
+    import struct
+    k = Kora(extra=["--auth", "--set", "connections.max.reauth.ms=1000"])
+    try:
+        key = k.info["api_key"]
+        host, port = k.bootstrap.split(":")
+        s = socket.create_connection((host, int(port)), timeout=10)
+        # Before authentication only ApiVersions and SaslHandshake are served.
+        early = socket.create_connection((host, int(port)), timeout=10)
+        assert _frame(early, 3, 1, 1, struct.pack(">i", -1), False) is None, "Metadata before SASL must close"
+        mech = b"PLAIN"
+        assert _frame(s, 17, 1, 1, struct.pack(">h", len(mech)) + mech, False)[4:6] == b"\x00\x00"
+        token = b"\x00" + key["key"].encode() + b"\x00" + key["secret"].encode()
+        resp = _frame(s, 36, 2, 2, bytes([len(token) + 1]) + token + b"\x00", True)
+        assert resp[5:7] == b"\x00\x00", resp
+        # SaslAuthenticate v1+ ends with session_lifetime_ms (then the tagged fields).
+        assert struct.unpack(">q", resp[-9:-1])[0] == 1000
+        assert _frame(s, 3, 1, 3, struct.pack(">i", -1), False) is not None, "within the session"
+        time.sleep(1.5)
+        assert _frame(s, 3, 1, 4, struct.pack(">i", -1), False) is None, "an expired session must close"
+    finally:
+        k.stop()

@@ -55,15 +55,7 @@ pub fn scram_secrets(
         let mut salt = [0u8; SALT_BYTES];
         entropy.fill(&mut salt);
         let c = ScramCredential::from_password(m, password, &salt, ITERATIONS)?;
-        out.insert(
-            m.name().to_string(),
-            ScramSecret {
-                salt: c.salt,
-                stored_key: c.stored_key,
-                server_key: c.server_key,
-                iterations: c.iterations,
-            },
-        );
+        out.insert(m.name().to_string(), ScramSecret::from(c));
     }
     Ok(out)
 }
@@ -307,11 +299,7 @@ fn parse_enum<T: Copy + 'static>(
     s: &str,
 ) -> Result<T, String> {
     let upper = s.trim().to_ascii_uppercase().replace('-', "_");
-    values
-        .iter()
-        .copied()
-        .find(|v| name(*v) == upper)
-        .ok_or_else(|| format!("'{s}' is not a {what}"))
+    values.iter().copied().find(|v| name(*v) == upper).ok_or_else(|| format!("'{s}' is not a {what}"))
 }
 
 fn binding(e: &AclEntry) -> Result<kora_auth::AclBinding, String> {

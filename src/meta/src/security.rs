@@ -53,6 +53,30 @@ impl std::fmt::Debug for ScramSecret {
     }
 }
 
+impl From<kora_auth::scram::ScramCredential> for ScramSecret {
+    fn from(c: kora_auth::scram::ScramCredential) -> Self {
+        ScramSecret {
+            salt: c.salt,
+            stored_key: c.stored_key,
+            server_key: c.server_key,
+            iterations: c.iterations,
+        }
+    }
+}
+
+impl ScramSecret {
+    /// The secret as `mechanism`'s credential, for the SASL exchange.
+    pub fn credential(&self, mechanism: kora_auth::scram::Mechanism) -> kora_auth::scram::ScramCredential {
+        kora_auth::scram::ScramCredential {
+            mechanism,
+            salt: self.salt.clone(),
+            stored_key: self.stored_key.clone(),
+            server_key: self.server_key.clone(),
+            iterations: self.iterations,
+        }
+    }
+}
+
 /// What a credential authenticates as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

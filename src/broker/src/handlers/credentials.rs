@@ -190,15 +190,7 @@ pub(crate) async fn alter(
             let Some(m) = Mechanism::from_kafka_type(u.mechanism) else { continue };
             let iterations = u32::try_from(u.iterations).unwrap_or(0);
             match ScramCredential::from_salted_password(m, &u.salt, &u.salted_password, iterations) {
-                Ok(c) => change.0.push((
-                    m.name().to_string(),
-                    ScramSecret {
-                        salt: c.salt,
-                        stored_key: c.stored_key,
-                        server_key: c.server_key,
-                        iterations: c.iterations,
-                    },
-                )),
+                Ok(c) => change.0.push((m.name().to_string(), ScramSecret::from(c))),
                 Err(e) => refused = Some(e.to_string()),
             }
         }

@@ -222,14 +222,7 @@ fn verify_plain(c: &Credential, password: &str) -> bool {
 }
 
 fn scram_credential(c: &Credential, m: Mechanism) -> Option<ScramCredential> {
-    let s = c.scram.get(m.name())?;
-    Some(ScramCredential {
-        mechanism: m,
-        salt: s.salt.clone(),
-        stored_key: s.stored_key.clone(),
-        server_key: s.server_key.clone(),
-        iterations: s.iterations,
-    })
+    c.scram.get(m.name()).map(|s| s.credential(m))
 }
 
 /// The exchange succeeded: the connection is `c`'s.
