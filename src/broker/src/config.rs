@@ -11,40 +11,10 @@ use std::path::{Path, PathBuf};
 use kora_common::topic_config::topic_config_def_by_synonym;
 use kora_common::TopicConfig;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigFileError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path} is not valid TOML: {message}")]
-    Syntax { path: String, message: String },
-    #[error("unknown config key '{0}' (see docs/configuration.md)")]
-    UnknownKey(String),
-    /// A topic-level name where a broker key belongs (Kafka's broker defaults of topic
-    /// configs have their own names).
-    #[error("'{topic_key}' is a topic config; its broker-wide default is '{broker_key}' (see docs/configuration.md)")]
-    TopicKey { topic_key: String, broker_key: String },
-    #[error("invalid value for '{key}': {reason}")]
-    Invalid { key: String, reason: String },
-}
+pub use crate::config_types::{Advertised, ConfigFileError};
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigFileError {
     ConfigFileError::Invalid { key: key.to_string(), reason: reason.into() }
-}
-
-/// A host and port clients are told to connect to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Advertised {
-    pub host: String,
-    pub port: u16,
-}
-
-impl Advertised {
-    /// What to advertise for a listener: its own address, or 127.0.0.1 for a wildcard bind.
-    pub fn for_listener(addr: SocketAddr) -> Self {
-        let ip = addr.ip();
-        let host = if ip.is_unspecified() { "127.0.0.1".to_string() } else { ip.to_string() };
-        Advertised { host, port: addr.port() }
-    }
 }
 
 /// Every broker setting, typed. Kafka names in the docs of each field.
@@ -66,7 +36,7 @@ pub struct BrokerConfig {
     pub sasl: crate::listeners::SaslConfig,
     /// authorizer.class.name, allow.everyone.if.no.acl.found: ACLs of the default namespace
     /// (tenants' ACLs always apply to their keys that are not admin).
-    pub authorizer: crate::handlers::authz::AuthorizerSettings,
+    pub authorizer: crate::listeners::AuthorizerSettings,
     /// admin.listeners: HTTP for /metrics and /health.
     pub admin_listener: SocketAddr,
     /// admin.token.file (Kora): the operator token, read once at start. Required of every
@@ -204,7 +174,7 @@ impl Default for BrokerConfig {
                 tls: None,
             }],
             sasl: crate::listeners::SaslConfig::default(),
-            authorizer: crate::handlers::authz::AuthorizerSettings::default(),
+            authorizer: crate::listeners::AuthorizerSettings::default(),
             admin_listener: ([127, 0, 0, 1], 9644).into(),
             auto_create_topics_enable: true,
             num_partitions: 1,

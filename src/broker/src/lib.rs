@@ -17,6 +17,7 @@ pub mod admin;
 pub mod broker;
 pub mod cell;
 pub mod config;
+mod config_types;
 pub mod edge;
 pub mod errors;
 pub mod faults;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kora_tls::{keys, ServerTls, TlsError, TlsSettings};
 
-use crate::config::{Advertised, ConfigFileError};
+use crate::config_types::{Advertised, ConfigFileError};
 
 /// Kafka's security protocols (`listener.security.protocol.map` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +176,15 @@ impl Default for SaslConfig {
             super_users: Vec::new(),
         }
     }
+}
+
+/// The broker's authorizer settings for the default namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorizerSettings {
+    /// authorizer.class.name set: the default namespace is checked against its ACLs.
+    pub enabled: bool,
+    /// allow.everyone.if.no.acl.found
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigFileError {

@@ -20,14 +20,7 @@ use parking_lot::Mutex;
 
 use crate::edge::ConnectionContext;
 
-/// The broker's authorizer settings for the default namespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuthorizerSettings {
-    /// authorizer.class.name set: the default namespace is checked against its ACLs.
-    pub enabled: bool,
-    /// allow.everyone.if.no.acl.found
-    pub allow_everyone_if_no_acl_found: bool,
-}
+pub(crate) use crate::listeners::AuthorizerSettings;
 
 /// What a request may do.
 #[derive(Debug, Clone)]
