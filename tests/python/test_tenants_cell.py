@@ -1,6 +1,6 @@
 """Tenants in a 3-broker cell (`kora cell up --auth`): tenants, API keys, SCRAM users and ACLs
 are metadata records of the cell's quorum, so every broker authenticates and authorizes
-the same way, and they survive the loss of the metadata leader and a restart of the cell."""
+the same way, and they survive kill -9 of the metadata leader and a restart of the cell."""
 import json
 import os
 import signal
@@ -80,7 +80,7 @@ def read_all(c, topic, group, n):
     return got
 
 
-def test_tenants_keys_users_and_acls_survive_failover_and_restart():
+def test_tenants_keys_users_and_acls_survive_metadata_failover_and_restart():
     with tempfile.TemporaryDirectory() as root:
         cell = Cell(root)
         try:
@@ -105,10 +105,11 @@ def test_tenants_keys_users_and_acls_survive_failover_and_restart():
             reader = conf(sasl, f"{key['tenant']}~reader", "reader-pw", "SCRAM-SHA-256")
             assert len(read_all(reader, "orders", "readers", 100)) == 100
 
-            # The metadata leader and a broker die: the others still know every credential and ACL.
+            # The metadata leader dies: the other voters elect a new one, and every broker still
+            # knows every credential and ACL (reads) and takes new ones (writes through the new
+            # leader). Broker failover itself is cell.rs's subject.
             cell.kill("voters", cell.leader_voter())
-            cell.kill("brokers", 1)
-            survivors = ",".join(sasl.split(",")[1:])
+            survivors = sasl
             assert cell.cli("tenant", "describe", "acme", admin=1)["api_keys"] == 1
             moved = {**reader, "bootstrap.servers": survivors}
             assert read_all(moved, "orders", "readers-2", 1) == [], "no ACL for group readers-2"
@@ -116,7 +117,7 @@ def test_tenants_keys_users_and_acls_survive_failover_and_restart():
             second = cell.cli("apikey", "create", "--tenant", "acme", admin=2)
             produced = Producer({**conf(survivors, second["key"], second["secret"]), "acks": "all"})
             produced.produce("orders", b"after-failover")
-            assert produced.flush(60) == 0
+            assert produced.flush(120) == 0
         finally:
             cell.stop()
 

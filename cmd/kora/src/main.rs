@@ -313,8 +313,9 @@ async fn run(config: BrokerConfig, output: Output, dev: bool, dev_auth: bool) ->
                 Some(k) => {
                     println!("  SASL required:     tenant {} (dev); clients log in with PLAIN or SCRAM-SHA-256/512", k.tenant);
                     tenant::print_key(k);
+                    let protocol = handle.broker.config.listeners[0].protocol.name();
                     println!(
-                        "Try: kcat -b {bootstrap} -X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=PLAIN -X sasl.username={} -X sasl.password={} -L",
+                        "Try: kcat -b {bootstrap} -X security.protocol={protocol} -X sasl.mechanisms=PLAIN -X sasl.username={} -X sasl.password={} -L",
                         k.key, k.secret
                     );
                 }
