@@ -736,7 +736,7 @@ impl Scope<'_> {
                 t.name.0.is_empty() || self.topic_out(&mut t.name)
             }),
             ResponseKind::OffsetFetch(r) => {
-                if self.denied_groups.iter().any(|_| r.groups.is_empty()) {
+                if !self.denied_groups.is_empty() && r.groups.is_empty() {
                     r.error_code = GROUP_DENIED;
                     r.topics.clear();
                 }
