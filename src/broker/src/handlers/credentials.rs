@@ -3,8 +3,9 @@
 //!
 //! A tenant's user `alice` logs in as `<tenant id>~alice` (see `kora_meta::security`); the
 //! client names and sees `alice`. API keys hold SCRAM secrets too but are not users here:
-//! they are neither listed nor alterable. DESCRIBE (ALTER) on the cluster is needed, as in
-//! Kafka: a tenant's admin keys have it, its other principals through its ACLs.
+//! they are neither listed nor alterable, and no user may take a key's name. DESCRIBE
+//! (ALTER) on the cluster is needed, as in Kafka: a tenant's admin keys have it, its other
+//! principals through its ACLs.
 
 use std::collections::HashSet;
 
@@ -48,6 +49,16 @@ fn infos(c: &Credential) -> Vec<CredentialInfo> {
 
 fn is_user_of(c: &Credential, ns: &Namespace) -> bool {
     matches!(c.identity, Identity::ScramUser) && c.tenant == tenant_of(ns)
+}
+
+const API_KEY_NAME: &str = "this name belongs to an API key";
+
+/// Whether `name` is one of the namespace's API keys. A tenant's key logs in as its id and its
+/// user `name` as `<tenant>~name`, so the logins differ, but both are `User:<name>` in the
+/// tenant's ACLs: a user named like a key would hold the key's grants. (In the default
+/// namespace the logins are the same and the controller refuses: CredentialExists.)
+fn is_api_key_of(image: &kora_meta::MetadataImage, name: &str, ns: &Namespace) -> bool {
+    image.credentials.get(name).is_some_and(|c| c.is_api_key() && c.tenant == tenant_of(ns))
 }
 
 pub(crate) fn describe(
@@ -203,6 +214,10 @@ pub(crate) async fn alter(
             .filter_map(|d| Mechanism::from_kafka_type(d.mechanism))
             .map(|m| m.name().to_string())
             .collect();
+        if !change.0.is_empty() && is_api_key_of(&sec.view.image(), user, &ctx.namespace) {
+            results.push(result(user, ResponseError::UnacceptableCredential, API_KEY_NAME));
+            continue;
+        }
         let login = match ctx.namespace.scope(user) {
             Ok(l) => l,
             Err(e) => {
@@ -221,7 +236,7 @@ pub(crate) async fn alter(
                 "Attempt to delete a user credential that does not exist",
             ),
             Err(MetaError::CredentialExists(_)) => {
-                result(user, ResponseError::UnacceptableCredential, "this name belongs to an API key")
+                result(user, ResponseError::UnacceptableCredential, API_KEY_NAME)
             }
             Err(e) => result(user, ResponseError::UnknownServerError, &e.to_string()),
         });
