@@ -294,3 +294,34 @@ def test_a_session_past_connections_max_reauth_ms_is_closed():
         assert _frame(s, 3, 1, 4, struct.pack(">i", -1), False) is None, "an expired session must close"
     finally:
         k.stop()
+
+
+def test_a_tenant_cannot_fetch_as_a_follower(kora):
+    """A follower's fetch (a replica id) moves high watermarks and the ISR: it needs CLUSTER_ACTION,
+    which no tenant principal has. Sent raw, with a tenant's admin key: TOPIC_AUTHORIZATION_FAILED
+    for every partition, while the same fetch as a consumer (replica id -1) reads."""
+    import socket
+    import struct
+    key = new_tenant(kora, "follower-impostor")
+    produce(sasl(kora, key), "orders", [b"one"])
+    host, port = kora.bootstrap.split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    mech = b"PLAIN"
+    assert _frame(s, 17, 1, 1, struct.pack(">h", len(mech)) + mech, False)[4:6] == b"\x00\x00"
+    token = b"\x00" + key["key"].encode() + b"\x00" + key["secret"].encode()
+    assert _frame(s, 36, 2, 2, bytes([len(token) + 1]) + token + b"\x00", True)[5:7] == b"\x00\x00"
+
+    def fetch(replica_id, corr):
+        topic = b"orders"
+        body = struct.pack(">iiiib", replica_id, 0, 0, 1 << 20, 0)
+        body += struct.pack(">ih", 1, len(topic)) + topic + struct.pack(">iiqi", 1, 0, 0, 1 << 20)
+        resp = _frame(s, 1, 4, corr, body, False)
+        assert resp is not None, "the connection was closed"
+        # correlation id, throttle_time_ms, [responses]: topic, [partitions]: index, error_code
+        n = struct.unpack(">h", resp[12:14])[0]
+        assert resp[14:14 + n] == topic
+        partitions, index, error = struct.unpack(">iih", resp[14 + n:14 + n + 10])
+        return partitions, index, error
+
+    assert fetch(-1, 3) == (1, 0, 0), "a consumer's fetch reads"
+    assert fetch(1, 4) == (1, 0, 29), "a follower's fetch from a tenant is refused"

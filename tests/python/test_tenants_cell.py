@@ -7,6 +7,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient, NewTopic,
@@ -80,6 +81,15 @@ def read_all(c, topic, group, n):
     return got
 
 
+def replication_bytes_in(admin_url):
+    """What a broker's /metrics says it appended as a follower."""
+    with urllib.request.urlopen(f"{admin_url}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("kora_replication_bytes_in"):
+                return float(line.split()[-1])
+    raise AssertionError(f"{admin_url}/metrics has no kora_replication_bytes_in")
+
+
 def test_tenants_keys_users_and_acls_survive_metadata_failover_and_restart():
     with tempfile.TemporaryDirectory() as root:
         cell = Cell(root)
@@ -87,7 +97,9 @@ def test_tenants_keys_users_and_acls_survive_metadata_failover_and_restart():
             sasl = cell.info["sasl_bootstrap"]
             created = cell.cli("tenant", "create", "acme")
             key = created["api_key"]
-            assert {b["security_protocol"] for b in created["tenant"]["bootstrap"]} == {"PLAINTEXT", "SASL_PLAINTEXT"}
+            # Both listeners need a login: the inter-broker one (brokers log in to each other with
+            # SCRAM-SHA-512 as a listener-local user) and the clients' one.
+            assert [b["security_protocol"] for b in created["tenant"]["bootstrap"]] == ["SASL_PLAINTEXT"] * 2
             admin = AdminClient(conf(sasl, key["key"], key["secret"]))
             admin.create_topics([NewTopic("orders", 3, 3)])["orders"].result(60)
             info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096)
@@ -102,6 +114,15 @@ def test_tenants_keys_users_and_acls_survive_metadata_failover_and_restart():
             for i in range(100):
                 p.produce("orders", f"m{i}".encode())
             assert p.flush(60) == 0
+            # The followers replicate over the authenticated inter-broker listener: every broker
+            # follows two of the three partitions and has appended their records as a follower.
+            deadline = time.time() + 60
+            while True:
+                appended = [replication_bytes_in(b["admin"]) for b in cell.info["brokers"]]
+                if all(n > 0 for n in appended):
+                    break
+                assert time.time() < deadline, f"bytes appended as a follower, per broker: {appended}"
+                time.sleep(0.5)
             reader = conf(sasl, f"{key['tenant']}~reader", "reader-pw", "SCRAM-SHA-256")
             assert len(read_all(reader, "orders", "readers", 100)) == 100
 

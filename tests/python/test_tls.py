@@ -2,8 +2,8 @@
 ssl.client.auth=required, set per listener) and RELOADING (SSL with its own keystore file, re-read
 every 200 ms). Real clients: confluent-kafka (librdkafka) and kafka-python, and Python's ssl module
 to look at the certificate a listener serves. Then a cell (one voter, two brokers) whose clients use
-TLS while its brokers replicate over the PLAINTEXT inter-broker listener. Certificates are made with
-the openssl CLI."""
+TLS while its brokers replicate over a SASL_SSL inter-broker listener that requires their client
+certificates (SCRAM-SHA-512 inside mutual TLS). Certificates are made with the openssl CLI."""
 import os
 import shutil
 import signal
@@ -34,6 +34,11 @@ class Pki:
         # Kafka's PEM keystore file: the private key and the certificate chain in one file.
         self.server = self.keystore("server", "/CN=kora-server")
         self.reloading = self.keystore("reloading", "/CN=reload-1")
+        # A broker's certificate serves its listeners and is its client certificate when it dials
+        # another broker: both uses.
+        self.broker = self.keystore("broker", "/CN=kora-broker", both=True)
+        self.broker_cert = self.path("broker.crt")
+        self.broker_key = self.path("broker.key")
         self.client_cert, self.client_key = self.leaf("client", "/C=US/O=Acme/OU=eng/CN=alice", server=False)
         self.rogue_cert, self.rogue_key = self.leaf("rogue", "/CN=mallory", server=False, ca="other-ca")
 
@@ -50,20 +55,21 @@ class Pki:
                      "-addext", "keyUsage=critical,keyCertSign,cRLSign")
         return self.path(f"{name}.crt")
 
-    def leaf(self, name, subject, server=True, ca="ca"):
+    def leaf(self, name, subject, server=True, ca="ca", both=False):
         key, csr, cert, ext = (self.path(f"{name}.{x}") for x in ("key", "csr", "crt", "ext"))
         self.openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc",
                      "-keyout", key, "-out", csr, "-subj", subject)
         with open(ext, "w") as f:
             f.write("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n")
-            f.write("extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n" if server
+            usage = "serverAuth,clientAuth" if both else "serverAuth"
+            f.write(f"extendedKeyUsage={usage}\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n" if server
                     else "extendedKeyUsage=clientAuth\n")
         self.openssl("x509", "-req", "-in", csr, "-CA", self.path(f"{ca}.crt"), "-CAkey", self.path(f"{ca}.key"),
                      "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext)
         return cert, key
 
-    def keystore(self, name, subject, into=None):
-        cert, key = self.leaf(name, subject)
+    def keystore(self, name, subject, into=None, both=False):
+        cert, key = self.leaf(name, subject, both=both)
         path = into or self.path(f"{name}.pem")
         tmp = path + ".new"
         with open(tmp, "w") as f:
@@ -257,9 +263,19 @@ def test_a_tls_listener_without_a_keystore_does_not_start():
     assert "ssl.keystore.location" in p.stderr and "listener SSL" in p.stderr, p.stderr
 
 
-def test_a_cell_serves_tls_clients_while_brokers_replicate_in_plaintext(pki):
-    """One voter and two brokers: clients on an SSL listener, replication on the PLAINTEXT
-    inter-broker listener (Kora's inter-broker clients have no TLS yet)."""
+def metric(admin, name):
+    import urllib.request
+    with urllib.request.urlopen(f"http://{admin}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name):
+                return float(line.split()[-1])
+    raise AssertionError(f"{admin}/metrics has no {name}")
+
+
+def test_a_cell_serves_tls_clients_and_replicates_over_authenticated_tls(pki):
+    """One voter and two brokers: clients on an SSL listener; replication on a SASL_SSL
+    inter-broker listener that requires a client certificate, brokers logging in with
+    SCRAM-SHA-512 as a listener-local user. Nobody else gets in there."""
     from confluent_kafka.admin import NewTopic
     tmp = tempfile.TemporaryDirectory()
     d = tmp.name
@@ -269,7 +285,10 @@ def test_a_cell_serves_tls_clients_while_brokers_replicate_in_plaintext(pki):
     os.chmod(token, 0o600)
     env = {**os.environ, "KORA_CONFIG_DIR": os.path.join(d, "config")}
     voter = f"127.0.0.1:{free_port()}"
-    procs, clients = [], []
+    procs, clients, brokers, admins = [], [], [], []
+    secret = "inter-broker-" + os.urandom(8).hex()
+    jaas = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
+            f'username=\\"broker\\" password=\\"{secret}\\" user_broker=\\"{secret}\\";')
     logs = []
 
     def spawn(name, args):
@@ -282,16 +301,24 @@ def test_a_cell_serves_tls_clients_while_brokers_replicate_in_plaintext(pki):
         spawn("voter", ["meta", "--node-id", "1001", "--listen", voter, "--data-dir", os.path.join(d, "voter"),
                         "--voters", f"1001@{voter}", "--token-file", token])
         for node in (1, 2):
-            client = f"127.0.0.1:{free_port()}"
+            client, broker, admin = (f"127.0.0.1:{free_port()}" for _ in range(3))
             clients.append(client)
+            brokers.append(broker)
+            admins.append(admin)
             config = os.path.join(d, f"broker-{node}.toml")
             with open(config, "w") as f:
                 f.write(f'''node.id = {node}
 data.dir = "{os.path.join(d, f"broker-{node}")}"
-listeners = "BROKER://127.0.0.1:{free_port()},CLIENT://{client}"
-listener.security.protocol.map = "BROKER:PLAINTEXT,CLIENT:SSL"
+listeners = "BROKER://{broker},CLIENT://{client}"
+listener.security.protocol.map = "BROKER:SASL_SSL,CLIENT:SSL"
 inter.broker.listener.name = "BROKER"
-admin.listeners = "127.0.0.1:0"
+sasl.mechanism.inter.broker.protocol = "SCRAM-SHA-512"
+"listener.name.broker.scram-sha-512.sasl.jaas.config" = "{jaas}"
+"listener.name.broker.ssl.keystore.location" = "{pki.broker}"
+"listener.name.broker.ssl.truststore.location" = "{pki.ca}"
+"listener.name.broker.ssl.client.auth" = "required"
+super.users = "User:broker"
+admin.listeners = "{admin}"
 admin.token.file = "{token}"
 controller.quorum.voters = "1001@{voter}"
 ssl.keystore.location = "{pki.server}"
@@ -317,6 +344,20 @@ ssl.keystore.location = "{pki.server}"
         assert sorted(consume(conf, "replicated", "cell-group", 4)) == [b"r1", b"r2", b"r3", b"r4"]
         md = admin.list_topics(topic="replicated", timeout=10).topics["replicated"]
         assert all(sorted(p.isrs) == [1, 2] for p in md.partitions.values()), md.partitions
+        # Each broker follows one partition and appended its records as a follower.
+        deadline = time.time() + 30
+        while not all(metric(a, "kora_replication_bytes_in") > 0 for a in admins):
+            assert time.time() < deadline, [metric(a, "kora_replication_bytes_in") for a in admins]
+            time.sleep(0.3)
+        # The inter-broker listener: the brokers' login with their certificate works; without a
+        # certificate, or with the right certificate and a wrong password, nothing does.
+        ib = {"bootstrap.servers": brokers[0], "security.protocol": "SASL_SSL", "ssl.ca.location": pki.ca,
+              "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "broker", "sasl.password": secret,
+              "ssl.certificate.location": pki.broker_cert, "ssl.key.location": pki.broker_key}
+        assert "replicated" in AdminClient(ib).list_topics(timeout=10).topics
+        no_cert = {k: v for k, v in ib.items() if k not in ("ssl.certificate.location", "ssl.key.location")}
+        refused(no_cert, "certificate required", "SSL handshake failed", "Disconnected")
+        refused({**ib, "sasl.password": "wrong"}, "Authentication failed")
     finally:
         for p in reversed(procs):
             if p.poll() is None:

@@ -250,12 +250,16 @@ pub(crate) fn run(cmd: CellCommand, output: Output, access: &Access) -> Result<(
     }
 }
 
+/// The principal brokers of an `--auth` cell log in to each other as.
+const INTER_BROKER_USER: &str = "broker";
+
 /// A broker's config file: Kafka names, values from the layout, then `--set` overrides.
 fn broker_config(
     a: &UpArgs,
     b: &Member,
     voter_list: &str,
     token_file: &Path,
+    inter_broker_secret: Option<&str>,
     extra: &[(String, String)],
 ) -> Result<String> {
     let dir = a.data_dir.join(format!("broker-{}", b.id));
@@ -269,12 +273,23 @@ fn broker_config(
         if b.client.is_empty() {
             bail!("{} was laid out without --auth; use another --data-dir", a.data_dir.display());
         }
+        let Some(secret) = inter_broker_secret else { bail!("--auth without an inter-broker secret") };
         set("listeners", toml::Value::String(format!("BROKER://{},CLIENT://{}", b.address, b.client)));
         set(
             "listener.security.protocol.map",
-            toml::Value::String("BROKER:PLAINTEXT,CLIENT:SASL_PLAINTEXT".into()),
+            toml::Value::String("BROKER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT".into()),
         );
         set("inter.broker.listener.name", toml::Value::String("BROKER".into()));
+        // Brokers log in to each other with SCRAM-SHA-512 as the listener-local user `broker`
+        // (the secret never crosses the wire), which may do anything in the default namespace.
+        set("sasl.mechanism.inter.broker.protocol", toml::Value::String("SCRAM-SHA-512".into()));
+        set(
+            "listener.name.broker.scram-sha-512.sasl.jaas.config",
+            toml::Value::String(format!(
+                "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{INTER_BROKER_USER}\" password=\"{secret}\" user_{INTER_BROKER_USER}=\"{secret}\";"
+            )),
+        );
+        set("super.users", toml::Value::String(format!("User:{INTER_BROKER_USER}")));
     } else {
         set("listeners", toml::Value::String(b.address.clone()));
     }
@@ -287,6 +302,23 @@ fn broker_config(
         set(k, toml::Value::String(v.clone()));
     }
     Ok(toml::to_string(&t)?)
+}
+
+/// Writes a file only its owner may read (a broker's config may hold its inter-broker password).
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // An existing file keeps its mode on open: set it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 fn up(a: UpArgs, output: Output, access: &Access) -> Result<()> {
@@ -308,6 +340,13 @@ fn up(a: UpArgs, output: Output, access: &Access) -> Result<()> {
             kora_api::Token::load_or_create(&f, &mut rand::rng())?;
             f
         }
+    };
+    // --auth: the password of the brokers' inter-broker login, made once per cell.
+    let inter_broker_secret = match a.auth {
+        true => {
+            Some(kora_api::Token::load_or_create(&a.data_dir.join("inter-broker.secret"), &mut rand::rng())?)
+        }
+        false => None,
     };
     let voter_list = l.voters.iter().map(|v| format!("{}@{}", v.id, v.address)).collect::<Vec<_>>().join(",");
     let mut procs = Vec::new();
@@ -332,9 +371,16 @@ fn up(a: UpArgs, output: Output, access: &Access) -> Result<()> {
         procs.push(spawn(&format!("voter {}", v.id), &args, &logs.join(format!("voter-{}.log", v.id)))?);
     }
     for b in &l.brokers {
-        let cfg = broker_config(&a, b, &voter_list, &token_file, &extra)?;
+        let cfg = broker_config(
+            &a,
+            b,
+            &voter_list,
+            &token_file,
+            inter_broker_secret.as_ref().map(|t| t.secret()),
+            &extra,
+        )?;
         let path = a.data_dir.join(format!("broker-{}.toml", b.id));
-        std::fs::write(&path, cfg).with_context(|| format!("cannot write {}", path.display()))?;
+        write_private(&path, &cfg)?;
         let args: Vec<String> = vec!["broker".into(), "--config".into(), path.display().to_string()];
         procs.push(spawn(&format!("broker {}", b.id), &args, &logs.join(format!("broker-{}.log", b.id)))?);
     }
@@ -354,10 +400,21 @@ fn up(a: UpArgs, output: Output, access: &Access) -> Result<()> {
     // Serving means registered: every broker is in the cell's metadata.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let want = l.brokers.len();
+    // With --auth every listener needs a login: the brokers' own.
+    let security = kora_client::ClientSecurity {
+        sasl: inter_broker_secret.as_ref().map(|t| kora_client::SaslLogin {
+            mechanism: kora_client::SaslMechanism::Scram(kora_client::ScramMechanism::Sha512),
+            username: INTER_BROKER_USER.into(),
+            password: t.secret().into(),
+        }),
+        ..Default::default()
+    };
     let registered = rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(mut admin) = kora_client::Admin::connect(&bootstrap, Duration::from_secs(2)).await {
+            if let Ok(mut admin) =
+                kora_client::Admin::connect_with(&bootstrap, Duration::from_secs(2), security.clone()).await
+            {
                 if admin.describe_cluster().await.is_ok_and(|d| d.brokers.len() == want) {
                     return true;
                 }

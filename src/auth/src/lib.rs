@@ -3,9 +3,11 @@
 //!
 //! - [`plain`]: RFC 4616 PLAIN, with Kafka's checks and error texts.
 //! - [`scram`]: RFC 5802 / RFC 7677 SCRAM-SHA-256 and SCRAM-SHA-512, the server side of the
-//!   exchange, and the credentials a broker stores (salt, StoredKey, ServerKey, iterations:
+//!   exchange and the client side (a broker dialling another), and the credentials a broker stores (salt, StoredKey, ServerKey, iterations:
 //!   never the password), derived either from a password or, as AlterUserScramCredentials
 //!   (KIP-554) sends it, from a client-computed salted password.
+//! - [`jaas`]: Kafka's `sasl.jaas.config` values (a broker's inter-broker login and its
+//!   listener-local PLAIN users).
 //! - [`acl`]: Kafka's ACL semantics as its KRaft `StandardAuthorizer` applies them: bindings
 //!   and CreateAcls' checks, DescribeAcls / DeleteAcls filters, and an indexed [`Authorizer`].
 //!
@@ -13,6 +15,7 @@
 //! credentials and ACLs up in the metadata image; this crate knows nothing of either.
 
 pub mod acl;
+pub mod jaas;
 pub mod plain;
 pub mod scram;
 

@@ -359,30 +359,165 @@ impl ScramServer {
     }
 }
 
+/// RFC 5802's saslname, encoded: `,` is `=2C` and `=` is `=3D`.
+fn encode_saslname(s: &str) -> String {
+    s.replace('=', "=3D").replace(',', "=2C")
+}
+
+#[derive(Debug)]
+enum ClientState {
+    Start,
+    SentFirst { client_first_bare: String, client_nonce: String },
+    SentFinal { server_signature: Vec<u8> },
+    Done,
+    Failed,
+}
+
+/// One SCRAM exchange, client side, as Kafka clients run it (no channel binding, no
+/// authorization id): a broker dialling another broker over a SASL inter-broker listener.
+/// The password stays in this value only; a server that cannot prove it knows the password's
+/// keys (`v=` of server-final) fails the exchange.
+pub struct ScramClient {
+    mechanism: Mechanism,
+    username: String,
+    password: String,
+    state: ClientState,
+}
+
+impl std::fmt::Debug for ScramClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramClient")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScramClient {
+    pub fn new(mechanism: Mechanism, username: &str, password: &str) -> Self {
+        Self {
+            mechanism,
+            username: username.to_string(),
+            password: password.to_string(),
+            state: ClientState::Start,
+        }
+    }
+
+    fn failed(&mut self, why: &str) -> AuthError {
+        self.state = ClientState::Failed;
+        AuthError::Malformed(format!("{}: {why}", self.mechanism.name()))
+    }
+
+    /// client-first; `client_nonce` is fresh randomness from the caller (printable, no `,`).
+    pub fn client_first(&mut self, client_nonce: &str) -> Result<Vec<u8>, AuthError> {
+        if !matches!(self.state, ClientState::Start) {
+            return Err(self.failed("client-first sent twice"));
+        }
+        if !valid_nonce(client_nonce) {
+            return Err(self.failed("the client nonce must be printable and without ','"));
+        }
+        let bare = format!("n={},r={client_nonce}", encode_saslname(&self.username));
+        let message = format!("n,,{bare}").into_bytes();
+        self.state =
+            ClientState::SentFirst { client_first_bare: bare, client_nonce: client_nonce.to_string() };
+        Ok(message)
+    }
+
+    /// Takes server-first, answers client-final with the proof. Iterations outside Kafka's
+    /// bounds are refused, so a server cannot make this client burn CPU.
+    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, AuthError> {
+        let state = std::mem::replace(&mut self.state, ClientState::Failed);
+        let ClientState::SentFirst { client_first_bare, client_nonce } = state else {
+            return Err(self.failed("server-first out of order"));
+        };
+        let Ok(text) = std::str::from_utf8(server_first) else {
+            return Err(self.failed("server-first is not UTF-8"));
+        };
+        if let Some(e) = text.strip_prefix("e=") {
+            return Err(self.failed(&format!("the server refused: {e}")));
+        }
+        let mut fields = text.split(',');
+        let mut field = fields.next();
+        if field.is_some_and(|f| f.starts_with("m=")) {
+            return Err(self.failed("the server requires an extension this client does not know"));
+        }
+        let Some(nonce) = field.take().and_then(|f| f.strip_prefix("r=")).filter(|n| valid_nonce(n)) else {
+            return Err(self.failed("server-first has no nonce"));
+        };
+        if !nonce.starts_with(&client_nonce) || nonce.len() == client_nonce.len() {
+            return Err(self.failed("the server's nonce does not extend the client's"));
+        }
+        let Some(salt) = fields.next().and_then(|f| f.strip_prefix("s=")).and_then(|s| B64.decode(s).ok())
+        else {
+            return Err(self.failed("server-first has no salt"));
+        };
+        let Some(iterations) =
+            fields.next().and_then(|f| f.strip_prefix("i=")).and_then(|i| i.parse::<u32>().ok())
+        else {
+            return Err(self.failed("server-first has no iteration count"));
+        };
+        if salt.is_empty() || check_iterations(iterations).is_err() {
+            return Err(self.failed(&format!("unacceptable salt or iteration count {iterations}")));
+        }
+        let m = self.mechanism;
+        let salted = m.salted_password(self.password.as_bytes(), &salt, iterations);
+        let client_key = m.hmac(&salted, b"Client Key");
+        let stored_key = m.hash(&client_key);
+        // c= is the GS2 header "n,," in base64.
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{client_first_bare},{text},{without_proof}");
+        let signature = m.hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let server_key = m.hmac(&salted, b"Server Key");
+        self.state =
+            ClientState::SentFinal { server_signature: m.hmac(&server_key, auth_message.as_bytes()) };
+        Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
+    }
+
+    /// Takes server-final: the server proved it holds this password's ServerKey.
+    pub fn server_final(&mut self, message: &[u8]) -> Result<(), AuthError> {
+        let state = std::mem::replace(&mut self.state, ClientState::Failed);
+        let ClientState::SentFinal { server_signature } = state else {
+            return Err(self.failed("server-final out of order"));
+        };
+        let Ok(text) = std::str::from_utf8(message) else {
+            return Err(self.failed("server-final is not UTF-8"));
+        };
+        if let Some(e) = text.strip_prefix("e=") {
+            return Err(self.failed(&format!("the server refused: {e}")));
+        }
+        let theirs = text.strip_prefix("v=").and_then(|v| B64.decode(v).ok()).unwrap_or_default();
+        if !bool::from(theirs.ct_eq(&server_signature)) {
+            return Err(self.failed("the server's signature is wrong: it does not know this password"));
+        }
+        self.state = ClientState::Done;
+        Ok(())
+    }
+
+    /// The exchange finished and the server proved itself.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, ClientState::Done)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A client, for the tests only: RFC 5802's client side over the same primitives.
+    /// client-final for a client-first-bare of `n=<user>,r=<nonce>` and `server_first`, and
+    /// the client that sent it (to check server-final).
     fn client_final(
         m: Mechanism,
         password: &str,
         client_first_bare: &str,
         server_first: &str,
-    ) -> (String, Vec<u8>) {
-        let fields: Vec<&str> = server_first.split(',').collect();
-        let nonce = fields[0].strip_prefix("r=").expect("r");
-        let salt = B64.decode(fields[1].strip_prefix("s=").expect("s")).expect("b64");
-        let iterations: u32 = fields[2].strip_prefix("i=").expect("i").parse().expect("int");
-        let salted = m.salted_password(password.as_bytes(), &salt, iterations);
-        let client_key = m.hmac(&salted, b"Client Key");
-        let stored_key = m.hash(&client_key);
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth = format!("{client_first_bare},{server_first},{without_proof}");
-        let sig = m.hmac(&stored_key, auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
-        let server_key = m.hmac(&salted, b"Server Key");
-        (format!("{without_proof},p={}", B64.encode(proof)), m.hmac(&server_key, auth.as_bytes()))
+    ) -> (String, ScramClient) {
+        let (user, nonce) = client_first_bare.split_once(",r=").expect("bare");
+        let mut c = ScramClient::new(m, user.strip_prefix("n=").expect("n="), password);
+        c.client_first(nonce).expect("client-first");
+        let last = c.client_final(server_first.as_bytes()).expect("client-final");
+        (String::from_utf8(last).expect("utf8"), c)
     }
 
     /// RFC 7677 section 3: user "user", password "pencil".
@@ -424,11 +559,12 @@ mod tests {
             let first =
                 s.client_first(format!("n,,{bare}").as_bytes(), "servernonce456", |_| Some(cred.clone()));
             let first = String::from_utf8(first.expect("first")).expect("utf8");
-            let (last, server_sig) = client_final(Mechanism::Sha512, password, bare, &first);
+            let (last, mut client) = client_final(Mechanism::Sha512, password, bare, &first);
             match s.client_final(last.as_bytes()) {
                 Ok((v, user)) => {
                     assert!(ok, "a wrong password was accepted");
-                    assert_eq!(v, format!("v={}", B64.encode(server_sig)).into_bytes());
+                    client.server_final(&v).expect("the server's signature");
+                    assert!(client.is_done());
                     assert_eq!(user, "alice");
                 }
                 Err(e) => {
@@ -514,6 +650,46 @@ mod tests {
         assert!(
             !format!("{:?}", ScramCredential::from_password(m, "pw", b"salt", 4096)).contains("stored_key")
         );
+    }
+
+    #[test]
+    fn client_and_server_agree_and_the_client_checks_the_server() {
+        for m in Mechanism::ALL {
+            let user = "cell,broker=1";
+            let cred = ScramCredential::from_password(m, "pw", b"salt", 4096).expect("cred");
+            let mut client = ScramClient::new(m, user, "pw");
+            let mut server = ScramServer::new(m);
+            let first = client.client_first("cnonce").expect("first");
+            assert_eq!(first, b"n,,n=cell=2Cbroker=3D1,r=cnonce");
+            let reply =
+                server.client_first(&first, "snonce", |u| (u == user).then(|| cred.clone())).expect("sf");
+            let last = client.client_final(&reply).expect("cf");
+            let (v, who) = server.client_final(&last).expect("sfinal");
+            assert_eq!(who, user);
+            client.server_final(&v).expect("verified");
+            assert!(client.is_done() && server.is_done());
+
+            // A server that does not know the password cannot answer server-final.
+            let mut client = ScramClient::new(m, user, "pw");
+            client.client_first("cnonce").expect("first");
+            client.client_final(b"r=cnonceX,s=c2FsdA==,i=4096").expect("cf");
+            assert!(client.server_final(b"v=AAAA").is_err());
+            assert!(!client.is_done());
+        }
+        let refused = |server_first: &[u8]| {
+            let mut c = ScramClient::new(Mechanism::Sha256, "u", "pw");
+            c.client_first("abc").expect("first");
+            c.client_final(server_first).is_err()
+        };
+        assert!(refused(b"r=xyz,s=c2FsdA==,i=4096"), "a nonce not extending the client's");
+        assert!(refused(b"r=abc,s=c2FsdA==,i=4096"), "a nonce the server added nothing to");
+        assert!(refused(b"r=abcd,s=c2FsdA==,i=100000000"), "iterations beyond Kafka's bound");
+        assert!(refused(b"r=abcd,s=,i=4096"), "an empty salt");
+        assert!(refused(b"e=unknown-user"), "the server's error");
+        assert!(refused(b"m=ext,r=abcd,s=c2FsdA==,i=4096"), "a mandatory extension");
+        let mut c = ScramClient::new(Mechanism::Sha256, "u", "pw");
+        assert!(c.client_first("a,b").is_err(), "a nonce with ','");
+        assert!(!format!("{c:?}").contains("pw"), "Debug shows no password");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     /// Authorizers of the namespaces' ACLs.
     pub(crate) authz: crate::handlers::authz::Authz,
+    /// Users of SASL listeners' JAAS entries (`user_<name>`), derived at start-up.
+    pub(crate) listener_users: crate::inter_broker::ListenerUsers,
     /// Randomness for SASL nonces, salts and secrets.
     pub entropy: Arc<dyn kora_common::Entropy>,
     /// The group coordinator (every group: a single-node cell coordinates them all).

@@ -32,8 +32,12 @@ pub struct BrokerConfig {
     /// listeners, advertised.listeners, listener.security.protocol.map,
     /// inter.broker.listener.name: every Kafka listener, the inter-broker one first.
     pub listeners: Vec<crate::listeners::ListenerConfig>,
-    /// sasl.enabled.mechanisms, connections.max.reauth.ms, super.users.
+    /// sasl.enabled.mechanisms, connections.max.reauth.ms, super.users,
+    /// sasl.mechanism.inter.broker.protocol.
     pub sasl: crate::listeners::SaslConfig,
+    /// How this broker dials the inter-broker listener of its cell's other brokers (its own
+    /// listener's protocol, keystore, truststore and JAAS login); PLAINTEXT outside a cell.
+    pub inter_broker: crate::inter_broker::InterBrokerClient,
     /// authorizer.class.name, allow.everyone.if.no.acl.found: ACLs of the default namespace
     /// (tenants' ACLs always apply to their keys that are not admin).
     pub authorizer: crate::listeners::AuthorizerSettings,
@@ -172,8 +176,10 @@ impl Default for BrokerConfig {
                 bind: listener,
                 advertised: Advertised::for_listener(listener),
                 tls: None,
+                jaas: Vec::new(),
             }],
             sasl: crate::listeners::SaslConfig::default(),
+            inter_broker: crate::inter_broker::InterBrokerClient::default(),
             authorizer: crate::listeners::AuthorizerSettings::default(),
             admin_listener: ([127, 0, 0, 1], 9644).into(),
             auto_create_topics_enable: true,
@@ -220,6 +226,10 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("sasl.enabled.mechanisms", "SASL mechanisms served: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512."),
     ("connections.max.reauth.ms", "Longest SASL session before the client must re-authenticate (0: none)."),
     ("super.users", "Principals allowed everything, User:name separated by ';'."),
+    (
+        "sasl.mechanism.inter.broker.protocol",
+        "SASL mechanism brokers of a cell log in to each other with (default PLAIN).",
+    ),
     ("ssl.keystore.type", "Keystore type of TLS listeners: PEM (the only one)."),
     ("ssl.keystore.location", "PEM file with a TLS listener's private key and certificate chain."),
     ("ssl.keystore.certificate.chain", "A TLS listener's certificate chain, inline PEM."),
@@ -521,6 +531,7 @@ impl BrokerConfig {
                 | "sasl.enabled.mechanisms"
                 | "connections.max.reauth.ms"
                 | "super.users"
+                | "sasl.mechanism.inter.broker.protocol"
                 | "ssl.keystore.type"
                 | "ssl.keystore.location"
                 | "ssl.keystore.certificate.chain"
@@ -740,6 +751,10 @@ impl BrokerConfig {
             ));
         }
         c.sasl = crate::listeners::parse_sasl(flat)?;
+        if c.cell.is_some() {
+            // Reads the inter-broker listener's certificate files.
+            c.inter_broker = crate::inter_broker::client(&c.listeners, &c.sasl)?;
+        }
         Ok(c)
     }
 }

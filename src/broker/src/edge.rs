@@ -86,6 +86,9 @@ pub struct ConnectionContext {
     pub authentication: Authentication,
     /// The credential it authenticated with (its role: tenant admin or ACL-limited).
     pub credential: Option<Arc<kora_meta::Credential>>,
+    /// The credential is a listener-local user of the listener's JAAS entry, not a stored one
+    /// (so not one the metadata can delete).
+    pub listener_user: bool,
 }
 
 impl ConnectionContext {
@@ -104,6 +107,7 @@ impl ConnectionContext {
                 Authentication::NotRequired
             },
             credential: None,
+            listener_user: false,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod faults;
 pub mod fetch_session;
 pub mod groups;
 pub(crate) mod handlers;
+pub mod inter_broker;
 pub mod listeners;
 pub mod log_sync;
 pub mod metrics;

@@ -55,7 +55,7 @@ impl SecurityProtocol {
 }
 
 /// The SASL mechanisms Kora serves (`sasl.enabled.mechanisms`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SaslMechanism {
     Plain,
     ScramSha256,
@@ -77,6 +77,29 @@ impl SaslMechanism {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == s.trim())
     }
+
+    /// The JAAS login module Kafka configures for it (`sasl.jaas.config`).
+    pub fn login_module(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "org.apache.kafka.common.security.plain.PlainLoginModule",
+            SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
+                "org.apache.kafka.common.security.scram.ScramLoginModule"
+            }
+        }
+    }
+
+    /// The client-side mechanism of kora-client.
+    pub fn client(self) -> kora_client::SaslMechanism {
+        match self {
+            SaslMechanism::Plain => kora_client::SaslMechanism::Plain,
+            SaslMechanism::ScramSha256 => {
+                kora_client::SaslMechanism::Scram(kora_auth::scram::Mechanism::Sha256)
+            }
+            SaslMechanism::ScramSha512 => {
+                kora_client::SaslMechanism::Scram(kora_auth::scram::Mechanism::Sha512)
+            }
+        }
+    }
 }
 
 /// One Kafka listener.
@@ -90,6 +113,9 @@ pub struct ListenerConfig {
     pub advertised: Advertised,
     /// The TLS side of an SSL or SASL_SSL listener; None on the others.
     pub tls: Option<ListenerTls>,
+    /// A SASL listener's `listener.name.<name>.<mechanism>.sasl.jaas.config`, by mechanism: the
+    /// inter-broker login (`username`, `password`) and listener-local users (`user_<name>`).
+    pub jaas: Vec<(SaslMechanism, kora_auth::jaas::JaasConfig)>,
 }
 
 /// Kora's own setting: how often a TLS listener re-reads its certificate files (0: never).
@@ -166,6 +192,9 @@ pub struct SaslConfig {
     pub connections_max_reauth_ms: u64,
     /// super.users: principals (`User:admin`) of the default namespace allowed everything.
     pub super_users: Vec<String>,
+    /// sasl.mechanism.inter.broker.protocol: how brokers of a cell log in to each other on a
+    /// SASL inter-broker listener (PLAIN by default).
+    pub inter_broker_mechanism: SaslMechanism,
 }
 
 impl Default for SaslConfig {
@@ -174,6 +203,7 @@ impl Default for SaslConfig {
             mechanisms: SaslMechanism::ALL.to_vec(),
             connections_max_reauth_ms: 0,
             super_users: Vec::new(),
+            inter_broker_mechanism: SaslMechanism::Plain,
         }
     }
 }
@@ -289,7 +319,14 @@ pub(crate) fn parse_listeners(
             Some((_, h, p)) => Advertised { host: h.clone(), port: *p },
             None => Advertised::for_listener(bind),
         };
-        out.push(ListenerConfig { name: name.clone(), protocol, bind, advertised, tls: None });
+        out.push(ListenerConfig {
+            name: name.clone(),
+            protocol,
+            bind,
+            advertised,
+            tls: None,
+            jaas: Vec::new(),
+        });
     }
     if let Some((n, _, _)) = advertised.iter().find(|(n, _, _)| !out.iter().any(|l| l.name == *n)) {
         return Err(invalid("advertised.listeners", format!("{n} is not in listeners")));
@@ -302,24 +339,15 @@ pub(crate) fn parse_listeners(
             .ok_or_else(|| invalid("inter.broker.listener.name", format!("{name} is not in listeners")))?;
         out.swap(0, i);
     }
-    if flat.contains_key("controller.quorum.voters") && out[0].protocol.tls() {
-        // Replication and the cell's other broker-to-broker calls dial the inter-broker
-        // listener without TLS.
-        return Err(invalid(
-            "inter.broker.listener.name",
-            format!(
-                "listener {} is {}: brokers of a cell reach each other without TLS for now; name a PLAINTEXT listener here (TLS listeners may serve clients)",
-                out[0].name,
-                out[0].protocol.name()
-            ),
-        ));
-    }
     let mut binds: Vec<SocketAddr> = out.iter().map(|l| l.bind).filter(|a| a.port() != 0).collect();
     binds.sort();
     if binds.windows(2).any(|w| w[0] == w[1]) {
         return Err(invalid("listeners", "two listeners bind the same address"));
     }
     check_per_listener_keys(flat, &out)?;
+    for l in out.iter_mut().filter(|l| l.protocol.sasl()) {
+        l.jaas = listener_jaas(flat, &l.name)?;
+    }
     // Last: this reads the certificate files.
     for l in out.iter_mut().filter(|l| l.protocol.tls()) {
         l.tls = Some(listener_tls(flat, &l.name, l.protocol)?);
@@ -350,10 +378,27 @@ fn check_per_listener_keys(
                 ),
             ));
         }
+        if let Some(mechanism) = setting.strip_suffix(JAAS_SUFFIX) {
+            if !SaslMechanism::ALL.iter().any(|m| m.name().eq_ignore_ascii_case(mechanism)) {
+                return Err(invalid(
+                    key,
+                    format!("'{mechanism}' is not a SASL mechanism Kora serves (plain, scram-sha-256, scram-sha-512)"),
+                ));
+            }
+            if !l.protocol.sasl() {
+                return Err(invalid(
+                    key,
+                    format!("listener {} is {}: it has no SASL settings", l.name, l.protocol.name()),
+                ));
+            }
+            continue;
+        }
         if !SSL_KEYS.contains(&setting) {
             return Err(invalid(
                 key,
-                format!("'{setting}' cannot be set per listener (Kora reads ssl.* settings per listener)"),
+                format!(
+                    "'{setting}' cannot be set per listener (Kora reads ssl.* and <mechanism>.sasl.jaas.config settings per listener)"
+                ),
             ));
         }
         if !l.protocol.tls() {
@@ -364,6 +409,33 @@ fn check_per_listener_keys(
         }
     }
     Ok(())
+}
+
+/// `.sasl.jaas.config` after a mechanism's lower-case name, in a per-listener key.
+const JAAS_SUFFIX: &str = ".sasl.jaas.config";
+
+/// A SASL listener's JAAS settings, one per mechanism, each naming that mechanism's login module.
+fn listener_jaas(
+    flat: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Vec<(SaslMechanism, kora_auth::jaas::JaasConfig)>, ConfigFileError> {
+    let mut out = Vec::new();
+    for m in SaslMechanism::ALL {
+        let key = format!("{}{}{JAAS_SUFFIX}", listener_prefix(name), m.name().to_ascii_lowercase());
+        let Some(v) = flat.get(&key) else { continue };
+        let jaas = kora_auth::jaas::parse(v).map_err(|e| invalid(&key, e.to_string()))?;
+        if jaas.login_module != m.login_module() {
+            return Err(invalid(
+                &key,
+                format!("{} is not {}'s login module ({})", jaas.login_module, m.name(), m.login_module()),
+            ));
+        }
+        if let Some((user, _)) = jaas.users().find(|(_, pw)| pw.is_empty()) {
+            return Err(invalid(&key, format!("user_{user} has an empty password")));
+        }
+        out.push((m, jaas));
+    }
+    Ok(out)
 }
 
 /// A TLS listener's settings, Kafka's rule: each `listener.name.<name>.ssl.*` setting wins over
@@ -433,7 +505,10 @@ fn listener_tls(
 
 /// The SASL settings.
 pub(crate) fn parse_sasl(flat: &BTreeMap<String, String>) -> Result<SaslConfig, ConfigFileError> {
-    let mut c = SaslConfig::default();
+    let mut c = SaslConfig {
+        inter_broker_mechanism: crate::inter_broker::parse_mechanism(flat)?,
+        ..SaslConfig::default()
+    };
     if let Some(v) = flat.get("sasl.enabled.mechanisms") {
         const KEY: &str = "sasl.enabled.mechanisms";
         c.mechanisms = Vec::new();
@@ -638,9 +713,36 @@ mod tests {
             ),
             (vec![ssl, ("listener.name.ssl", "x")], "listener.name.ssl", "expected"),
             (
-                vec![ssl, store, ("controller.quorum.voters", "1@127.0.0.1:2")],
-                "inter.broker.listener.name",
-                "PLAINTEXT",
+                vec![("listener.name.plaintext.plain.sasl.jaas.config", "x required;")],
+                "listener.name.plaintext.plain.sasl.jaas.config",
+                "no SASL settings",
+            ),
+            (
+                vec![
+                    ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+                    ("listener.name.sasl_plaintext.gssapi.sasl.jaas.config", "x required;"),
+                ],
+                "listener.name.sasl_plaintext.gssapi.sasl.jaas.config",
+                "not a SASL mechanism",
+            ),
+            (
+                vec![
+                    ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+                    (
+                        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config",
+                        "org.apache.kafka.common.security.plain.PlainLoginModule required;",
+                    ),
+                ],
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config",
+                "ScramLoginModule",
+            ),
+            (
+                vec![
+                    ("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+                    ("listener.name.sasl_plaintext.plain.sasl.jaas.config", "x required username=\"a"),
+                ],
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config",
+                "not closed",
             ),
         ] {
             let e = parse_listeners(&flat(&pairs)).expect_err("refused");

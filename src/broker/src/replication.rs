@@ -166,6 +166,9 @@ pub struct ReplicaHandles {
     pub controller: Arc<kora_meta::Controller>,
     pub metrics: Arc<Metrics>,
     pub faults: Arc<Faults>,
+    /// How fetchers dial leaders: the inter-broker listener's TLS and SASL login.
+    pub inter_broker: crate::inter_broker::InterBrokerClient,
+    pub entropy: Arc<dyn kora_common::Entropy>,
 }
 
 #[derive(Debug)]
@@ -563,6 +566,8 @@ async fn fetcher(r: Arc<Replication>, leader: i32) {
     let cfg = r.config.clone();
     let backoff = Duration::from_millis(cfg.fetch_backoff_ms.max(10));
     let mut conn: Option<kora_client::Connection> = None;
+    // When the connection's SASL session must be renewed (KIP-368): a new connection then.
+    let mut renew_at: Option<std::time::Instant> = None;
     // Partitions that answered an error wait until this time (or a new epoch).
     let mut paused: HashMap<PartitionKey, (i32, std::time::Instant)> = HashMap::new();
     loop {
@@ -608,12 +613,27 @@ async fn fetcher(r: Arc<Replication>, leader: i32) {
             r.clock.sleep(backoff).await;
             continue;
         };
-        if conn.as_ref().is_none_or(|c| c.addr() != addr) {
+        if conn.as_ref().is_none_or(|c| c.addr() != addr) || renew_at.is_some_and(|at| now >= at) {
             let timeout = Duration::from_millis(cfg.fetch_wait_max_ms) + Duration::from_secs(10);
-            match kora_client::Connection::connect(&addr, &format!("kora-replica-{}", r.node_id), timeout)
-                .await
-            {
-                Ok(c) => conn = Some(c),
+            let security = r.h.inter_broker.security(r.h.entropy.clone());
+            let client_id = format!("kora-replica-{}", r.node_id);
+            match kora_client::Connection::connect_with(&addr, &client_id, timeout, &security).await {
+                Ok(c) => {
+                    // Renewed at 85% of the session's lifetime, as Kafka clients re-authenticate
+                    // between 85% and 95%: a long poll then still ends inside the session.
+                    renew_at = (c.session_lifetime_ms() > 0).then(|| {
+                        r.clock.now() + Duration::from_millis(c.session_lifetime_ms() as u64 * 85 / 100)
+                    });
+                    conn = Some(c);
+                }
+                Err(e @ kora_client::ClientError::Authentication { .. })
+                | Err(e @ kora_client::ClientError::Tls { .. }) => {
+                    // Misconfigured credentials or certificates: an operator must see it.
+                    tracing::warn!(leader, %addr, error = %e, "cannot log in to the leader on the inter-broker listener");
+                    conn = None;
+                    r.clock.sleep(backoff.max(Duration::from_secs(1))).await;
+                    continue;
+                }
                 Err(e) => {
                     tracing::debug!(leader, %addr, error = %e, "cannot reach leader");
                     r.clock.sleep(backoff).await;
@@ -808,6 +828,8 @@ mod tests {
             controller: Arc::new(kora_meta::Controller::open(&dir.join("meta"), config).expect("controller")),
             metrics: Arc::new(Metrics::new()),
             faults: Arc::new(Faults::new(false)),
+            inter_broker: Default::default(),
+            entropy: Arc::new(kora_common::OsEntropy),
         }
     }
 

@@ -128,6 +128,7 @@ impl Broker {
         let metrics = Arc::new(Metrics::new());
         let view = crate::view::View::new(controller.clone(), config.node_id);
         let log_sync = Arc::new(crate::log_sync::LogSync::new(logs.clone(), view.clone(), known));
+        let entropy: Arc<dyn kora_common::Entropy> = Arc::new(kora_common::OsEntropy);
         let replication = Arc::new(crate::replication::Replication::new(
             config.node_id,
             config.replication.clone(),
@@ -137,6 +138,8 @@ impl Broker {
                 controller: controller.clone(),
                 metrics: metrics.clone(),
                 faults: faults.clone(),
+                inter_broker: config.inter_broker.clone(),
+                entropy: entropy.clone(),
             },
         ));
         let group_edge = Arc::new(crate::groups::GroupsEdge::new(
@@ -168,8 +171,9 @@ impl Broker {
             logs: logs.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
-            entropy: Arc::new(kora_common::OsEntropy),
+            entropy: entropy.clone(),
             authz: crate::handlers::authz::Authz::new(config.authorizer.clone(), &config.sasl.super_users),
+            listener_users: crate::inter_broker::ListenerUsers::derive(&config.listeners, &*entropy),
             groups: groups.clone(),
             group_edge: group_edge.clone(),
             tiering,
@@ -218,6 +222,10 @@ impl Broker {
                     tasks.push(tokio::spawn(tls.server.clone().watch(every, shutdown_rx.clone())));
                 }
             }
+        }
+        // So are the ones this broker dials its cell's other brokers with.
+        if let (Some(tls), Some(every)) = (&config.inter_broker.tls, config.inter_broker.reload_interval) {
+            tasks.push(tokio::spawn(tls.clone().watch(every, shutdown_rx.clone())));
         }
         {
             let mut rx = shutdown_rx.clone();

@@ -122,17 +122,32 @@ pub struct Admin {
     brokers: BTreeMap<i32, String>,
     leaders: BTreeMap<(String, i32), i32>,
     timeout: Duration,
+    security: crate::ClientSecurity,
 }
 
 impl Admin {
     /// Connects to the first reachable address of a comma-separated bootstrap list.
     pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Self, ClientError> {
+        Self::connect_with(bootstrap, timeout, crate::ClientSecurity::default()).await
+    }
+
+    /// As [`Admin::connect`], every connection secured (and logged in) with `security`.
+    pub async fn connect_with(
+        bootstrap: &str,
+        timeout: Duration,
+        security: crate::ClientSecurity,
+    ) -> Result<Self, ClientError> {
         let mut last = None;
         for addr in bootstrap.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            match Connection::connect(addr, CLIENT_ID, timeout).await {
+            match Connection::connect_with(addr, CLIENT_ID, timeout, &security).await {
                 Ok(c) => {
-                    let mut a =
-                        Admin { bootstrap: c, brokers: BTreeMap::new(), leaders: BTreeMap::new(), timeout };
+                    let mut a = Admin {
+                        bootstrap: c,
+                        brokers: BTreeMap::new(),
+                        leaders: BTreeMap::new(),
+                        timeout,
+                        security,
+                    };
                     a.refresh_metadata().await?;
                     return Ok(a);
                 }
@@ -163,7 +178,7 @@ impl Admin {
             addr: self.bootstrap.addr().into(),
             message: format!("broker {node} is not in the metadata"),
         })?;
-        Connection::connect(&addr, CLIENT_ID, self.timeout).await
+        Connection::connect_with(&addr, CLIENT_ID, self.timeout, &self.security).await
     }
 
     /// Brokers (with racks) and every partition's leader, replicas and ISR, from Metadata.

@@ -17,7 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod admin;
+mod security;
 pub use admin::{Admin, BrokerInfo, ClusterDescription, PartitionInfo, Reassignment};
+pub use kora_auth::scram::Mechanism as ScramMechanism;
+use security::Stream;
+pub use security::{ClientSecurity, SaslLogin, SaslMechanism};
 
 /// Largest response accepted (a describe of a huge cluster stays far below).
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
@@ -37,27 +41,45 @@ pub enum ClientError {
     GroupNotFound(String),
     #[error("{addr} does not support {api:?} v{want} (it serves v{min}..=v{max})")]
     Unsupported { addr: String, api: ApiKey, want: i16, min: i16, max: i16 },
+    #[error("{addr}: TLS: {message}")]
+    Tls { addr: String, message: String },
+    #[error("{addr}: SASL authentication failed: {message}")]
+    Authentication { addr: String, message: String },
 }
 
 /// One connection to one broker.
 #[derive(Debug)]
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     correlation_id: i32,
     client_id: StrBytes,
     timeout: Duration,
     versions: HashMap<i16, (i16, i16)>,
+    /// What SaslAuthenticate said (KIP-368): the session ends this long after it (0: never).
+    session_lifetime_ms: i64,
 }
 
 impl Connection {
-    /// Connects and learns the broker's API versions.
+    /// Connects to a PLAINTEXT listener and learns the broker's API versions.
     pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Self, ClientError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        Self::connect_with(addr, client_id, timeout, &ClientSecurity::default()).await
+    }
+
+    /// Connects with `security` (TLS, then SASL, as the listener's protocol says), learns the
+    /// broker's API versions and, on a SASL listener, authenticates.
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        security: &ClientSecurity,
+    ) -> Result<Self, ClientError> {
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout { addr: addr.into(), what: "connect".into(), timeout })?
             .map_err(|source| ClientError::Connect { addr: addr.into(), source })?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream = security.wrap(addr, tcp, timeout).await?;
         let mut c = Connection {
             addr: addr.to_string(),
             stream,
@@ -65,17 +87,27 @@ impl Connection {
             client_id: StrBytes::from_string(client_id.to_string()),
             timeout,
             versions: HashMap::new(),
+            session_lifetime_ms: 0,
         };
         let resp: ApiVersionsResponse = c.send_at(&ApiVersionsRequest::default(), 0).await?;
         if resp.error_code != 0 {
             return Err(c.protocol(format!("ApiVersions failed with error {}", resp.error_code)));
         }
         c.versions = resp.api_keys.iter().map(|k| (k.api_key, (k.min_version, k.max_version))).collect();
+        if let Some(login) = &security.sasl {
+            security::authenticate(&mut c, login, &*security.entropy).await?;
+        }
         Ok(c)
     }
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// How long after authenticating the server ends this connection's SASL session unless it
+    /// re-authenticates (KIP-368); 0: never. Owners reconnect before then.
+    pub fn session_lifetime_ms(&self) -> i64 {
+        self.session_lifetime_ms
     }
 
     fn protocol(&self, message: String) -> ClientError {

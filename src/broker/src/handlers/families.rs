@@ -31,10 +31,12 @@ use crate::replication::Replication;
 use crate::tiering::Tiering;
 use crate::view::View;
 
-/// SASL authentication: credentials from the image, nonces from the entropy seam.
+/// SASL authentication: credentials from the listener's JAAS users, then the image; nonces
+/// from the entropy seam.
 pub(crate) struct Security<'a> {
     pub(crate) view: &'a View,
     pub(crate) sasl: &'a crate::listeners::SaslConfig,
+    pub(crate) listener_users: &'a crate::inter_broker::ListenerUsers,
     pub(crate) clock: &'a dyn Clock,
     pub(crate) entropy: &'a dyn kora_common::Entropy,
 }
@@ -185,7 +187,13 @@ impl Broker {
     }
 
     pub(crate) fn security(&self) -> Security<'_> {
-        Security { view: &self.view, sasl: &self.config.sasl, clock: &*self.clock, entropy: &*self.entropy }
+        Security {
+            view: &self.view,
+            sasl: &self.config.sasl,
+            listener_users: &self.listener_users,
+            clock: &*self.clock,
+            entropy: &*self.entropy,
+        }
     }
 
     pub(crate) fn catalog<'a>(&'a self, listener: &'a str) -> Catalog<'a> {

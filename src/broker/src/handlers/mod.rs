@@ -135,12 +135,20 @@ async fn dispatch_authenticated(
     }
     let image = b.view.image();
     // A deleted key (or tenant) ends its sessions at their next request.
-    if let Some(c) = &ctx.credential {
+    if let Some(c) = ctx.credential.as_ref().filter(|_| !ctx.listener_user) {
         if !image.credentials.contains_key(&c.login) {
             return Err(format!("the credential of {} was deleted", ctx.principal));
         }
     }
     let gate = b.authz.gate(&image, ctx);
+    // A follower's fetch names the internal partitions of every namespace (a tenant's topics
+    // replicate too): it is not scoped, and `handle` lets only brokers make it.
+    if let RequestKind::Fetch(f) = &req {
+        if fetch::replica_of(f, header.request_api_version).is_some() {
+            drop(image);
+            return handle(b, ctx, &gate, header, req).await;
+        }
+    }
     let mut scope = scope::Scope::new(&ctx.namespace, image, &gate);
     if let Some(answer) = scope.request(&mut req)? {
         return Ok(Some(answer));
@@ -173,6 +181,14 @@ async fn handle(
         }
         RequestKind::Fetch(r) => match fetch::replica_of(&r, v) {
             None => fetch::fetch(&b.reads(), r, v).await.into(),
+            // A follower's fetch moves high watermarks and the ISR: only brokers may send one
+            // (CLUSTER_ACTION on the cluster, as Kafka; never a tenant's principal).
+            Some(_)
+                if ctx.namespace != kora_common::Namespace::Default
+                    || !gate.allows_cluster(kora_auth::AclOperation::ClusterAction) =>
+            {
+                replica_fetch::refused(&r).into()
+            }
             Some(replica) => {
                 // Fault injection cuts peers off both ways: a follower's fetch that arrives
                 // during the cut, or a long poll that was waiting when it began, gets no answer

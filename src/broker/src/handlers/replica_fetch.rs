@@ -144,6 +144,35 @@ fn read_for_replica(
     }
 }
 
+/// A follower's fetch from a principal without CLUSTER_ACTION: every partition it names gets
+/// TOPIC_AUTHORIZATION_FAILED, as Kafka answers.
+pub(super) fn refused(r: &FetchRequest) -> FetchResponse {
+    let code = ResponseError::TopicAuthorizationFailed.code();
+    let responses = r
+        .topics
+        .iter()
+        .map(|t| {
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            PartitionData::default()
+                                .with_partition_index(p.partition)
+                                .with_error_code(code)
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}
+
 pub(super) async fn replica_fetch(
     fl: &Followers<'_>,
     r: FetchRequest,

@@ -1,6 +1,6 @@
 //! SASL at the request edge: SaslHandshake v0-1, SaslAuthenticate v0-2 and KIP-368
-//! re-authentication, over the credentials in the metadata image (kora-auth does the
-//! mechanisms).
+//! re-authentication, over the listener's listener-local users (`crate::inter_broker`) and
+//! then the credentials in the metadata image (kora-auth does the mechanisms).
 //!
 //! A connection on a SASL listener starts in `AwaitingHandshake`, where only ApiVersions and
 //! SaslHandshake are served; anything else closes it, as Kafka does. After SaslHandshake v1
@@ -145,7 +145,11 @@ async fn step(sec: &Security<'_>, ctx: &mut ConnectionContext, token: &[u8]) -> 
         return fail(ctx, "SASL token outside a SASL exchange".into());
     };
     let image = sec.view.image();
-    let lookup = |login: &str| image.credentials.get(login).cloned();
+    // A listener-local user (its JAAS entry) wins over a stored credential of the same name.
+    let listener = ctx.listener.clone();
+    let lookup = |login: &str| {
+        sec.listener_users.get(&listener, mechanism, login).or_else(|| image.credentials.get(login).cloned())
+    };
     match (mechanism, scram) {
         (SaslMechanism::Plain, _) => {
             let parsed = kora_auth::plain::parse(token).map_err(|e| e.to_string());
@@ -243,6 +247,7 @@ fn complete(
     }
     ctx.principal = principal;
     ctx.namespace = namespace;
+    ctx.listener_user = sec.listener_users.holds(&ctx.listener, &c);
     ctx.credential = Some(c);
     let reauth_ms = sec.sasl.connections_max_reauth_ms;
     ctx.authentication = Authentication::Authenticated {
