@@ -14,7 +14,7 @@
 //! cluster (`handlers::replica_fetch`), so the inter-broker principal is one of `super.users`
 //! or has that ACL when `authorizer.class.name` is set.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +25,9 @@ use kora_meta::{Credential, Identity, ScramSecret};
 use kora_tls::ClientTls;
 
 use crate::config_types::ConfigFileError;
-use crate::listeners::{ListenerConfig, SaslConfig, SaslMechanism, SecurityProtocol};
-
-/// Kafka's setting naming the mechanism brokers log in to each other with.
-pub const MECHANISM_KEY: &str = "sasl.mechanism.inter.broker.protocol";
+use crate::listeners::{
+    ListenerConfig, SaslConfig, SaslMechanism, SecurityProtocol, INTER_BROKER_MECHANISM as MECHANISM_KEY,
+};
 
 /// How this broker dials the others of its cell.
 #[derive(Clone)]
@@ -73,17 +72,6 @@ impl InterBrokerClient {
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigFileError {
     ConfigFileError::Invalid { key: key.to_string(), reason: reason.into() }
-}
-
-/// `sasl.mechanism.inter.broker.protocol`: PLAIN by default (Kafka's default, GSSAPI, is not
-/// served).
-pub(crate) fn parse_mechanism(flat: &BTreeMap<String, String>) -> Result<SaslMechanism, ConfigFileError> {
-    match flat.get(MECHANISM_KEY) {
-        None => Ok(SaslMechanism::Plain),
-        Some(v) => SaslMechanism::parse(v).ok_or_else(|| {
-            invalid(MECHANISM_KEY, format!("'{v}' is not served (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"))
-        }),
-    }
 }
 
 /// The client of the inter-broker listener (`listeners[0]`), checked at start-up: a SASL
@@ -222,7 +210,8 @@ impl ListenerUsers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listeners::{parse_listeners, parse_sasl};
+    use crate::listeners::{parse_inter_broker_mechanism as parse_mechanism, parse_listeners, parse_sasl};
+    use std::collections::BTreeMap;
 
     fn flat(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

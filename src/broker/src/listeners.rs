@@ -503,12 +503,29 @@ fn listener_tls(
     Ok(ListenerTls { server: Arc::new(server), reload_interval })
 }
 
+/// Kafka's setting naming the mechanism brokers log in to each other with.
+pub const INTER_BROKER_MECHANISM: &str = "sasl.mechanism.inter.broker.protocol";
+
+/// `sasl.mechanism.inter.broker.protocol`: PLAIN by default (Kafka's default, GSSAPI, is not
+/// served).
+pub(crate) fn parse_inter_broker_mechanism(
+    flat: &BTreeMap<String, String>,
+) -> Result<SaslMechanism, ConfigFileError> {
+    match flat.get(INTER_BROKER_MECHANISM) {
+        None => Ok(SaslMechanism::Plain),
+        Some(v) => SaslMechanism::parse(v).ok_or_else(|| {
+            invalid(
+                INTER_BROKER_MECHANISM,
+                format!("'{v}' is not served (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"),
+            )
+        }),
+    }
+}
+
 /// The SASL settings.
 pub(crate) fn parse_sasl(flat: &BTreeMap<String, String>) -> Result<SaslConfig, ConfigFileError> {
-    let mut c = SaslConfig {
-        inter_broker_mechanism: crate::inter_broker::parse_mechanism(flat)?,
-        ..SaslConfig::default()
-    };
+    let mut c =
+        SaslConfig { inter_broker_mechanism: parse_inter_broker_mechanism(flat)?, ..SaslConfig::default() };
     if let Some(v) = flat.get("sasl.enabled.mechanisms") {
         const KEY: &str = "sasl.enabled.mechanisms";
         c.mechanisms = Vec::new();

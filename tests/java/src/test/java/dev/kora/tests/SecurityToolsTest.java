@@ -114,16 +114,7 @@ class SecurityToolsTest {
 
     /** Reads {@code n} records of {@code topic} as group {@code group}; poll's errors are thrown. */
     static List<String> consume(Properties auth, String topic, String group, int n) {
-        List<String> got = new ArrayList<>();
-        try (KafkaConsumer<String, String> c = TenantsTest.consumer(auth, group)) {
-            c.subscribe(List.of(topic));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while (got.size() < n && System.nanoTime() < deadline) {
-                c.poll(Duration.ofMillis(300)).forEach(r -> got.add(r.value()));
-            }
-            c.commitSync(Duration.ofSeconds(30));
-        }
-        return got;
+        return TenantsTest.consumeAndCommit(auth, topic, group, n);
     }
 
     /** Polls {@code topic} as group {@code group} until poll throws: what it threw. */
