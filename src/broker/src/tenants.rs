@@ -191,7 +191,11 @@ impl TenantAdmin {
             id: id.clone(),
             name: req.name.clone(),
             created_ms: self.clock.now_ms().max(0) as u64,
-            limits: TenantLimits { max_topics: req.max_topics, max_partitions: req.max_partitions },
+            limits: TenantLimits {
+                max_topics: req.max_topics,
+                max_partitions: req.max_partitions,
+                ..Default::default()
+            },
         };
         self.view.call(move |c| c.create_tenant(tenant)).await.map_err(meta_error)?;
         let api_key = if req.api_key && !existed {

@@ -168,6 +168,13 @@ pub enum ControllerRequest {
     DeleteTenant {
         id: String,
     },
+    /// Sets (Some) and removes (None) a tenant's limits and quotas in one step; all or none
+    /// (`validate_only`: checked, not committed). The answer is the tenant as it is after.
+    AlterTenantLimits {
+        id: String,
+        changes: Vec<(String, Option<f64>)>,
+        validate_only: bool,
+    },
     /// Creates (`create_only`: refused if the login exists) or replaces a credential.
     PutCredential {
         credential: crate::security::Credential,
@@ -515,6 +522,9 @@ impl Controller {
                 .map(A::Partition),
             R::CreateTenant { tenant } => self.do_create_tenant(tenant).map(A::Tenant),
             R::DeleteTenant { id } => self.do_delete_tenant(&id).map(|()| A::Done),
+            R::AlterTenantLimits { id, changes, validate_only } => {
+                self.do_alter_tenant_limits(&id, &changes, validate_only).map(A::Tenant)
+            }
             R::PutCredential { credential, create_only } => {
                 self.do_put_credential(credential, create_only).map(|()| A::Done)
             }
@@ -1164,6 +1174,29 @@ impl Controller {
         Ok(tenant)
     }
 
+    fn do_alter_tenant_limits(
+        &self,
+        id: &str,
+        changes: &[(String, Option<f64>)],
+        validate_only: bool,
+    ) -> Result<crate::security::TenantImage, MetaError> {
+        let _w = self.write_lock.lock();
+        let image = self.image();
+        let t = image.tenants.get(id).ok_or_else(|| MetaError::UnknownTenant(id.to_string()))?;
+        let mut limits = t.limits.clone();
+        for (name, value) in changes {
+            let key = crate::security::QuotaKey::parse(name)
+                .ok_or_else(|| MetaError::InvalidRequest(format!("{name} is not a quota Kora knows")))?;
+            limits.set(key, *value).map_err(MetaError::InvalidRequest)?;
+        }
+        let mut after = (**t).clone();
+        after.limits = limits.clone();
+        if !validate_only && limits != t.limits {
+            self.commit(MetadataRecord::SetTenantLimits { id: id.to_string(), limits })?;
+        }
+        Ok(after)
+    }
+
     fn do_delete_tenant(&self, id: &str) -> Result<(), MetaError> {
         let _w = self.write_lock.lock();
         let image = self.image();
@@ -1344,6 +1377,20 @@ impl Controller {
         }
     }
 
+    /// Sets and removes a tenant's limits and quotas by name (`QuotaKey`); all or none.
+    pub fn alter_tenant_limits(
+        &self,
+        id: &str,
+        changes: Vec<(String, Option<f64>)>,
+        validate_only: bool,
+    ) -> Result<crate::security::TenantImage, MetaError> {
+        let req = ControllerRequest::AlterTenantLimits { id: id.to_string(), changes, validate_only };
+        match self.execute(req)? {
+            ControllerResponse::Tenant(t) => Ok(t),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
     pub fn delete_tenant(&self, id: &str) -> Result<(), MetaError> {
         self.execute(ControllerRequest::DeleteTenant { id: id.to_string() }).map(|_| ())
     }
@@ -1457,6 +1504,7 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::security::{QuotaKey, TenantLimits};
 
     fn cfg() -> ControllerConfig {
         ControllerConfig {
@@ -1477,7 +1525,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             created_ms: 1,
-            limits: crate::security::TenantLimits { max_topics: None, max_partitions },
+            limits: crate::security::TenantLimits { max_partitions, ..Default::default() },
         }
     }
 
@@ -1568,6 +1616,78 @@ mod tests {
         let back = MetadataImage::from_snapshot(img.to_snapshot());
         assert_eq!(back.tenants, img.tenants);
         assert_eq!(back.credentials, img.credentials);
+    }
+
+    #[test]
+    fn tenant_quotas_are_altered_all_or_none_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let set = |k: &str, v: Option<f64>| (k.to_string(), v);
+        {
+            let c = Controller::open(dir.path(), cfg()).expect("open");
+            c.create_tenant(tenant("lkc-a", "alpha", None)).expect("create");
+            let t = c
+                .alter_tenant_limits("lkc-a", vec![set("producer_byte_rate", Some(1048576.0))], false)
+                .expect("set");
+            assert_eq!(t.limits.producer_byte_rate, Some(1048576.0));
+            // One bad change refuses the whole request: nothing of it is applied.
+            for bad in [
+                vec![set("consumer_byte_rate", Some(10.0)), set("nonsense", Some(1.0))],
+                vec![set("consumer_byte_rate", Some(0.0))],
+                vec![set("consumer_byte_rate", Some(-5.0))],
+                vec![set("max_connections", Some(2.5))],
+                vec![set("consumer_byte_rate", Some(f64::NAN))],
+            ] {
+                assert!(
+                    matches!(
+                        c.alter_tenant_limits("lkc-a", bad.clone(), false),
+                        Err(MetaError::InvalidRequest(_))
+                    ),
+                    "{bad:?}"
+                );
+            }
+            assert_eq!(c.image().tenants["lkc-a"].limits.consumer_byte_rate, None);
+            // validate_only answers as if applied, and commits nothing.
+            let t =
+                c.alter_tenant_limits("lkc-a", vec![set("max_connections", Some(10.0))], true).expect("dry");
+            assert_eq!(t.limits.max_connections, Some(10));
+            assert_eq!(c.image().tenants["lkc-a"].limits.max_connections, None);
+            c.alter_tenant_limits(
+                "lkc-a",
+                vec![
+                    set("consumer_byte_rate", Some(2e6)),
+                    set("storage_bytes", Some(1e9)),
+                    set("max_partitions", Some(8.0)),
+                ],
+                false,
+            )
+            .expect("set more");
+            assert!(matches!(
+                c.alter_tenant_limits("lkc-zz", vec![set("max_topics", Some(1.0))], false),
+                Err(MetaError::UnknownTenant(_))
+            ));
+        }
+        let c = Controller::open(dir.path(), cfg()).expect("reopen");
+        let limits = c.image().tenants["lkc-a"].limits.clone();
+        assert_eq!(
+            limits.entries(),
+            vec![
+                (QuotaKey::ProducerByteRate, 1048576.0),
+                (QuotaKey::ConsumerByteRate, 2e6),
+                (QuotaKey::MaxPartitions, 8.0),
+                (QuotaKey::StorageBytes, 1e9),
+            ]
+        );
+        let t = c.alter_tenant_limits("lkc-a", vec![set("producer_byte_rate", None)], false).expect("remove");
+        assert_eq!(t.limits.producer_byte_rate, None);
+        // The limit on partitions is the one creation checks.
+        assert!(matches!(c.create_topic(&req("lkc-a~big", 9), false), Err(MetaError::TenantLimit(_))));
+        c.delete_tenant("lkc-a").expect("delete");
+        c.create_tenant(tenant("lkc-a", "alpha", None)).expect("again");
+        assert_eq!(
+            c.image().tenants["lkc-a"].limits,
+            TenantLimits::default(),
+            "a deleted tenant's quotas go with it"
+        );
     }
 
     #[test]

@@ -390,6 +390,11 @@ impl MetadataImage {
                     self.tenants.insert(tenant.id.clone(), Arc::new(tenant.clone()));
                 }
             }
+            MetadataRecord::SetTenantLimits { id, limits } => {
+                if let Some(t) = self.tenants.get_mut(id) {
+                    Arc::make_mut(t).limits = limits.clone();
+                }
+            }
             MetadataRecord::DeleteTenant { id } => {
                 if self.tenants.remove(id).is_some() {
                     self.credentials.retain(|_, c| c.tenant.as_deref() != Some(id.as_str()));
@@ -511,7 +516,7 @@ impl MetadataImage {
 }
 
 /// The image in a serializable form (Raft snapshots). Maps with tuple keys become lists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageSnapshot {
     pub applied_index: u64,
     pub cluster_id: String,

@@ -28,7 +28,7 @@ pub use controller::{
 };
 pub use image::{BrokerImage, ImageSnapshot, MetadataImage, TopicImage};
 pub use record::{BrokerRegistration, ListenerEndpoint, MetadataRecord, RemoteSegment};
-pub use security::{Credential, Identity, ScramSecret, TenantImage, TenantLimits};
+pub use security::{Credential, Identity, QuotaKey, ScramSecret, TenantImage, TenantLimits};
 
 /// Errors of metadata operations, each with a Kafka error code in the broker's mapping.
 #[derive(Debug, thiserror::Error)]

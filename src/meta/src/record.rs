@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
     /// First record of a cell: its cluster id.
@@ -97,7 +97,13 @@ pub enum MetadataRecord {
     CreateTenant {
         tenant: crate::security::TenantImage,
     },
-    /// A tenant leaves the cell with its credentials (its topics went first, by DeleteTopic).
+    /// Replaces a tenant's limits and quotas.
+    SetTenantLimits {
+        id: String,
+        limits: crate::security::TenantLimits,
+    },
+    /// A tenant leaves the cell with its credentials, limits and quotas (its topics went
+    /// first, by DeleteTopic).
     DeleteTenant {
         id: String,
     },

@@ -17,17 +17,157 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Per-tenant limits on what it may create (None: the cell's own limits only).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A tenant's limits and quotas, set by operators (a tenant cannot raise its own); None: the
+/// cell's own limits only. Rates are cell-wide, per second (each broker enforces a share).
+/// AlterClientQuotas and `kora tenant quota` name them by [`QuotaKey`]: Kafka's quota names
+/// where Kafka has one, Kora's otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TenantLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_topics: Option<u32>,
     /// Partitions over all its topics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_partitions: Option<u32>,
+    /// Produce bytes/s (Kafka's `producer_byte_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_byte_rate: Option<f64>,
+    /// Fetch bytes/s to consumers (Kafka's `consumer_byte_rate`; followers are not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_byte_rate: Option<f64>,
+    /// Request handling time, in percent of one thread (Kafka's `request_percentage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_percentage: Option<f64>,
+    /// Partitions created or deleted per second (KIP-599's `controller_mutation_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_mutation_rate: Option<f64>,
+    /// Open connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// New connections per second (Kafka's `connection_creation_rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_creation_rate: Option<f64>,
+    /// Bytes stored over all its partitions (one copy, local and tiered); over it, produce
+    /// is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The name of one limit or quota (wire and CLI name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuotaKey {
+    MaxTopics,
+    MaxPartitions,
+    ProducerByteRate,
+    ConsumerByteRate,
+    RequestPercentage,
+    ControllerMutationRate,
+    MaxConnections,
+    ConnectionCreationRate,
+    StorageBytes,
+}
+
+impl QuotaKey {
+    pub const ALL: [QuotaKey; 9] = [
+        QuotaKey::ProducerByteRate,
+        QuotaKey::ConsumerByteRate,
+        QuotaKey::RequestPercentage,
+        QuotaKey::ControllerMutationRate,
+        QuotaKey::MaxConnections,
+        QuotaKey::ConnectionCreationRate,
+        QuotaKey::MaxPartitions,
+        QuotaKey::MaxTopics,
+        QuotaKey::StorageBytes,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QuotaKey::MaxTopics => "max_topics",
+            QuotaKey::MaxPartitions => "max_partitions",
+            QuotaKey::ProducerByteRate => "producer_byte_rate",
+            QuotaKey::ConsumerByteRate => "consumer_byte_rate",
+            QuotaKey::RequestPercentage => "request_percentage",
+            QuotaKey::ControllerMutationRate => "controller_mutation_rate",
+            QuotaKey::MaxConnections => "max_connections",
+            QuotaKey::ConnectionCreationRate => "connection_creation_rate",
+            QuotaKey::StorageBytes => "storage_bytes",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<QuotaKey> {
+        QuotaKey::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether values are whole numbers (counts and bytes) rather than rates.
+    pub fn integral(self) -> bool {
+        matches!(
+            self,
+            QuotaKey::MaxTopics | QuotaKey::MaxPartitions | QuotaKey::MaxConnections | QuotaKey::StorageBytes
+        )
+    }
+}
+
+impl std::fmt::Display for QuotaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl TenantLimits {
+    pub fn get(&self, key: QuotaKey) -> Option<f64> {
+        match key {
+            QuotaKey::MaxTopics => self.max_topics.map(f64::from),
+            QuotaKey::MaxPartitions => self.max_partitions.map(f64::from),
+            QuotaKey::ProducerByteRate => self.producer_byte_rate,
+            QuotaKey::ConsumerByteRate => self.consumer_byte_rate,
+            QuotaKey::RequestPercentage => self.request_percentage,
+            QuotaKey::ControllerMutationRate => self.controller_mutation_rate,
+            QuotaKey::MaxConnections => self.max_connections.map(f64::from),
+            QuotaKey::ConnectionCreationRate => self.connection_creation_rate,
+            QuotaKey::StorageBytes => self.storage_bytes.map(|v| v as f64),
+        }
+    }
+
+    /// Sets (Some) or removes (None) one limit. Values must be finite and positive; counts
+    /// and bytes whole numbers in range.
+    pub fn set(&mut self, key: QuotaKey, value: Option<f64>) -> Result<(), String> {
+        if let Some(v) = value {
+            if !v.is_finite() || v <= 0.0 {
+                return Err(format!("{key} must be a positive number, not {v}"));
+            }
+            if key.integral() && v.fract() != 0.0 {
+                return Err(format!("{key} must be a whole number, not {v}"));
+            }
+            let max = match key {
+                QuotaKey::StorageBytes => (1u64 << 53) as f64,
+                k if k.integral() => f64::from(u32::MAX),
+                _ => f64::MAX,
+            };
+            if v > max {
+                return Err(format!("{key} must be at most {max}, not {v}"));
+            }
+        }
+        let u32v = value.map(|v| v as u32);
+        match key {
+            QuotaKey::MaxTopics => self.max_topics = u32v,
+            QuotaKey::MaxPartitions => self.max_partitions = u32v,
+            QuotaKey::ProducerByteRate => self.producer_byte_rate = value,
+            QuotaKey::ConsumerByteRate => self.consumer_byte_rate = value,
+            QuotaKey::RequestPercentage => self.request_percentage = value,
+            QuotaKey::ControllerMutationRate => self.controller_mutation_rate = value,
+            QuotaKey::MaxConnections => self.max_connections = u32v,
+            QuotaKey::ConnectionCreationRate => self.connection_creation_rate = value,
+            QuotaKey::StorageBytes => self.storage_bytes = value.map(|v| v as u64),
+        }
+        Ok(())
+    }
+
+    /// Every limit that is set, in [`QuotaKey::ALL`]'s order.
+    pub fn entries(&self) -> Vec<(QuotaKey, f64)> {
+        QuotaKey::ALL.into_iter().filter_map(|k| self.get(k).map(|v| (k, v))).collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantImage {
     /// `lkc-...`: the prefix of its internal names.
     pub id: String,

@@ -169,6 +169,7 @@ impl MetaStore {
                 }
             },
             MetadataRecord::CreateTenant { tenant } => self.put_tenant(wtxn, image, &tenant.id)?,
+            MetadataRecord::SetTenantLimits { id, .. } => self.put_tenant(wtxn, image, id)?,
             MetadataRecord::CreateAcls { tenant, .. } | MetadataRecord::DeleteAcls { tenant, .. } => {
                 self.put_acls(wtxn, image, &crate::image::acl_key(tenant.as_deref()))?;
             }
