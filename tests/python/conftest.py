@@ -24,11 +24,15 @@ class Kora:
         self.tmp = tempfile.TemporaryDirectory()
         # The CLI finds this process's operator token in its own config dir.
         self.env = {**os.environ, "KORA_CONFIG_DIR": os.path.join(self.tmp.name, "config")}
-        self.log = open(os.path.join(self.tmp.name, "kora.log"), "wb")
+        self.log = open(os.path.join(self.tmp.name, "kora.log"), "ab")
         self.port = free_port()
+        self.extra = list(extra)
+        self._start()
+
+    def _start(self):
         self.proc = subprocess.Popen(
             [KORA_BIN, "--output", "json", "dev", "--data-dir", os.path.join(self.tmp.name, "data"),
-             "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "127.0.0.1:0", *extra],
+             "--listen", f"127.0.0.1:{self.port}", "--admin-listen", "127.0.0.1:0", *self.extra],
             stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, env=self.env)
         line = self.proc.stdout.readline()
         if not line:
@@ -46,6 +50,12 @@ class Kora:
             return p
         assert p.returncode == 0, f"kora {' '.join(args)} failed: {p.stderr}"
         return json.loads(p.stdout)
+
+    def restart(self):
+        """Stops the process cleanly and starts it again on the same data dir and port."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self._start()
 
     def stop(self):
         if self.proc.poll() is None:

@@ -344,13 +344,7 @@ async fn dev_tenant(
             }
         }
     }
-    let b = &handle.broker;
-    let admin = kora_broker::tenants::TenantAdmin {
-        view: b.view.clone(),
-        entropy: b.entropy.clone(),
-        clock: b.clock.clone(),
-        listeners: b.config.listeners.clone(),
-    };
+    let admin = handle.broker.tenant_admin();
     let req = kora_api::CreateTenant {
         name: "dev".into(),
         id: None,

@@ -1,5 +1,5 @@
-//! `kora tenant` and `kora apikey`: a cell's tenants and their API keys, through a broker's
-//! admin endpoint (`/v1/tenants`, operator token required).
+//! `kora tenant` and `kora apikey`: a cell's tenants, their API keys, quotas and usage,
+//! through a broker's admin endpoint (`/v1/tenants`, operator token required).
 
 use std::time::Duration;
 
@@ -55,6 +55,205 @@ pub(crate) enum TenantCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// A tenant's quotas (cell-wide; each broker enforces a share): set, remove, show.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// A tenant's use over the cell and per broker in the last quota window: bytes in and
+    /// out per second, request time, connections, storage, throttling.
+    Usage {
+        tenant: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Quota values: rates per second and byte counts take K/M/G (1000s) and Ki/Mi/Gi (1024s)
+/// suffixes, with or without a trailing B (`10MiB`, `500k`).
+#[derive(Args, Debug, Default)]
+pub(crate) struct QuotaValues {
+    /// Produce bytes per second (Kafka's producer_byte_rate).
+    #[arg(long, value_parser = parse_quantity)]
+    producer_byte_rate: Option<f64>,
+    /// Bytes per second fetched by consumers (consumer_byte_rate).
+    #[arg(long, value_parser = parse_quantity)]
+    consumer_byte_rate: Option<f64>,
+    /// Request handling time, percent of one broker thread (request_percentage).
+    #[arg(long, value_parser = parse_quantity)]
+    request_percentage: Option<f64>,
+    /// Partitions created or deleted per second (controller_mutation_rate, KIP-599).
+    #[arg(long, value_parser = parse_quantity)]
+    controller_mutation_rate: Option<f64>,
+    /// Open connections.
+    #[arg(long, value_parser = parse_quantity)]
+    max_connections: Option<f64>,
+    /// New connections per second (connection_creation_rate).
+    #[arg(long, value_parser = parse_quantity)]
+    connection_creation_rate: Option<f64>,
+    /// Partitions over all its topics.
+    #[arg(long, value_parser = parse_quantity)]
+    max_partitions: Option<f64>,
+    /// Topics.
+    #[arg(long, value_parser = parse_quantity)]
+    max_topics: Option<f64>,
+    /// Bytes stored over all its partitions (one copy); over it, produce is refused.
+    #[arg(long, value_parser = parse_quantity)]
+    storage_bytes: Option<f64>,
+}
+
+impl QuotaValues {
+    fn set(&self) -> std::collections::BTreeMap<String, f64> {
+        [
+            ("producer_byte_rate", self.producer_byte_rate),
+            ("consumer_byte_rate", self.consumer_byte_rate),
+            ("request_percentage", self.request_percentage),
+            ("controller_mutation_rate", self.controller_mutation_rate),
+            ("max_connections", self.max_connections),
+            ("connection_creation_rate", self.connection_creation_rate),
+            ("max_partitions", self.max_partitions),
+            ("max_topics", self.max_topics),
+            ("storage_bytes", self.storage_bytes),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+        .collect()
+    }
+}
+
+/// `12`, `1.5k`, `10MiB`, `2G`: a number with an optional SI or binary multiplier.
+pub(crate) fn parse_quantity(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix(['B', 'b']).unwrap_or(t);
+    let (digits, factor) = [
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("Ti", 1024f64.powi(4)),
+        ("k", 1e3),
+        ("K", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+    ]
+    .iter()
+    .find_map(|(suffix, f)| t.strip_suffix(suffix).map(|d| (d, *f)))
+    .unwrap_or((t, 1.0));
+    let n: f64 =
+        digits.trim().parse().map_err(|_| format!("'{s}' is not a number (like 500, 1.5k or 10MiB)"))?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(format!("'{s}' must be positive"));
+    }
+    Ok(n * factor)
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum QuotaCommand {
+    /// Set quotas of a tenant (the others stay as they are).
+    Set {
+        tenant: String,
+        #[command(flatten)]
+        values: QuotaValues,
+        /// Check the values without applying them.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove quotas of a tenant by name (producer_byte_rate, max_connections, ...).
+    Remove {
+        tenant: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// A tenant's quotas.
+    Show {
+        tenant: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn print_quotas(q: &kora_api::TenantQuotas) {
+    println!("tenant {}  name {}", q.tenant, q.name);
+    if q.quotas.is_empty() {
+        println!("  no quotas: the cell's limits only");
+    }
+    for (k, v) in &q.quotas {
+        println!("  {k:<26} {}", human(k, *v));
+    }
+}
+
+/// A value as operators read it: bytes with binary units, rates per second.
+fn human(key: &str, v: f64) -> String {
+    let bytes = key.ends_with("byte_rate") || key == "storage_bytes";
+    let per = if key.ends_with("_rate") { "/s" } else { "" };
+    if !bytes {
+        return if key == "request_percentage" { format!("{v}%") } else { format!("{v}{per}") };
+    }
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = v;
+    let mut i = 0;
+    while x >= 1024.0 && i + 1 < units.len() {
+        x /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{v} B{per}")
+    } else {
+        format!("{x:.2} {}{per} ({v})", units[i])
+    }
+}
+
+fn print_usage(u: &kora_api::TenantUsage) {
+    println!("tenant {}  name {}", u.tenant, u.name);
+    let quota = |k: &str| u.quotas.get(k).map_or_else(|| "-".to_string(), |v| human(k, *v));
+    let c = &u.cell;
+    println!(
+        "  produce   {:>14}  quota {}",
+        human("producer_byte_rate", c.produce_bytes_per_second),
+        quota("producer_byte_rate")
+    );
+    println!(
+        "  fetch     {:>14}  quota {}",
+        human("consumer_byte_rate", c.fetch_bytes_per_second),
+        quota("consumer_byte_rate")
+    );
+    println!("  requests  {:>13.1}%  quota {}", c.request_percent, quota("request_percentage"));
+    println!("  connections {:>12}  quota {}", c.connections, quota("max_connections"));
+    println!(
+        "  storage   {:>14}  quota {}",
+        human("storage_bytes", c.storage_bytes as f64),
+        quota("storage_bytes")
+    );
+    println!(
+        "  throttled {} requests, {} ms in all; {} bytes in, {} bytes out since the brokers started",
+        c.throttled_requests_total, c.throttle_ms_total, c.bytes_in_total, c.bytes_out_total
+    );
+    println!(
+        "  {:<7} {:>14} {:>14} {:>9} {:>6} {:>10}",
+        "BROKER", "PRODUCE B/s", "FETCH B/s", "REQ %", "CONNS", "THROTTLED"
+    );
+    for b in &u.brokers {
+        let f = &b.usage;
+        let throttled: Vec<&str> = [
+            (f.produce_throttled, "produce"),
+            (f.fetch_throttled, "fetch"),
+            (f.request_throttled, "requests"),
+        ]
+        .into_iter()
+        .filter_map(|(t, n)| t.then_some(n))
+        .collect();
+        println!(
+            "  {:<7} {:>14.0} {:>14.0} {:>9.1} {:>6} {:>10}",
+            b.broker_id,
+            f.produce_bytes_per_second,
+            f.fetch_bytes_per_second,
+            f.request_percent,
+            f.connections,
+            if throttled.is_empty() { "-".to_string() } else { throttled.join(",") }
+        );
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,6 +364,15 @@ pub(crate) fn run_tenant(cmd: TenantCommand, output: Output, access: &Access) ->
                 Output::Text => print_tenant(&t),
             }
         }
+        TenantCommand::Quota(q) => run_quota(q, output, access, &rt)?,
+        TenantCommand::Usage { tenant, target } => {
+            let client = access.client(&target.admin, TIMEOUT)?;
+            let u = rt.block_on(client.tenant_usage(&tenant)).map_err(|e| access.explain(e))?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string(&u)?),
+                Output::Text => print_usage(&u),
+            }
+        }
         TenantCommand::Delete { tenant, target } => {
             let client = access.client(&target.admin, TIMEOUT)?;
             let t = rt.block_on(client.delete_tenant(&tenant)).map_err(|e| access.explain(e))?;
@@ -173,6 +381,38 @@ pub(crate) fn run_tenant(cmd: TenantCommand, output: Output, access: &Access) ->
                 Output::Text => println!("deleted tenant {} ({}) with {} topics", t.id, t.name, t.topics),
             }
         }
+    }
+    Ok(())
+}
+
+fn run_quota(cmd: QuotaCommand, output: Output, access: &Access, rt: &tokio::runtime::Runtime) -> Result<()> {
+    let (client, answer) = match cmd {
+        QuotaCommand::Set { tenant, values, dry_run, target } => {
+            let set = values.set();
+            anyhow::ensure!(!set.is_empty(), "name at least one quota to set (kora tenant quota set --help)");
+            let client = access.client(&target.admin, TIMEOUT)?;
+            let req = kora_api::AlterTenantQuotas { set, remove: Vec::new(), validate_only: dry_run };
+            let a = rt.block_on(client.alter_tenant_quotas(&tenant, &req));
+            (client, a)
+        }
+        QuotaCommand::Remove { tenant, names, target } => {
+            let client = access.client(&target.admin, TIMEOUT)?;
+            let req =
+                kora_api::AlterTenantQuotas { set: Default::default(), remove: names, validate_only: false };
+            let a = rt.block_on(client.alter_tenant_quotas(&tenant, &req));
+            (client, a)
+        }
+        QuotaCommand::Show { tenant, target } => {
+            let client = access.client(&target.admin, TIMEOUT)?;
+            let a = rt.block_on(client.tenant_quotas(&tenant));
+            (client, a)
+        }
+    };
+    drop(client);
+    let q = answer.map_err(|e| access.explain(e))?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string(&q)?),
+        Output::Text => print_quotas(&q),
     }
     Ok(())
 }

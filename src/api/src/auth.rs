@@ -132,7 +132,7 @@ fn refuse(status: StatusCode, error: String) -> Response {
 }
 
 /// Path prefixes whose reads need the token too (who the tenants are, and their keys).
-pub const PRIVATE_PATHS: &[&str] = &[crate::paths::TENANTS];
+pub const PRIVATE_PATHS: &[&str] = &[crate::paths::TENANTS, crate::paths::QUOTA_USAGE];
 
 /// The answer refusing `req`, or None when it may pass.
 fn refusal(token: Option<&Token>, setting: &str, req: &Request) -> Option<Response> {

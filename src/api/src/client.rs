@@ -239,6 +239,26 @@ impl Client {
         self.delete(&format!("{}/{tenant}", paths::TENANTS)).await
     }
 
+    pub async fn tenant_quotas(&self, tenant: &str) -> Result<TenantQuotas, ApiError> {
+        self.get(&format!("{}/{tenant}/quotas", paths::TENANTS)).await
+    }
+
+    pub async fn alter_tenant_quotas(
+        &self,
+        tenant: &str,
+        req: &AlterTenantQuotas,
+    ) -> Result<TenantQuotas, ApiError> {
+        self.post(&format!("{}/{tenant}/quotas", paths::TENANTS), req, None).await
+    }
+
+    pub async fn tenant_usage(&self, tenant: &str) -> Result<TenantUsage, ApiError> {
+        self.get(&format!("{}/{tenant}/usage", paths::TENANTS)).await
+    }
+
+    pub async fn broker_usage(&self) -> Result<BrokerUsage, ApiError> {
+        self.get(paths::QUOTA_USAGE).await
+    }
+
     pub async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyInfo>, ApiError> {
         self.get(&format!("{}/{tenant}/api-keys", paths::TENANTS)).await
     }

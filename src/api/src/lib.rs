@@ -43,9 +43,13 @@ pub mod paths {
     /// with GET or DELETE; `/{tenant}/api-keys` with GET or POST [`crate::CreateApiKey`];
     /// `/{tenant}/api-keys/{key}` with DELETE; `/{tenant}/acls` with GET or POST
     /// [`crate::AclEntry`]s, `/{tenant}/acls/delete` with POST [`crate::AclEntryFilter`].
-    /// Every method needs the token: key listings
+    /// `/{tenant}/quotas` with GET or POST [`crate::AlterTenantQuotas`]; `/{tenant}/usage`
+    /// with GET ([`crate::TenantUsage`]). Every method needs the token: key listings
     /// are not public.
     pub const TENANTS: &str = "/v1/tenants";
+    /// One broker's per-tenant quota figures (GET [`crate::BrokerUsage`]; needs the token):
+    /// what a cell's brokers exchange to split tenants' quotas.
+    pub const QUOTA_USAGE: &str = "/v1/quota-usage";
     /// Fault injection: POST cuts a broker off from its cell, DELETE heals it.
     pub const FAULTS_ISOLATE: &str = "/v1/faults/isolate";
     /// A voter's view of the quorum (GET).

@@ -174,6 +174,101 @@ pub struct Bootstrap {
     pub security_protocol: String,
 }
 
+/// A tenant's limits and quotas by name (`producer_byte_rate`, `max_connections`, ...: the
+/// names AlterClientQuotas uses); only those set appear.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantQuotas {
+    pub tenant: String,
+    pub name: String,
+    pub quotas: std::collections::BTreeMap<String, f64>,
+}
+
+/// Sets and removes quotas of a tenant in one step, all or none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlterTenantQuotas {
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, f64>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Checked, not applied.
+    #[serde(default)]
+    pub validate_only: bool,
+}
+
+/// What one broker measured of one tenant over the current quota windows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageFigures {
+    pub produce_bytes_per_second: f64,
+    pub fetch_bytes_per_second: f64,
+    /// Request handling time, percent of one thread.
+    pub request_percent: f64,
+    pub connections: u64,
+    /// Bytes of the partitions the broker leads (one copy: local beyond the object store,
+    /// plus the object store).
+    pub storage_bytes: u64,
+    /// Whether the broker throttled the tenant in the last window, per meter.
+    #[serde(default)]
+    pub produce_throttled: bool,
+    #[serde(default)]
+    pub fetch_throttled: bool,
+    #[serde(default)]
+    pub request_throttled: bool,
+    /// Since the broker started.
+    pub bytes_in_total: u64,
+    pub bytes_out_total: u64,
+    pub throttle_ms_total: u64,
+    pub throttled_requests_total: u64,
+}
+
+impl UsageFigures {
+    /// Adds another broker's figures (rates and totals add; throttled if either was).
+    pub fn add(&mut self, o: &UsageFigures) {
+        self.produce_bytes_per_second += o.produce_bytes_per_second;
+        self.fetch_bytes_per_second += o.fetch_bytes_per_second;
+        self.request_percent += o.request_percent;
+        self.connections += o.connections;
+        self.storage_bytes += o.storage_bytes;
+        self.produce_throttled |= o.produce_throttled;
+        self.fetch_throttled |= o.fetch_throttled;
+        self.request_throttled |= o.request_throttled;
+        self.bytes_in_total += o.bytes_in_total;
+        self.bytes_out_total += o.bytes_out_total;
+        self.throttle_ms_total += o.throttle_ms_total;
+        self.throttled_requests_total += o.throttled_requests_total;
+    }
+}
+
+/// One broker's figures for every tenant it serves (the quota exchange between a cell's
+/// brokers, `GET /v1/quota-usage`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BrokerUsage {
+    pub broker_id: i32,
+    pub tenants: std::collections::BTreeMap<String, UsageFigures>,
+    /// The bounds the broker enforces per tenant, by quota name.
+    #[serde(default)]
+    pub bounds: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>>,
+}
+
+/// A tenant's use over the cell and per broker, with its quotas and the bounds each broker
+/// enforces now (`kora tenant usage`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantUsage {
+    pub tenant: String,
+    pub name: String,
+    pub quotas: std::collections::BTreeMap<String, f64>,
+    pub cell: UsageFigures,
+    pub brokers: Vec<BrokerTenantUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerTenantUsage {
+    pub broker_id: i32,
+    pub usage: UsageFigures,
+    /// The bounds this broker enforces (its share of the quota), by quota name.
+    #[serde(default)]
+    pub bounds: std::collections::BTreeMap<String, f64>,
+}
+
 /// The answer to a tenant's creation: the tenant and, once, its first key's secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantCreated {

@@ -56,6 +56,10 @@ pub struct Broker {
     pub(crate) authz: crate::handlers::authz::Authz,
     /// Users of SASL listeners' JAAS entries (`user_<name>`), derived at start-up.
     pub(crate) listener_users: crate::inter_broker::ListenerUsers,
+    /// Tenants' quota accounting on this broker.
+    pub quotas: Arc<crate::quotas::Quotas>,
+    /// The quota coordinator's figures: this broker's and its peers' (quota_sync).
+    pub usage: Arc<crate::quota_sync::UsageBoard>,
     /// Randomness for SASL nonces, salts and secrets.
     pub entropy: Arc<dyn kora_common::Entropy>,
     /// The group coordinator (every group: a single-node cell coordinates them all).
@@ -80,6 +84,17 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The tenant API over this broker (`/v1/tenants`; also `kora dev --auth`'s own tenant).
+    pub fn tenant_admin(&self) -> crate::tenants::TenantAdmin {
+        crate::tenants::TenantAdmin {
+            view: self.view.clone(),
+            entropy: self.entropy.clone(),
+            clock: self.clock.clone(),
+            listeners: self.config.listeners.clone(),
+            usage: self.usage.clone(),
+        }
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }

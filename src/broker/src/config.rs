@@ -98,6 +98,9 @@ pub struct BrokerConfig {
     /// log.max.open.files (Kora): segment files kept open at once; others are opened on use.
     /// 0: half the process's open-file limit.
     pub log_max_open_files: usize,
+    /// quota.window.num, quota.window.size.seconds, quota.broker.*: how tenants' quotas are
+    /// measured and this broker's safe limits.
+    pub quotas: crate::quotas::QuotaConfig,
 }
 
 /// Replication between the brokers of a cell (Kafka's replica.* settings).
@@ -205,6 +208,7 @@ impl Default for BrokerConfig {
             replication: ReplicationConfig::default(),
             fault_injection_enable: false,
             log_max_open_files: 0,
+            quotas: crate::quotas::QuotaConfig::default(),
             admin_token: None,
             admin_token_file: None,
         }
@@ -251,6 +255,16 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
     ("socket.request.max.bytes", "Largest request frame accepted."),
     ("max.connections", "Most client connections at once."),
     ("fetch.max.bytes", "Largest fetch response."),
+    ("quota.window.num", "Windows a quota's rate is measured over."),
+    ("quota.window.size.seconds", "Length of one quota window."),
+    (
+        "quota.broker.ingress.bytes.per.second",
+        "Produce bytes/s this broker takes from all tenants before it scales every tenant's bound down (Kora).",
+    ),
+    (
+        "quota.broker.egress.bytes.per.second",
+        "Fetched bytes/s this broker serves all tenants before it scales every tenant's bound down (Kora).",
+    ),
     ("log.retention.check.interval.ms", "How often retention runs."),
     ("log.retention.hours", "retention.ms default, in hours."),
     ("log.retention.minutes", "retention.ms default, in minutes."),
@@ -559,6 +573,18 @@ impl BrokerConfig {
                 }
                 "max.connections" => c.max_connections = parse_num(k, v, 1, 1_000_000)?,
                 "fetch.max.bytes" => c.fetch_max_bytes = parse_num(k, v, 1024, i32::MAX as usize)?,
+                "quota.window.num" => c.quotas.window.samples = parse_num(k, v, 2, 1000)?,
+                "quota.window.size.seconds" => {
+                    c.quotas.window.window_ms = parse_num::<u64>(k, v, 1, 3600)? * 1000
+                }
+                "quota.broker.ingress.bytes.per.second" => {
+                    let n: u64 = parse_num(k, v, 0, u64::MAX / 2)?;
+                    c.quotas.ingress_safe_bytes_per_second = (n > 0).then_some(n as f64);
+                }
+                "quota.broker.egress.bytes.per.second" => {
+                    let n: u64 = parse_num(k, v, 0, u64::MAX / 2)?;
+                    c.quotas.egress_safe_bytes_per_second = (n > 0).then_some(n as f64);
+                }
                 "log.retention.check.interval.ms" => {
                     c.log_retention_check_interval_ms = parse_num(k, v, 1, u64::MAX / 2)?
                 }

@@ -89,6 +89,13 @@ pub struct ConnectionContext {
     /// The credential is a listener-local user of the listener's JAAS entry, not a stored one
     /// (so not one the metadata can delete).
     pub listener_user: bool,
+    /// The tenant's quota accounting, once the connection is a tenant's.
+    pub quota: Option<Arc<crate::quotas::TenantQuota>>,
+    /// The tenant's connection slot on this broker (max_connections), freed when the
+    /// connection closes.
+    pub connection_slot: Option<crate::quotas::ConnectionSlot>,
+    /// Muted until then (KIP-219): the connection's next request is read only after.
+    pub mute_until: Option<Instant>,
 }
 
 impl ConnectionContext {
@@ -108,6 +115,9 @@ impl ConnectionContext {
             },
             credential: None,
             listener_user: false,
+            quota: None,
+            connection_slot: None,
+            mute_until: None,
         }
     }
 
@@ -121,6 +131,15 @@ impl ConnectionContext {
     /// connections take theirs from SASL instead.
     pub fn set_ssl_principal(&mut self, name: String) {
         self.principal = Principal { kind: "User".into(), name };
+    }
+
+    /// Mutes the connection for `ms` from `now` (the longest of several mutes wins).
+    pub fn mute(&mut self, now: Instant, ms: u64) {
+        if ms == 0 {
+            return;
+        }
+        let until = now + std::time::Duration::from_millis(ms);
+        self.mute_until = Some(self.mute_until.map_or(until, |u| u.max(until)));
     }
 
     /// Whether the next frame is a bare SASL token (after SaslHandshake v0).

@@ -28,6 +28,8 @@ pub mod inter_broker;
 pub mod listeners;
 pub mod log_sync;
 pub mod metrics;
+pub mod quota_sync;
+pub mod quotas;
 pub mod replication;
 mod root;
 pub mod server;

@@ -16,6 +16,13 @@ pub struct ApiLabels {
     pub api: &'static str,
 }
 
+/// A tenant's series (its `lkc-` id). /metrics is the operators' endpoint: tenants never
+/// read it, so no tenant sees another's figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
     pub topic: String,
@@ -57,6 +64,14 @@ pub struct Metrics {
     pub log_end_offset: Family<PartitionLabels, Gauge>,
     pub log_start_offset: Family<PartitionLabels, Gauge>,
     pub connections: Gauge,
+    /// Per tenant: produce request bytes, fetched record bytes, throttle time given, requests
+    /// throttled, request handling time, open connections.
+    pub tenant_bytes_in: Family<TenantLabels, Counter>,
+    pub tenant_bytes_out: Family<TenantLabels, Counter>,
+    pub tenant_throttle_ms: Family<TenantLabels, Counter>,
+    pub tenant_throttled_requests: Family<TenantLabels, Counter>,
+    pub tenant_request_seconds: Family<TenantLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    pub tenant_connections: Family<TenantLabels, Gauge>,
     pub group_lag: Family<GroupPartitionLabels, Gauge>,
     pub group_committed_offset: Family<GroupPartitionLabels, Gauge>,
     pub group_members: Family<GroupLabels, Gauge>,
@@ -126,6 +141,35 @@ impl Metrics {
         registry.register("log_start_offset", "First offset of a partition", log_start_offset.clone());
         let connections = Gauge::default();
         registry.register("connections", "Open client connections", connections.clone());
+        let tenant_bytes_in = Family::<TenantLabels, Counter>::default();
+        registry.register("tenant_bytes_in", "Produce request bytes of a tenant", tenant_bytes_in.clone());
+        let tenant_bytes_out = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "tenant_bytes_out",
+            "Record bytes fetched by a tenant's consumers",
+            tenant_bytes_out.clone(),
+        );
+        let tenant_throttle_ms = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "tenant_throttle_time_ms",
+            "Throttle time given to a tenant's requests (their connections are muted for it)",
+            tenant_throttle_ms.clone(),
+        );
+        let tenant_throttled_requests = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "tenant_throttled_requests",
+            "Requests of a tenant answered with a throttle",
+            tenant_throttled_requests.clone(),
+        );
+        let tenant_request_seconds =
+            Family::<TenantLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "tenant_request_time_seconds",
+            "Time a tenant's requests spent on the broker's threads",
+            tenant_request_seconds.clone(),
+        );
+        let tenant_connections = Family::<TenantLabels, Gauge>::default();
+        registry.register("tenant_connections", "Open connections of a tenant", tenant_connections.clone());
         let group_lag = Family::<GroupPartitionLabels, Gauge>::default();
         registry.register(
             "group_lag",
@@ -307,6 +351,12 @@ impl Metrics {
             log_end_offset,
             log_start_offset,
             connections,
+            tenant_bytes_in,
+            tenant_bytes_out,
+            tenant_throttle_ms,
+            tenant_throttled_requests,
+            tenant_request_seconds,
+            tenant_connections,
             group_lag,
             group_committed_offset,
             group_members,

@@ -160,7 +160,10 @@ impl Broker {
             ))
         });
         let leaving_cell = Arc::new(AtomicBool::new(false));
+        let quotas = Arc::new(crate::quotas::Quotas::new(config.quotas, clock.clone(), metrics.clone()));
         let broker = Arc::new(Broker {
+            quotas: quotas.clone(),
+            usage: Arc::new(crate::quota_sync::UsageBoard::default()),
             sessions: Mutex::new(FetchSessionCache::new(config.fetch_session_cache_slots)),
             faults: faults.clone(),
             replication: replication.clone(),
@@ -187,6 +190,18 @@ impl Broker {
         });
         let config = &broker.config;
         let mut tasks = Vec::new();
+        // Tenants' quota shares and storage, every quota window (exchanged with the cell).
+        tasks.push(tokio::spawn(crate::quota_sync::run(
+            crate::quota_sync::QuotaSync {
+                quotas: quotas.clone(),
+                view: view.clone(),
+                logs: logs.clone(),
+                board: broker.usage.clone(),
+                node_id: config.node_id,
+                token: config.admin_token.clone(),
+            },
+            shutdown_rx.clone(),
+        )));
         if let Some(server) = metadata_server {
             tasks.push(server);
         }
@@ -239,12 +254,7 @@ impl Broker {
                 stopping: stopping.clone(),
             };
             let token = config.admin_token.clone();
-            let tenants = Arc::new(crate::tenants::TenantAdmin {
-                view: view.clone(),
-                entropy: broker.entropy.clone(),
-                clock: clock.clone(),
-                listeners: config.listeners.clone(),
-            });
+            let tenants = Arc::new(broker.tenant_admin());
             tasks.push(tokio::spawn(async move {
                 let stop = async move {
                     let _ = rx.changed().await;

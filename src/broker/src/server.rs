@@ -283,6 +283,11 @@ where
         if h.stopping() {
             break;
         }
+        // A throttled connection is muted (KIP-219): its answer is on its way, and its next
+        // request is read once the throttle time is over.
+        if let Some(until) = ctx.mute_until.take() {
+            h.clock().sleep_until(until).await;
+        }
     }
     drop(tx);
     let _ = writer.await;
@@ -362,6 +367,7 @@ pub(crate) async fn handle_frame(b: &Broker, frame: Bytes, ctx: &mut ConnectionC
 }
 
 async fn handle_request(b: &Broker, frame: Bytes, ctx: &mut ConnectionContext) -> Outcome {
+    let request_bytes = frame.len() + 4;
     let (api_key, version, header, request) = match decode_frame(frame) {
         Ok(Decoded::Request { api_key, version, header, body }) => (api_key, version, *header, *body),
         // Answer with v0 so any client can read our ranges and retry (KIP-511).
@@ -372,7 +378,7 @@ async fn handle_request(b: &Broker, frame: Bytes, ctx: &mut ConnectionContext) -
     };
     let correlation_id = header.correlation_id;
     let started = b.clock.now();
-    let response = handlers::dispatch(b, ctx, &header, request).await;
+    let response = handlers::dispatch(b, ctx, &header, request, request_bytes).await;
     let labels = ApiLabels { api: api_name(api_key) };
     b.metrics.request_latency.get_or_create(&labels).observe(b.clock.elapsed(started).as_secs_f64());
     b.metrics.requests.get_or_create(&labels).inc();

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use kora_api::{
-    AclEntry, AclEntryFilter, ApiKeyCreated, ApiKeyInfo, Bootstrap, CreateApiKey, CreateTenant, ErrorBody,
-    TenantCreated, TenantInfo,
+    AclEntry, AclEntryFilter, AlterTenantQuotas, ApiKeyCreated, ApiKeyInfo, Bootstrap, CreateApiKey,
+    CreateTenant, ErrorBody, TenantCreated, TenantInfo, TenantQuotas,
 };
 use kora_auth::scram::{Mechanism, ScramCredential};
 use kora_common::entropy::ALPHANUMERIC;
@@ -43,6 +43,8 @@ pub struct TenantAdmin {
     pub clock: Arc<dyn Clock>,
     /// The Kafka listeners (their advertised addresses are a tenant's bootstrap servers).
     pub listeners: Vec<ListenerConfig>,
+    /// The quota coordinator's figures (this broker's and its peers').
+    pub usage: Arc<crate::quota_sync::UsageBoard>,
 }
 
 /// SCRAM secrets of both mechanisms for a password, with fresh salts.
@@ -428,6 +430,72 @@ async fn delete_acls(
     }
 }
 
+fn quotas_of(t: &TenantImage) -> TenantQuotas {
+    TenantQuotas {
+        tenant: t.id.clone(),
+        name: t.name.clone(),
+        quotas: t.limits.entries().into_iter().map(|(k, v)| (k.name().to_string(), v)).collect(),
+    }
+}
+
+async fn quotas(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) -> Response {
+    match a.find(&a.view.image(), &tenant) {
+        Some(t) => Json(quotas_of(&t)).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'")),
+    }
+}
+
+/// Sets and removes quotas (the operator's path; AlterClientQuotas is the Kafka one).
+async fn alter_quotas(
+    State(a): State<Arc<TenantAdmin>>,
+    Path(tenant): Path<String>,
+    Json(req): Json<AlterTenantQuotas>,
+) -> Response {
+    let Some(t) = a.find(&a.view.image(), &tenant) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
+    };
+    let mut changes: Vec<(String, Option<f64>)> = req.set.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    if let Some(k) = req.remove.iter().find(|k| changes.iter().any(|(c, _)| c == *k)) {
+        return error(StatusCode::BAD_REQUEST, format!("{k} is both set and removed"));
+    }
+    changes.extend(req.remove.into_iter().map(|k| (k, None)));
+    let (id, validate_only) = (t.id.clone(), req.validate_only);
+    match a.view.call(move |c| c.alter_tenant_limits(&id, changes, validate_only)).await {
+        Ok(t) => {
+            tracing::info!(tenant = %t.id, validate_only, "tenant quotas altered");
+            Json(quotas_of(&t)).into_response()
+        }
+        Err(e) => meta_error(e),
+    }
+}
+
+/// A tenant's use over the cell: the figures of the last quota window, per broker.
+async fn usage(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) -> Response {
+    let Some(t) = a.find(&a.view.image(), &tenant) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown tenant '{tenant}'"));
+    };
+    let mut cell = kora_api::UsageFigures::default();
+    let mut brokers = Vec::new();
+    for b in a.usage.all() {
+        let figures = b.tenants.get(&t.id).cloned().unwrap_or_default();
+        cell.add(&figures);
+        brokers.push(kora_api::BrokerTenantUsage {
+            broker_id: b.broker_id,
+            usage: figures,
+            bounds: b.bounds.get(&t.id).cloned().unwrap_or_default(),
+        });
+    }
+    brokers.sort_by_key(|b| b.broker_id);
+    let q = quotas_of(&t);
+    Json(kora_api::TenantUsage { tenant: q.tenant, name: q.name, quotas: q.quotas, cell, brokers })
+        .into_response()
+}
+
+/// This broker's figures for every tenant (what the cell's brokers exchange).
+async fn broker_usage(State(a): State<Arc<TenantAdmin>>) -> Response {
+    Json(a.usage.local.lock().clone()).into_response()
+}
+
 /// The routes, to merge into the admin router (behind its token check).
 pub fn routes(a: Arc<TenantAdmin>) -> Router {
     let p = kora_api::paths::TENANTS;
@@ -437,6 +505,9 @@ pub fn routes(a: Arc<TenantAdmin>) -> Router {
         .route(&format!("{p}/{{tenant}}/api-keys"), get(keys).post(create_key))
         .route(&format!("{p}/{{tenant}}/api-keys/{{key}}"), delete(delete_key))
         .route(&format!("{p}/{{tenant}}/acls"), get(acls).post(create_acls))
+        .route(&format!("{p}/{{tenant}}/quotas"), get(quotas).post(alter_quotas))
+        .route(&format!("{p}/{{tenant}}/usage"), get(usage))
+        .route(kora_api::paths::QUOTA_USAGE, get(broker_usage))
         .route(&format!("{p}/{{tenant}}/acls/delete"), axum::routing::post(delete_acls))
         .with_state(a)
 }

@@ -13,7 +13,7 @@
 //! | [`Coordination`] | FindCoordinator, groups and offsets, KIP-848 | coordinator, view, logs, clock, `__consumer_offsets` creator |
 //! | [`Catalog`] | Metadata, DescribeCluster, topics, partitions, configs, reassignments, elections | config, view, log sync |
 //! | [`Storage`] | DescribeLogDirs | logs |
-//! | [`Security`] | SaslHandshake, SaslAuthenticate | view (credentials), SASL config, clock, entropy |
+//! | [`Security`] | SaslHandshake, SaslAuthenticate, ACLs, SCRAM users, client quotas | view (credentials), SASL config, clock, entropy, quotas (connection slots) |
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +39,8 @@ pub(crate) struct Security<'a> {
     pub(crate) listener_users: &'a crate::inter_broker::ListenerUsers,
     pub(crate) clock: &'a dyn Clock,
     pub(crate) entropy: &'a dyn kora_common::Entropy,
+    /// Tenants' connection slots and creation rates, taken when a tenant's key authenticates.
+    pub(crate) quotas: &'a crate::quotas::Quotas,
 }
 
 /// Produce and InitProducerId: appends to the logs this broker leads.
@@ -193,6 +195,7 @@ impl Broker {
             listener_users: &self.listener_users,
             clock: &*self.clock,
             entropy: &*self.entropy,
+            quotas: &self.quotas,
         }
     }
 

@@ -6,6 +6,7 @@
 mod acls;
 mod admin;
 pub(crate) mod authz;
+mod client_quotas;
 mod credentials;
 mod families;
 mod fetch;
@@ -14,6 +15,7 @@ mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;
+pub(crate) mod quota;
 mod reassign;
 mod replica_fetch;
 pub(crate) mod sasl;
@@ -68,6 +70,8 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 pub(crate) fn supported_range(k: ApiKey) -> Option<(i16, i16)> {
@@ -102,11 +106,13 @@ pub(crate) fn sb(s: &str) -> StrBytes {
 ///
 /// This is the request edge (`crate::edge`): the one place that sees both a request and who
 /// sent it, where names are scoped to the connection's namespace on the way in and out.
+/// `request_bytes`: the frame's size (what produce quotas count).
 pub(crate) async fn dispatch(
     b: &Broker,
     ctx: &mut ConnectionContext,
     header: &RequestHeader,
     req: RequestKind,
+    request_bytes: usize,
 ) -> Result<Option<ResponseKind>, String> {
     let v = header.request_api_version;
     let api = ApiKey::try_from(header.request_api_key).map_err(|_| "unknown API key".to_string())?;
@@ -114,7 +120,7 @@ pub(crate) async fn dispatch(
     let resp: ResponseKind = match req {
         RequestKind::SaslHandshake(r) => sasl::handshake(&b.security(), ctx, r, v).into(),
         RequestKind::SaslAuthenticate(r) => sasl::authenticate(&b.security(), ctx, r, v).await.into(),
-        other => return dispatch_authenticated(b, ctx, header, other).await,
+        other => return dispatch_authenticated(b, ctx, header, other, request_bytes).await,
     };
     Ok(Some(resp))
 }
@@ -123,9 +129,10 @@ pub(crate) async fn dispatch(
 /// no authentication).
 async fn dispatch_authenticated(
     b: &Broker,
-    ctx: &ConnectionContext,
+    ctx: &mut ConnectionContext,
     header: &RequestHeader,
     mut req: RequestKind,
+    request_bytes: usize,
 ) -> Result<Option<ResponseKind>, String> {
     let tenant = ctx.namespace != kora_common::Namespace::Default;
     if tenant {
@@ -149,11 +156,40 @@ async fn dispatch_authenticated(
             return handle(b, ctx, &gate, header, req).await;
         }
     }
-    let mut scope = scope::Scope::new(&ctx.namespace, image, &gate);
+    let quota = ctx.quota.clone();
+    let limits = quota
+        .as_ref()
+        .map(|q| image.tenants.get(q.id.as_str()).map(|t| t.limits.clone()).unwrap_or_default());
+    let acks_zero = matches!(&req, RequestKind::Produce(p) if p.acks == 0);
+    let namespace = ctx.namespace.clone();
+    let mut scope = scope::Scope::new(&namespace, image.clone(), &gate);
     if let Some(answer) = scope.request(&mut req)? {
         return Ok(Some(answer));
     }
-    let mut resp = handle(b, ctx, &gate, header, req).await?;
+    let (Some(q), Some(limits)) = (quota, limits) else {
+        let mut resp = handle(b, ctx, &gate, header, req).await?;
+        if let Some(r) = resp.as_mut() {
+            scope.response(r);
+        }
+        return Ok(resp);
+    };
+    // A tenant's request: its quotas are checked before and charged after (`quota`).
+    let v = header.request_api_version;
+    let charge = |now_ms| quota::Charge { q: &q, limits: &limits, window: b.quotas.config.window, now_ms };
+    let admitted =
+        match quota::before(&charge(b.quotas.now_ms()), &image, b.config.num_partitions, v, &mut req) {
+            Ok(a) => a,
+            Err(mut answer) => {
+                scope.response(&mut answer);
+                return Ok(Some(*answer));
+            }
+        };
+    drop(image);
+    let (resp, busy) = quota::Busy::new(&*b.clock, handle(b, ctx, &gate, header, req)).await;
+    let mut resp = resp?;
+    let throttle_ms =
+        quota::after(&charge(b.quotas.now_ms()), request_bytes, busy, admitted, resp.as_mut(), acks_zero);
+    ctx.mute(b.clock.now(), throttle_ms);
     if let Some(r) = resp.as_mut() {
         scope.response(r);
     }
@@ -224,6 +260,8 @@ async fn handle(
         RequestKind::AlterUserScramCredentials(r) => {
             credentials::alter(&b.security(), ctx, gate, r).await.into()
         }
+        RequestKind::DescribeClientQuotas(r) => client_quotas::describe(&b.security(), ctx, gate, r).into(),
+        RequestKind::AlterClientQuotas(r) => client_quotas::alter(&b.security(), ctx, gate, r).await.into(),
         RequestKind::CreateAcls(r) => acls::create(&b.security(), ctx, gate, r, v).await?.into(),
         RequestKind::DescribeAcls(r) => acls::describe(&b.security(), ctx, gate, r)?.into(),
         RequestKind::DeleteAcls(r) => acls::delete(&b.security(), ctx, gate, r).await?.into(),

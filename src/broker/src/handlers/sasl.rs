@@ -245,6 +245,24 @@ fn complete(
     if reauthenticating && (principal != ctx.principal || namespace != ctx.namespace) {
         return fail(ctx, "Cannot change principals during re-authentication".into()).map(|_| ());
     }
+    // A tenant's new connection takes one of its connection slots here (max_connections), and
+    // a creation rate over its quota mutes it for the throttle (KIP-219's way of delaying).
+    if let (Namespace::Tenant(t), false) = (&namespace, reauthenticating) {
+        let image = sec.view.image();
+        let limits = image.tenants.get(t.as_str()).map(|x| x.limits.clone()).unwrap_or_default();
+        let q = sec.quotas.tenant(t.as_str());
+        match q.open_connection(&limits, sec.quotas.config.window, sec.quotas.now_ms()) {
+            Ok((slot, delay_ms)) => {
+                ctx.connection_slot = Some(slot);
+                ctx.quota = Some(q);
+                ctx.mute(sec.clock.now(), delay_ms);
+            }
+            Err(max) => {
+                return fail(ctx, format!("tenant {t} is at its limit of {max} connections on this broker"))
+                    .map(|_| ())
+            }
+        }
+    }
     ctx.principal = principal;
     ctx.namespace = namespace;
     ctx.listener_user = sec.listener_users.holds(&ctx.listener, &c);

@@ -29,7 +29,6 @@ import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.errors.RecordTooLargeException;
 import org.apache.kafka.common.errors.SaslAuthenticationException;
 import org.apache.kafka.common.errors.TopicAuthorizationException;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
@@ -329,13 +328,10 @@ class SecurityToolsTest {
 
     /**
      * kafka-configs --describe --entity-type users asks for the users' client quotas
-     * (DescribeClientQuotas) before their SCRAM credentials, and Kora does not serve
-     * DescribeClientQuotas yet (docs/compatibility.md): the tool fails with "The node does not
-     * support DESCRIBE_CLIENT_QUOTAS" before it gets to DescribeUserScramCredentials.
+     * (DescribeClientQuotas: Kora's quotas are the tenant's, so none) before their SCRAM
+     * credentials (DescribeUserScramCredentials).
      */
     @Test
-    @Disabled("Kora does not serve DescribeClientQuotas (API 48) yet, which kafka-configs --describe "
-            + "--entity-type users calls first: the quotas issue")
     void kafkaConfigsDescribesScramUsers() throws Exception {
         Path admin = adminConfig();
         String user = ClientSuite.unique("carol");
