@@ -177,7 +177,7 @@ async fn append_local(
 }
 
 /// The same error for every partition of the request.
-fn refuse_all(r: &ProduceRequest, code: i16, message: Option<&str>) -> ProduceResponse {
+pub(super) fn refuse_all(r: &ProduceRequest, code: i16, message: Option<&str>) -> ProduceResponse {
     let responses = r
         .topic_data
         .iter()

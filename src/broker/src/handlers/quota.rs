@@ -31,7 +31,6 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceResponse, RequestKind, ResponseKind};
 use kora_common::Clock;
 use kora_meta::{MetadataImage, TenantLimits};
@@ -66,7 +65,7 @@ pub(super) fn before(
     version: i16,
     req: &mut RequestKind,
 ) -> Result<Admitted, Box<ResponseKind>> {
-    let Charge { q, limits, window, now_ms } = *c;
+    let Charge { q, limits, window, .. } = *c;
     let mut admitted = Admitted::default();
     match req {
         RequestKind::Produce(r) => {
@@ -84,119 +83,80 @@ pub(super) fn before(
             }
         }
         RequestKind::CreateTopics(r) => {
-            let strict = version >= 6;
-            let mut kept = Vec::with_capacity(r.topics.len());
-            for t in std::mem::take(&mut r.topics) {
-                let partitions = if !t.assignments.is_empty() {
+            let partitions = |t: &kafka_protocol::messages::create_topics_request::CreatableTopic| {
+                if !t.assignments.is_empty() {
                     t.assignments.len() as i32
                 } else if t.num_partitions == -1 {
                     num_partitions
                 } else {
                     t.num_partitions
-                };
-                if admit(q, limits, window, strict, partitions, now_ms, &mut admitted) {
-                    kept.push(t);
-                } else {
-                    admitted.throttled_topics.push(t.name.0.to_string());
                 }
-            }
-            r.topics = kept;
+            };
+            let mut m = Mutations { c, strict: version >= 6, admitted: &mut admitted };
+            m.admit_each(&mut r.topics, |t| (partitions(t), Some(t.name.0.to_string())));
         }
         RequestKind::CreatePartitions(r) => {
-            let strict = version >= 3;
-            let mut kept = Vec::with_capacity(r.topics.len());
-            for t in std::mem::take(&mut r.topics) {
+            let mut m = Mutations { c, strict: version >= 3, admitted: &mut admitted };
+            m.admit_each(&mut r.topics, |t| {
                 let now = image.topic(t.name.0.as_str()).map(|x| x.partitions).unwrap_or(t.count);
-                if admit(q, limits, window, strict, (t.count - now).max(0), now_ms, &mut admitted) {
-                    kept.push(t);
-                } else {
-                    admitted.throttled_topics.push(t.name.0.to_string());
-                }
-            }
-            r.topics = kept;
+                ((t.count - now).max(0), Some(t.name.0.to_string()))
+            });
         }
         RequestKind::DeleteTopics(r) => {
-            let strict = version >= 5;
+            let mut m = Mutations { c, strict: version >= 5, admitted: &mut admitted };
             // v6 names topics in `topics` (by name or id), older versions in `topic_names`.
-            let mut kept = Vec::with_capacity(r.topics.len());
-            for t in std::mem::take(&mut r.topics) {
+            m.admit_each(&mut r.topics, |t| {
                 let topic = match &t.name {
                     Some(n) => image.topic(n.0.as_str()),
                     None => image.topic_by_id(&t.topic_id),
                 };
-                let partitions = topic.map(|x| x.partitions).unwrap_or(0);
-                if admit(q, limits, window, strict, partitions, now_ms, &mut admitted) {
-                    kept.push(t);
-                } else if let Some(topic) = topic {
-                    admitted.throttled_topics.push(topic.name.clone());
-                }
-            }
-            r.topics = kept;
-            let mut kept = Vec::with_capacity(r.topic_names.len());
-            for n in std::mem::take(&mut r.topic_names) {
-                let partitions = image.topic(n.0.as_str()).map(|x| x.partitions).unwrap_or(0);
-                if admit(q, limits, window, strict, partitions, now_ms, &mut admitted) {
-                    kept.push(n);
-                } else {
-                    admitted.throttled_topics.push(n.0.to_string());
-                }
-            }
-            r.topic_names = kept;
+                (topic.map_or(0, |x| x.partitions), topic.map(|x| x.name.clone()))
+            });
+            m.admit_each(&mut r.topic_names, |n| {
+                (image.topic(n.0.as_str()).map_or(0, |x| x.partitions), Some(n.0.to_string()))
+            });
         }
         _ => {}
     }
     Ok(admitted)
 }
 
-/// Whether one topic's `partitions` mutations may go ahead; takes them if so.
-fn admit(
-    q: &TenantQuota,
-    limits: &TenantLimits,
-    window: kora_quota::RateConfig,
+/// KIP-599 over the topics of one request.
+struct Mutations<'a, 'c> {
+    c: &'a Charge<'c>,
+    /// Refuse while the bucket is in debt (new versions), or only throttle (old ones).
     strict: bool,
-    partitions: i32,
-    now_ms: u64,
-    admitted: &mut Admitted,
-) -> bool {
-    if strict && !q.may_mutate(limits, window, now_ms) {
-        // Refused: the answer says how long until the bucket is out of debt.
-        let throttle = q.record_mutations(limits, window, 0.0, now_ms);
-        admitted.mutation_throttle_ms = admitted.mutation_throttle_ms.max(throttle);
-        return false;
+    admitted: &'a mut Admitted,
+}
+
+impl Mutations<'_, '_> {
+    /// Keeps the items whose mutations may go ahead, taking their tokens; `what` gives an
+    /// item's partitions and, to answer a refused one, its topic's name.
+    fn admit_each<T>(&mut self, items: &mut Vec<T>, what: impl Fn(&T) -> (i32, Option<String>)) {
+        let Charge { q, limits, window, now_ms } = *self.c;
+        let mut kept = Vec::with_capacity(items.len());
+        for item in std::mem::take(items) {
+            let (partitions, name) = what(&item);
+            if self.strict && !q.may_mutate(limits, window, now_ms) {
+                // Refused: the answer says how long until the bucket is out of debt.
+                let throttle = q.record_mutations(limits, window, 0.0, now_ms);
+                self.admitted.mutation_throttle_ms = self.admitted.mutation_throttle_ms.max(throttle);
+                self.admitted.throttled_topics.extend(name);
+                continue;
+            }
+            let throttle = q.record_mutations(limits, window, f64::from(partitions.max(0)), now_ms);
+            self.admitted.mutation_throttle_ms = self.admitted.mutation_throttle_ms.max(throttle);
+            kept.push(item);
+        }
+        *items = kept;
     }
-    let throttle = q.record_mutations(limits, window, f64::from(partitions.max(0)), now_ms);
-    admitted.mutation_throttle_ms = admitted.mutation_throttle_ms.max(throttle);
-    true
 }
 
 fn storage_refusal(r: &kafka_protocol::messages::ProduceRequest, stored: u64, max: u64) -> ProduceResponse {
     let message = format!(
         "the tenant stores {stored} bytes, at or over its storage quota of {max} bytes: nothing was written"
     );
-    let responses = r
-        .topic_data
-        .iter()
-        .map(|t| {
-            TopicProduceResponse::default()
-                .with_name(t.name.clone())
-                .with_topic_id(t.topic_id)
-                .with_partition_responses(
-                    t.partition_data
-                        .iter()
-                        .map(|p| {
-                            PartitionProduceResponse::default()
-                                .with_index(p.index)
-                                .with_error_code(ResponseError::PolicyViolation.code())
-                                .with_base_offset(-1)
-                                .with_log_append_time_ms(-1)
-                                .with_log_start_offset(-1)
-                                .with_error_message(Some(sb(&message)))
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
-    ProduceResponse::default().with_responses(responses)
+    super::produce::refuse_all(r, ResponseError::PolicyViolation.code(), Some(&message))
 }
 
 /// After a tenant's request: records what it used, answers the topics the mutation quota
