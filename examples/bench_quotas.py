@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Noisy neighbours and backpressure on one `kora dev --auth` (release build), with librdkafka
+producers (confluent-kafka), one process per tenant, each paced to an offered rate.
+
+1. Noisy neighbour: three quiet tenants produce at 95% of their quota, first alone (the
+   baseline), then beside a noisy tenant offering 10x its quota. Reported per tenant: achieved
+   bytes/s after the first 12 s (the windows' initial burst), p50 and p99 produce latency
+   (produce() to delivery, acks=all), and the noisy tenant against its quota.
+2. Oversubscription: four tenants with quotas in proportion 1:2:3:4 each offer their quota,
+   together twice the broker's safe ingress limit (quota.broker.ingress.bytes.per.second).
+   Reported: each tenant's share of what the broker took against its share of the quotas, and
+   p99 latency; any error other than throttling is counted.
+
+    python3 examples/bench_quotas.py [--quota-mib 2] [--seconds 60] [--size 1024]
+
+Prints a markdown table for docs/benchmarks.md and exits non-zero when a target is missed.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from apache_kafka import free_port  # noqa: E402
+
+KORA = os.environ.get("KORA_BIN", os.path.join(ROOT, "target", "release", "kora"))
+MIB = 1024 * 1024
+# Throughput is measured over whole quota windows (quota.window.num x size = 11 s) after the
+# first: a tenant over its quota takes the windows' allowance in bursts, one per 11 s (Kafka's
+# windowed rate does the same), so a span that is not a multiple of 11 s would count one burst
+# too many or too few.
+WARMUP_S = 10.5
+CYCLE_S = 11.0
+
+
+class Kora:
+    def __init__(self, *sets):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.env = {**os.environ, "KORA_CONFIG_DIR": os.path.join(self.tmp.name, "config")}
+        args = [KORA, "--output", "json", "dev", "--auth", "--data-dir", os.path.join(self.tmp.name, "data"),
+                "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", "127.0.0.1:0"]
+        for s in sets:
+            args += ["--set", s]
+        self.log = open(os.path.join(self.tmp.name, "kora.log"), "wb")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env=self.env)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("kora did not start: " + open(self.log.name).read()[-2000:])
+        self.info = json.loads(line)
+
+    def cli(self, *args):
+        out = subprocess.run([KORA, "--output", "json", *args, "--admin", self.info["admin"]],
+                             capture_output=True, text=True, env=self.env, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"kora {' '.join(args)}: {out.stderr}")
+        return json.loads(out.stdout)
+
+    def tenant(self, name, quota_bytes):
+        created = self.cli("tenant", "create", name)
+        self.cli("tenant", "quota", "set", created["tenant"]["id"], "--producer-byte-rate", str(int(quota_bytes)))
+        return created["api_key"]
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.tmp.cleanup()
+
+
+def producer(bootstrap, key, rate, seconds, size, start_at, out):
+    """One tenant: `rate` bytes/s of `size`-byte records for `seconds` from `start_at`."""
+    from confluent_kafka import Producer
+    conf = {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
+            "sasl.username": key["key"], "sasl.password": key["secret"], "acks": "all", "linger.ms": 2,
+            "batch.size": 65536, "queue.buffering.max.kbytes": 4096, "message.timeout.ms": 120000}
+    p = Producer(conf)
+    lat, done, errors = [], [], []
+    payload = b"q" * size
+
+    def report(sent_at):
+        def cb(err, msg):
+            now = time.monotonic()
+            if err is not None:
+                errors.append(str(err))
+            else:
+                done.append(now)
+                lat.append(now - sent_at)
+        return cb
+
+    while time.monotonic() < start_at:
+        time.sleep(0.01)
+    # Create the topic before the clock starts.
+    p.produce("bench", payload, on_delivery=report(time.monotonic()))
+    p.flush(30)
+    lat.clear(), done.clear()
+    t0 = time.monotonic()
+    end = t0 + seconds
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        due = int((now - t0) * rate / size)
+        while sent < due:
+            try:
+                p.produce("bench", payload, on_delivery=report(time.monotonic()))
+                sent += 1
+            except BufferError:
+                break  # the local queue is full: the offered load is above what is taken
+        p.poll(0.002)
+    p.flush(120)
+    span = CYCLE_S * max(1, int((seconds - WARMUP_S) // CYCLE_S))
+    lo, hi = t0 + WARMUP_S, t0 + WARMUP_S + span
+    steady = [t for t in done if lo <= t < hi]
+    steady_lat = sorted(l for t, l in zip(done, lat) if lo <= t < hi)
+    out.put({
+        "rate": len(steady) * size / span,
+        "whole_run_rate": len([t for t in done if t < end]) * size / seconds,
+        "p50_ms": 1000 * steady_lat[len(steady_lat) // 2] if steady_lat else None,
+        "p99_ms": 1000 * steady_lat[int(len(steady_lat) * 0.99)] if steady_lat else None,
+        "errors": errors[:3], "error_count": len(errors),
+    })
+
+
+def run(bootstrap, loads, seconds, size):
+    """Runs one producer process per (name, key, offered rate); their results by name."""
+    q = mp.Queue()
+    start_at = time.monotonic() + 3
+    procs = {}
+    for name, key, rate in loads:
+        pq = mp.Queue()
+        proc = mp.Process(target=producer, args=(bootstrap, key, rate, seconds, size, start_at, pq))
+        proc.start()
+        procs[name] = (proc, pq)
+    out = {}
+    for name, (proc, pq) in procs.items():
+        out[name] = pq.get(timeout=seconds + 200)
+        proc.join(30)
+    del q
+    return out
+
+
+def fmt(x, unit=""):
+    return "-" if x is None else f"{x:.1f}{unit}"
+
+
+def noisy_neighbour(a):
+    quota = a.quota_mib * MIB
+    k = Kora()
+    try:
+        quiet = [(f"quiet-{i}", k.tenant(f"quiet-{i}", quota), 0.95 * quota) for i in range(3)]
+        noisy_key = k.tenant("noisy", quota)
+        print(f"# baseline: 3 quiet tenants at 95% of {a.quota_mib} MiB/s, {a.seconds} s", file=sys.stderr)
+        base = run(k.info["bootstrap"], quiet, a.seconds, a.size)
+        print(f"# with a noisy tenant offering 10x its quota, {a.seconds} s", file=sys.stderr)
+        # New tenants for the second phase, so no window carries over from the baseline.
+        quiet2 = [(f"quiet-{i}", k.tenant(f"quiet2-{i}", quota), 0.95 * quota) for i in range(3)]
+        both = run(k.info["bootstrap"], quiet2 + [("noisy", noisy_key, 10 * quota)], a.seconds, a.size)
+    finally:
+        k.stop()
+    ok = True
+    print(f"\n| tenant | offered | alone: MiB/s, p50 / p99 ms | beside noisy: MiB/s, p50 / p99 ms | kept | p99 ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, _, rate in quiet:
+        b, w = base[name], both[name]
+        kept = w["rate"] / b["rate"] if b["rate"] else 0
+        ratio = (w["p99_ms"] / b["p99_ms"]) if b["p99_ms"] and w["p99_ms"] else None
+        ok &= kept >= 0.95 and ratio is not None and ratio <= 2.0 and w["error_count"] == 0
+        print(f"| {name} | {rate / MIB:.2f} MiB/s | {b['rate'] / MIB:.2f}, {fmt(b['p50_ms'])} / {fmt(b['p99_ms'])} | "
+              f"{w['rate'] / MIB:.2f}, {fmt(w['p50_ms'])} / {fmt(w['p99_ms'])} | {kept:.1%} | {fmt(ratio, 'x')} |")
+    n = both["noisy"]
+    held = n["rate"] / quota
+    ok &= 0.9 <= held <= 1.1
+    print(f"| noisy | {10 * a.quota_mib} MiB/s | - | {n['rate'] / MIB:.2f} (quota {a.quota_mib}; whole run with "
+          f"the first burst {n['whole_run_rate'] / MIB:.2f}) | {held:.1%} of quota | - |")
+    return ok
+
+
+def oversubscribed(a):
+    limit = 4 * a.quota_mib * MIB  # the broker's safe ingress limit
+    weights = [1, 2, 3, 4]
+    quotas = [2 * limit * w / sum(weights) for w in weights]  # together 2x the limit
+    k = Kora(f"quota.broker.ingress.bytes.per.second={int(limit)}")
+    try:
+        loads = [(f"t{w}", k.tenant(f"t{w}", q), q) for w, q in zip(weights, quotas)]
+        print(f"# 4 tenants offering 2x the safe limit of {limit / MIB:.0f} MiB/s, {a.seconds} s", file=sys.stderr)
+        got = run(k.info["bootstrap"], loads, a.seconds, a.size)
+    finally:
+        k.stop()
+    total = sum(r["rate"] for r in got.values())
+    ok = True
+    print(f"\n| tenant | quota MiB/s | offered | took MiB/s | share of took | share of quotas | p99 ms | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (name, _, q), w in zip(loads, weights):
+        r = got[name]
+        share, want = r["rate"] / total, w / sum(weights)
+        ok &= abs(share - want) <= 0.1 * want and r["error_count"] == 0
+        print(f"| {name} | {q / MIB:.2f} | {q / MIB:.2f} | {r['rate'] / MIB:.2f} | {share:.1%} | {want:.1%} | "
+              f"{fmt(r['p99_ms'])} | {r['error_count']} {r['errors'][:1]} |")
+    print(f"| all | {sum(quotas) / MIB:.2f} | {sum(quotas) / MIB:.2f} | {total / MIB:.2f} (limit {limit / MIB:.0f}) | | | | |")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quota-mib", type=float, default=2.0, help="each quiet tenant's quota, MiB/s")
+    ap.add_argument("--seconds", type=int, default=60, help="per phase; measured over whole 11 s windows after the first")
+    ap.add_argument("--size", type=int, default=1024, help="record bytes")
+    ap.add_argument("--only", choices=["noisy", "oversubscribed"])
+    a = ap.parse_args()
+    ok = True
+    if a.only in (None, "noisy"):
+        ok &= noisy_neighbour(a)
+    if a.only in (None, "oversubscribed"):
+        ok &= oversubscribed(a)
+    print("\ntargets met" if ok else "\ntargets MISSED")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
