@@ -262,6 +262,10 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
         "Produce bytes/s this broker takes from all tenants before it scales every tenant's bound down (Kora).",
     ),
     (
+        "quota.broker.request.queue.ms",
+        "Wait for a thread (p90 over a window) past which a busy broker cuts tenants' request time (Kora; 0: off).",
+    ),
+    (
         "quota.broker.egress.bytes.per.second",
         "Fetched bytes/s this broker serves all tenants before it scales every tenant's bound down (Kora).",
     ),
@@ -580,6 +584,10 @@ impl BrokerConfig {
                 "quota.broker.ingress.bytes.per.second" => {
                     let n: u64 = parse_num(k, v, 0, u64::MAX / 2)?;
                     c.quotas.ingress_safe_bytes_per_second = (n > 0).then_some(n as f64);
+                }
+                "quota.broker.request.queue.ms" => {
+                    let n: u64 = parse_num(k, v, 0, 60_000)?;
+                    c.quotas.request_queue_ms = (n > 0).then_some(n);
                 }
                 "quota.broker.egress.bytes.per.second" => {
                     let n: u64 = parse_num(k, v, 0, u64::MAX / 2)?;

@@ -3,7 +3,10 @@
 //! sets the share of each tenant's cell-wide quota this broker enforces (kora-quota's
 //! `shares::share`) and, when this broker is over its safe limits, the backpressure bounds
 //! (`shares::scale_to_limit`). It also sums tenants' stored bytes over the cell for
-//! `storage_bytes`.
+//! `storage_bytes`. When the broker is overloaded (a load probe finds ready work waiting longer
+//! than `quota.broker.request.queue.ms` for a thread while the process uses most of its cores),
+//! every tenant's request time is cut in proportion to what it uses, by a factor that falls
+//! while the overload lasts and climbs back after (`shares::Aimd`).
 //!
 //! Every broker runs the same computation on the same figures, so the shares add up to the
 //! quota without a coordinator to elect or lose; a broker that does not answer is counted as
@@ -28,12 +31,24 @@ const THROTTLED_DEMAND: f64 = 1.5;
 /// Peers' figures older than this many windows are dropped.
 const STALE_WINDOWS: u64 = 3;
 
-/// What the coordinator knows: this broker's last figures and its peers'.
+/// How often the load probe checks how late the runtime wakes it.
+const PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// Probe samples kept per window (more are dropped until the round reads them).
+const MAX_PROBES: usize = 1024;
+/// The share of its cores a broker must be using to count as overloaded (waits while it is
+/// idle are someone else's load, which throttling its tenants would not relieve).
+const BUSY_CPU_FRACTION: f64 = 0.8;
+
+/// What the coordinator knows: this broker's last figures and its peers', and its load.
 #[derive(Debug, Default)]
 pub struct UsageBoard {
     pub local: Mutex<BrokerUsage>,
     /// Peers' figures and when they came (ms on the quota clock).
     pub peers: Mutex<BTreeMap<i32, (u64, BrokerUsage)>>,
+    /// How late the runtime woke the load probe, in ms, since the last round.
+    lags_ms: Mutex<Vec<u64>>,
+    /// Backpressure on request time, and the process's CPU seconds at the last round.
+    load: Mutex<(kora_quota::shares::Aimd, Option<(f64, u64)>)>,
 }
 
 impl UsageBoard {
@@ -157,8 +172,49 @@ impl QuotaSync {
         });
     }
 
+    /// Whether the broker is overloaded: ready work waited longer than
+    /// quota.broker.request.queue.ms for a thread (90th percentile of the probe's delays) while
+    /// the process used most of its cores.
+    async fn overloaded(&self) -> bool {
+        let lags = std::mem::take(&mut *self.board.lags_ms.lock());
+        let Some(limit) = self.quotas.config.request_queue_ms else { return false };
+        let now = self.quotas.now_ms();
+        let cpu = tokio::task::spawn_blocking(process_cpu_seconds).await.ok().flatten();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let busy = {
+            let mut load = self.board.load.lock();
+            let busy = match (cpu, load.1) {
+                (Some(c), Some((c0, t0))) if now > t0 => (c - c0) / ((now - t0) as f64 / 1000.0) / cores,
+                _ => 0.0,
+            };
+            load.1 = cpu.map(|c| (c, now));
+            busy
+        };
+        let mut sorted = lags;
+        sorted.sort_unstable();
+        let p90 = sorted.get(sorted.len() * 9 / 10).copied().unwrap_or(0);
+        tracing::debug!(wait_p90_ms = p90, cpu = busy, probes = sorted.len(), "broker load");
+        p90 > limit && busy >= BUSY_CPU_FRACTION
+    }
+
     /// Sets every tenant's share and backpressure bounds from the board.
-    fn apportion(&self, image: &MetadataImage) {
+    fn apportion(&self, image: &MetadataImage, overloaded: bool) {
+        let request_factor = {
+            let mut load = self.board.load.lock();
+            let before = load.0.factor();
+            let f = load.0.update(overloaded);
+            if (f < 1.0) != (before < 1.0) {
+                if f < 1.0 {
+                    tracing::warn!(
+                        factor = f,
+                        "broker overloaded: tenants' request time cut to what they use, scaled"
+                    );
+                } else {
+                    tracing::info!("broker load back to normal: request-time backpressure off");
+                }
+            }
+            f
+        };
         let all = self.board.all();
         let mut ingress = (Vec::new(), Vec::new(), Vec::new());
         let mut egress = (Vec::new(), Vec::new(), Vec::new());
@@ -187,7 +243,13 @@ impl QuotaSync {
                 request: fraction(t.limits.request_percentage, |f| (f.request_percent, f.request_throttled)),
                 produce_cap: None,
                 fetch_cap: None,
+                request_cap: None,
             };
+            let mut share = share;
+            if request_factor < 1.0 {
+                // Every tenant in proportion to what it uses here; at least 1% of a thread.
+                share.request_cap = Some((figures[0].request_percent * request_factor).max(1.0));
+            }
             q.set_share(share);
             q.set_storage_bytes(figures.iter().map(|f| f.storage_bytes).sum());
             let mine = &figures[0];
@@ -236,18 +298,71 @@ impl QuotaSync {
             let timeout = Duration::from_millis((self.quotas.config.window.window_ms / 2).clamp(100, 5000));
             self.gather(&image, timeout).await;
         }
-        self.apportion(&image);
+        let overloaded = self.overloaded().await;
+        self.apportion(&image, overloaded);
     }
+
+    /// Records how late the runtime wakes a timer, until shutdown: the time ready work waits
+    /// for a thread.
+    async fn probe(
+        board: Arc<UsageBoard>,
+        clock: Arc<dyn kora_common::Clock>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let before = clock.now();
+            tokio::select! {
+                _ = clock.sleep(PROBE_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+            let late = clock.elapsed(before).saturating_sub(PROBE_INTERVAL).as_millis() as u64;
+            let mut lags = board.lags_ms.lock();
+            if lags.len() < MAX_PROBES {
+                lags.push(late);
+            }
+        }
+    }
+}
+
+/// This process's user + system CPU seconds (from /proc/self/stat; None off Linux).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
 /// Runs a round every quota window until shutdown.
 pub async fn run(sync: QuotaSync, mut shutdown: watch::Receiver<bool>) {
     let every = Duration::from_millis(sync.quotas.config.window.window_ms);
     let clock = sync.quotas.clock();
+    if sync.quotas.config.request_queue_ms.is_some() {
+        tokio::spawn(QuotaSync::probe(sync.board.clone(), clock.clone(), shutdown.clone()));
+    }
     loop {
         tokio::select! {
             _ = clock.sleep(every) => sync.round().await,
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_cpu_time_is_read_and_grows() {
+        let before = process_cpu_seconds().expect("/proc/self/stat on Linux");
+        let mut x = 0u64;
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let after = process_cpu_seconds().expect("again");
+        assert!(after - before >= 0.1, "{before} -> {after}");
     }
 }

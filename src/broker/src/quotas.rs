@@ -23,7 +23,7 @@ use kora_quota::{RateConfig, SampledRate, TokenBucket};
 use parking_lot::Mutex;
 
 /// quota.window.num, quota.window.size.seconds and the broker's safe limits.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QuotaConfig {
     pub window: RateConfig,
     /// quota.broker.ingress.bytes.per.second (Kora): produce bytes/s this broker takes from
@@ -31,6 +31,21 @@ pub struct QuotaConfig {
     pub ingress_safe_bytes_per_second: Option<f64>,
     /// quota.broker.egress.bytes.per.second (Kora): the same for bytes fetched by consumers.
     pub egress_safe_bytes_per_second: Option<f64>,
+    /// quota.broker.request.queue.ms (Kora): how long ready work may wait for a thread (the
+    /// 90th percentile over a window) before the broker, if it is also using its cores, counts
+    /// as overloaded and cuts tenants' request time (`kora_quota::shares::Aimd`). None: off.
+    pub request_queue_ms: Option<u64>,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            window: RateConfig::default(),
+            ingress_safe_bytes_per_second: None,
+            egress_safe_bytes_per_second: None,
+            request_queue_ms: Some(100),
+        }
+    }
 }
 
 /// Which windowed rate of a tenant.
@@ -51,11 +66,20 @@ pub struct Share {
     pub request: f64,
     pub produce_cap: Option<f64>,
     pub fetch_cap: Option<f64>,
+    /// Request time, percent of a thread (backpressure when the broker is overloaded).
+    pub request_cap: Option<f64>,
 }
 
 impl Default for Share {
     fn default() -> Self {
-        Share { produce: 1.0, fetch: 1.0, request: 1.0, produce_cap: None, fetch_cap: None }
+        Share {
+            produce: 1.0,
+            fetch: 1.0,
+            request: 1.0,
+            produce_cap: None,
+            fetch_cap: None,
+            request_cap: None,
+        }
     }
 }
 
@@ -163,7 +187,9 @@ impl TenantQuota {
                 min_bound(limits.producer_byte_rate.map(|q| q * share.produce), share.produce_cap)
             }
             Meter::Fetch => min_bound(limits.consumer_byte_rate.map(|q| q * share.fetch), share.fetch_cap),
-            Meter::Request => limits.request_percentage.map(|q| q * share.request),
+            Meter::Request => {
+                min_bound(limits.request_percentage.map(|q| q * share.request), share.request_cap)
+            }
         }
     }
 

@@ -194,3 +194,65 @@ mod tests {
         assert!(bounds[1].is_infinite());
     }
 }
+
+/// Backpressure on request time with no operator in the loop: while the broker is overloaded
+/// (requests wait for a thread and the broker itself is using its cores), every tenant's bound
+/// on request time is cut to `factor` of what it uses, and the factor falls by a fifth each
+/// window; once the overload ends it climbs back by a twentieth a window (additive increase,
+/// multiplicative decrease: the broker finds what it can take by itself).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Aimd {
+    factor: f64,
+}
+
+impl Default for Aimd {
+    fn default() -> Self {
+        Aimd { factor: 1.0 }
+    }
+}
+
+impl Aimd {
+    /// Cut per overloaded window.
+    pub const DECREASE: f64 = 0.8;
+    /// Recovery per window without overload.
+    pub const INCREASE: f64 = 0.05;
+    /// Never below this: every tenant keeps some service.
+    pub const MIN: f64 = 0.05;
+
+    /// One window's verdict; the factor to apply now (1: no backpressure).
+    pub fn update(&mut self, overloaded: bool) -> f64 {
+        self.factor = if overloaded {
+            (self.factor * Self::DECREASE).max(Self::MIN)
+        } else {
+            (self.factor + Self::INCREASE).min(1.0)
+        };
+        self.factor
+    }
+
+    pub fn factor(&self) -> f64 {
+        self.factor
+    }
+}
+
+#[cfg(test)]
+mod aimd_tests {
+    use super::*;
+
+    #[test]
+    fn overload_cuts_by_a_fifth_and_recovery_is_gradual() {
+        let mut a = Aimd::default();
+        assert_eq!(a.update(false), 1.0);
+        assert!((a.update(true) - 0.8).abs() < 1e-9);
+        assert!((a.update(true) - 0.64).abs() < 1e-9);
+        for _ in 0..100 {
+            a.update(true);
+        }
+        assert_eq!(a.factor(), Aimd::MIN);
+        let mut windows = 0;
+        while a.update(false) < 1.0 {
+            windows += 1;
+        }
+        // From the floor back to no backpressure: 19 windows of a twentieth.
+        assert_eq!(windows, 18);
+    }
+}
