@@ -1,17 +1,19 @@
 //! The quota coordinator of one broker: every quota window it measures what each tenant used
 //! here, fetches the same figures from the cell's other brokers (`GET /v1/quota-usage`), and
-//! sets the share of each tenant's cell-wide quota this broker enforces (kora-quota's
-//! `shares::share`) and, when this broker is over its safe limits, the backpressure bounds
+//! hands each tenant's accounting its rates elsewhere, so this broker throttles the tenant
+//! against its rate over the cell (its part of the quota is then its part of the traffic),
+//! and, when this broker is over its safe limits, the backpressure bounds
 //! (`shares::scale_to_limit`). It also sums tenants' stored bytes over the cell for
 //! `storage_bytes`. When the broker is overloaded (a load probe finds ready work waiting longer
 //! than `quota.broker.request.queue.ms` for a thread while the process uses most of its cores),
 //! every tenant's request time is cut in proportion to what it uses, by a factor that falls
 //! while the overload lasts and climbs back after (`shares::Aimd`).
 //!
-//! Every broker runs the same computation on the same figures, so the shares add up to the
-//! quota without a coordinator to elect or lose; a broker that does not answer is counted as
-//! using nothing (its tenants' traffic will show up where it moves). A single node enforces
-//! the whole quota.
+//! Every broker throttles by the same excess over the quota, so the cell is held to it without
+//! a coordinator to elect or lose; the figures are at most a window old. A broker that does not
+//! answer is counted as using nothing (its tenants' traffic will show up where it moves);
+//! before the first exchange a broker assumes the others see what it sees. A single node
+//! enforces the whole quota.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use kora_api::{BrokerUsage, UsageFigures};
 use kora_meta::{MetadataImage, QuotaKey};
-use kora_quota::shares::{self, BrokerUse};
+use kora_quota::shares;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -86,9 +88,9 @@ impl QuotaSync {
                 request_percent: q.rate_now(Meter::Request, now),
                 connections: u64::from(q.connections()),
                 storage_bytes: self.stored_bytes(image, &t.id),
-                produce_throttled: q.take_throttled(Meter::Produce),
-                fetch_throttled: q.take_throttled(Meter::Fetch),
-                request_throttled: q.take_throttled(Meter::Request),
+                produce_throttled: q.take_throttled(Meter::Produce, now),
+                fetch_throttled: q.take_throttled(Meter::Fetch, now),
+                request_throttled: q.take_throttled(Meter::Request, now),
                 bytes_in_total: q.totals.bytes_in.get(),
                 bytes_out_total: q.totals.bytes_out.get(),
                 throttle_ms_total: q.totals.throttle_ms.get(),
@@ -100,7 +102,7 @@ impl QuotaSync {
                 (QuotaKey::ConsumerByteRate, Meter::Fetch),
                 (QuotaKey::RequestPercentage, Meter::Request),
             ] {
-                if let Some(v) = q.bound(&t.limits, meter) {
+                if let Some(v) = q.bound(&t.limits, meter, now) {
                     b.insert(key.name().to_string(), v);
                 }
             }
@@ -216,35 +218,22 @@ impl QuotaSync {
             f
         };
         let all = self.board.all();
+        let now = self.quotas.now_ms();
         let mut ingress = (Vec::new(), Vec::new(), Vec::new());
         let mut egress = (Vec::new(), Vec::new(), Vec::new());
         for t in image.tenants.values() {
             let q = self.quotas.tenant(&t.id);
             let figures: Vec<UsageFigures> =
                 all.iter().map(|b| b.tenants.get(&t.id).cloned().unwrap_or_default()).collect();
-            let fraction = |quota: Option<f64>, used: fn(&UsageFigures) -> (f64, bool)| -> f64 {
-                let Some(quota) = quota.filter(|q| *q > 0.0) else { return 1.0 };
-                let uses: Vec<BrokerUse> = figures
-                    .iter()
-                    .map(|f| {
-                        let (used, throttled) = used(f);
-                        BrokerUse { used, throttled }
-                    })
-                    .collect();
-                shares::share(quota, 0, &uses) / quota
-            };
-            let share = Share {
-                produce: fraction(t.limits.producer_byte_rate, |f| {
-                    (f.produce_bytes_per_second, f.produce_throttled)
-                }),
-                fetch: fraction(t.limits.consumer_byte_rate, |f| {
-                    (f.fetch_bytes_per_second, f.fetch_throttled)
-                }),
-                request: fraction(t.limits.request_percentage, |f| (f.request_percent, f.request_throttled)),
-                produce_cap: None,
-                fetch_cap: None,
-                request_cap: None,
-            };
+            // The tenant's rates on the other brokers: every broker throttles against the
+            // tenant's rate over the cell, so each one's part follows where the traffic is.
+            let rates =
+                |f: &UsageFigures| [f.produce_bytes_per_second, f.fetch_bytes_per_second, f.request_percent];
+            let mut elsewhere = [0.0; 3];
+            for (m, slot) in elsewhere.iter_mut().enumerate() {
+                *slot = figures[1..].iter().map(|f| rates(f)[m]).sum();
+            }
+            let share = Share { elsewhere, here_then: rates(&figures[0]), ..Share::default() };
             let mut share = share;
             if request_factor < 1.0 {
                 // Every tenant in proportion to what it uses here; at least 1% of a thread.
@@ -255,15 +244,15 @@ impl QuotaSync {
             let mine = &figures[0];
             let limits = &t.limits;
             ingress.0.push(q.clone());
-            ingress.1.push(q.bound(limits, Meter::Produce).unwrap_or(f64::INFINITY));
+            ingress.1.push(q.bound(limits, Meter::Produce, now).unwrap_or(f64::INFINITY));
             // A tenant held back here wants more than it got: its demand counts as more than
             // its use, so backpressure stays on while it holds anyone back.
             let demand = |used: f64, throttled: bool| if throttled { used * THROTTLED_DEMAND } else { used };
             ingress.2.push(demand(mine.produce_bytes_per_second, mine.produce_throttled));
             egress.0.push(q);
-            egress
-                .1
-                .push(egress.0.last().and_then(|q| q.bound(limits, Meter::Fetch)).unwrap_or(f64::INFINITY));
+            egress.1.push(
+                egress.0.last().and_then(|q| q.bound(limits, Meter::Fetch, now)).unwrap_or(f64::INFINITY),
+            );
             egress.2.push(demand(mine.fetch_bytes_per_second, mine.fetch_throttled));
         }
         let safe = self.quotas.config;
@@ -298,6 +287,7 @@ impl QuotaSync {
             let timeout = Duration::from_millis((self.quotas.config.window.window_ms / 2).clamp(100, 5000));
             self.gather(&image, timeout).await;
         }
+        self.quotas.set_brokers(self.board.all().len());
         let overloaded = self.overloaded().await;
         self.apportion(&image, overloaded);
     }

@@ -56,29 +56,29 @@ pub enum Meter {
     Request,
 }
 
-/// The part of a cell-wide quota this broker enforces, per meter (1: all of it), and the
-/// bounds backpressure puts on the tenant here when the broker is over its safe limits (None:
-/// none).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What this broker knows of a tenant's use elsewhere in the cell, and the bounds
+/// backpressure puts on it here when the broker is over its safe limits (None: none).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Share {
-    pub produce: f64,
-    pub fetch: f64,
-    pub request: f64,
+    /// The tenant's rate on the cell's other brokers per meter (produce, fetch, request), as
+    /// they last reported it.
+    pub elsewhere: [f64; 3],
+    /// This broker's rate when they did: what it gained since is assumed gained on every
+    /// other broker too (they report once a window), so a tenant starting up, or growing,
+    /// takes its windows' burst once over the cell, not once per broker.
+    pub here_then: [f64; 3],
     pub produce_cap: Option<f64>,
     pub fetch_cap: Option<f64>,
     /// Request time, percent of a thread (backpressure when the broker is overloaded).
     pub request_cap: Option<f64>,
 }
 
-impl Default for Share {
-    fn default() -> Self {
-        Share {
-            produce: 1.0,
-            fetch: 1.0,
-            request: 1.0,
-            produce_cap: None,
-            fetch_cap: None,
-            request_cap: None,
+impl Share {
+    fn cap(&self, m: Meter) -> Option<f64> {
+        match m {
+            Meter::Produce => self.produce_cap,
+            Meter::Fetch => self.fetch_cap,
+            Meter::Request => self.request_cap,
         }
     }
 }
@@ -102,10 +102,15 @@ pub struct TenantQuota {
     mutations: Mutex<Option<(f64, TokenBucket)>>,
     /// Open connections of the tenant on this broker.
     connections: AtomicU32,
-    /// Fractions of the quotas this broker enforces (the coordinator sets them).
+    /// Use elsewhere and backpressure caps (the coordinator sets them).
     share: Mutex<Share>,
+    /// Brokers in the cell (for the estimate before the first exchange).
+    brokers: AtomicU64,
     /// Whether a request of the tenant was throttled since the coordinator last looked.
     throttled: [AtomicBool; 3],
+    /// Until when (quota ms) the tenant's connections are muted by a throttle, per meter: a
+    /// muted tenant sends nothing, and is held back all that time.
+    throttled_until_ms: [AtomicU64; 3],
     /// Bytes stored, over the cell (the coordinator's sum), for storage_bytes.
     storage_bytes: AtomicU64,
     /// Totals for /metrics and `kora tenant usage`.
@@ -147,7 +152,7 @@ fn meter_index(m: Meter) -> usize {
 }
 
 impl TenantQuota {
-    fn new(id: &str, window: RateConfig, totals: Totals) -> Self {
+    fn new(id: &str, window: RateConfig, totals: Totals, brokers: usize) -> Self {
         TenantQuota {
             id: id.to_string(),
             produce: Mutex::new(SampledRate::new(window)),
@@ -157,7 +162,9 @@ impl TenantQuota {
             mutations: Mutex::new(None),
             connections: AtomicU32::new(0),
             share: Mutex::new(Share::default()),
+            brokers: AtomicU64::new(brokers.max(1) as u64),
             throttled: Default::default(),
+            throttled_until_ms: Default::default(),
             storage_bytes: AtomicU64::new(0),
             totals,
         }
@@ -179,30 +186,58 @@ impl TenantQuota {
         *self.share.lock() = share;
     }
 
-    /// The bound this broker enforces for `m` under `limits` (None: unlimited).
-    pub fn bound(&self, limits: &TenantLimits, m: Meter) -> Option<f64> {
-        let share = self.share();
+    /// The tenant's cell-wide quota for `m` (None: unlimited).
+    pub fn quota(limits: &TenantLimits, m: Meter) -> Option<f64> {
         match m {
-            Meter::Produce => {
-                min_bound(limits.producer_byte_rate.map(|q| q * share.produce), share.produce_cap)
-            }
-            Meter::Fetch => min_bound(limits.consumer_byte_rate.map(|q| q * share.fetch), share.fetch_cap),
-            Meter::Request => {
-                min_bound(limits.request_percentage.map(|q| q * share.request), share.request_cap)
-            }
+            Meter::Produce => limits.producer_byte_rate,
+            Meter::Fetch => limits.consumer_byte_rate,
+            Meter::Request => limits.request_percentage,
         }
     }
 
-    /// Records `value` on meter `m` and returns the throttle it earns under `bound`.
-    pub fn record(&self, m: Meter, value: f64, bound: Option<f64>, now_ms: u64) -> u64 {
+    /// What the tenant may use here now: its part of the quota in proportion to where its
+    /// traffic is (the whole quota on one broker; an even part while it is idle), within any
+    /// backpressure cap. None: unlimited.
+    pub fn bound(&self, limits: &TenantLimits, m: Meter, now_ms: u64) -> Option<f64> {
+        let share = self.share();
+        let part = Self::quota(limits, m).map(|q| {
+            let here = self.rate_now(m, now_ms);
+            let brokers = self.brokers.load(Ordering::Relaxed).max(1) as f64;
+            let there = share.elsewhere[meter_index(m)];
+            if here + there > 0.0 {
+                q * here / (here + there)
+            } else {
+                q / brokers
+            }
+        });
+        min_bound(part, share.cap(m))
+    }
+
+    /// Records `value` on meter `m` and returns the throttle it earns: the tenant's rate over
+    /// the cell (here, plus what the other brokers last reported) against its quota, and its
+    /// rate here against any backpressure cap.
+    pub fn record(&self, m: Meter, value: f64, limits: &TenantLimits, now_ms: u64) -> u64 {
+        let share = self.share();
         let mut rate = self.rate(m).lock();
         rate.record(value, now_ms);
-        let throttle = bound.map(|b| rate.throttle_ms(b, now_ms)).unwrap_or(0);
+        let i = meter_index(m);
+        let others = (self.brokers.load(Ordering::Relaxed).max(1) - 1) as f64;
+        let gained = (rate.rate(now_ms) - share.here_then[i]).max(0.0);
+        let elsewhere = share.elsewhere[i] + gained * others;
+        let over_quota = Self::quota(limits, m).map_or(0, |q| rate.throttle_ms_with(elsewhere, q, now_ms));
+        let over_cap = share.cap(m).map_or(0, |c| rate.throttle_ms(c, now_ms));
         drop(rate);
+        let throttle = over_quota.max(over_cap);
         if throttle > 0 {
             self.throttled[meter_index(m)].store(true, Ordering::Relaxed);
+            self.throttled_until_ms[meter_index(m)].fetch_max(now_ms + throttle, Ordering::Relaxed);
         }
         throttle
+    }
+
+    /// The cell's brokers now.
+    pub fn set_brokers(&self, brokers: usize) {
+        self.brokers.store(brokers.max(1) as u64, Ordering::Relaxed);
     }
 
     /// The rate per second of `m` now.
@@ -210,9 +245,12 @@ impl TenantQuota {
         self.rate(m).lock().rate(now_ms)
     }
 
-    /// Whether `m` was throttled since the last call (and clears it).
-    pub fn take_throttled(&self, m: Meter) -> bool {
-        self.throttled[meter_index(m)].swap(false, Ordering::Relaxed)
+    /// Whether `m` was throttled since the last call (and clears that), or is still muted by
+    /// a throttle at `now_ms`.
+    pub fn take_throttled(&self, m: Meter, now_ms: u64) -> bool {
+        let i = meter_index(m);
+        self.throttled[i].swap(false, Ordering::Relaxed)
+            || self.throttled_until_ms[i].load(Ordering::Relaxed) > now_ms
     }
 
     pub fn connections(&self) -> u32 {
@@ -328,12 +366,21 @@ pub struct Quotas {
     base: Instant,
     tenants: Mutex<HashMap<String, Arc<TenantQuota>>>,
     metrics: Arc<Metrics>,
+    /// Brokers in the cell at the last exchange (a new tenant's estimate of its use elsewhere).
+    brokers: AtomicU64,
 }
 
 impl Quotas {
     pub fn new(config: QuotaConfig, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
         let base = clock.now();
-        Quotas { config, clock, base, tenants: Mutex::new(HashMap::new()), metrics }
+        Quotas {
+            config,
+            clock,
+            base,
+            tenants: Mutex::new(HashMap::new()),
+            metrics,
+            brokers: AtomicU64::new(1),
+        }
     }
 
     pub fn clock(&self) -> Arc<dyn Clock> {
@@ -351,9 +398,18 @@ impl Quotas {
         if let Some(q) = t.get(id) {
             return q.clone();
         }
-        let q = Arc::new(TenantQuota::new(id, self.config.window, Totals::of(&self.metrics, id)));
+        let brokers = self.brokers.load(Ordering::Relaxed) as usize;
+        let q = Arc::new(TenantQuota::new(id, self.config.window, Totals::of(&self.metrics, id), brokers));
         t.insert(id.to_string(), q.clone());
         q
+    }
+
+    /// The cell's brokers now (every tenant's estimate before its first exchange).
+    pub fn set_brokers(&self, brokers: usize) {
+        self.brokers.store(brokers.max(1) as u64, Ordering::Relaxed);
+        for t in self.all() {
+            t.set_brokers(brokers);
+        }
     }
 
     /// Every tenant with accounting here.
@@ -379,7 +435,7 @@ mod tests {
 
     #[test]
     fn connections_are_held_to_the_limit_and_freed_on_drop() {
-        let q = Arc::new(TenantQuota::new("lkc-a", RateConfig::default(), Totals::default()));
+        let q = Arc::new(TenantQuota::new("lkc-a", RateConfig::default(), Totals::default(), 1));
         let l = limits(|l| l.max_connections = Some(2));
         let a = q.open_connection(&l, RateConfig::default(), 0).expect("first");
         let _b = q.open_connection(&l, RateConfig::default(), 0).expect("second");
@@ -390,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_connection_burst_over_its_rate_is_delayed_at_most_one_window() {
-        let q = Arc::new(TenantQuota::new("lkc-a", RateConfig::default(), Totals::default()));
+        let q = Arc::new(TenantQuota::new("lkc-a", RateConfig::default(), Totals::default(), 1));
         let l = limits(|l| l.connection_creation_rate = Some(1.0));
         let mut delays = Vec::new();
         let mut slots = Vec::new();
@@ -404,23 +460,63 @@ mod tests {
     }
 
     #[test]
-    fn the_share_scales_the_bound() {
-        let q = TenantQuota::new("lkc-a", RateConfig::default(), Totals::default());
-        let l = limits(|l| l.producer_byte_rate = Some(1000.0));
-        assert_eq!(q.bound(&l, Meter::Produce), Some(1000.0));
-        assert_eq!(q.bound(&l, Meter::Fetch), None);
-        q.set_share(Share { produce: 0.25, ..Share::default() });
-        assert_eq!(q.bound(&l, Meter::Produce), Some(250.0));
-        // Throttled flags are per meter and cleared by reading.
-        assert!(q.record(Meter::Produce, 1e6, Some(250.0), 0) > 0);
-        assert!(q.take_throttled(Meter::Produce));
-        assert!(!q.take_throttled(Meter::Produce));
-        assert!(!q.take_throttled(Meter::Fetch));
+    fn one_quota_over_two_brokers_is_held_at_the_cell_rate() {
+        // Two brokers' accounting of one tenant, exchanging their rates every second; the
+        // tenant's clients send 500 bytes per 10 ms to each and wait out every throttle.
+        let cfg = RateConfig::default();
+        let a = TenantQuota::new("lkc-a", cfg, Totals::default(), 2);
+        let b = TenantQuota::new("lkc-a", cfg, Totals::default(), 2);
+        let l = limits(|l| l.producer_byte_rate = Some(50_000.0));
+        let (mut next_a, mut next_b, mut sent) = (0u64, 0u64, 0.0f64);
+        for now in (0..120_000u64).step_by(10) {
+            if now % 1000 == 0 {
+                let (ra, rb) = (a.rate_now(Meter::Produce, now), b.rate_now(Meter::Produce, now));
+                a.set_share(Share {
+                    elsewhere: [rb, 0.0, 0.0],
+                    here_then: [ra, 0.0, 0.0],
+                    ..Share::default()
+                });
+                b.set_share(Share {
+                    elsewhere: [ra, 0.0, 0.0],
+                    here_then: [rb, 0.0, 0.0],
+                    ..Share::default()
+                });
+            }
+            for (q, next) in [(&a, &mut next_a), (&b, &mut next_b)] {
+                if now >= *next {
+                    *next = now + q.record(Meter::Produce, 500.0, &l, now);
+                    if now >= 20_000 {
+                        sent += 500.0;
+                    }
+                }
+            }
+        }
+        let achieved = sent / 100.0;
+        assert!(
+            (achieved - 50_000.0).abs() / 50_000.0 < 0.12,
+            "{achieved} per second over the cell against 50000"
+        );
+        // Each broker's part of the quota follows its traffic: even here.
+        let (ba, bb) = (a.bound(&l, Meter::Produce, 120_000), b.bound(&l, Meter::Produce, 120_000));
+        let (ba, bb) = (ba.expect("a quota"), bb.expect("a quota"));
+        assert!((ba + bb - 50_000.0).abs() < 500.0 && (ba - bb).abs() < 10_000.0, "{ba} + {bb}");
+    }
+
+    #[test]
+    fn throttled_flags_last_while_the_throttle_does() {
+        let q = TenantQuota::new("lkc-a", RateConfig::default(), Totals::default(), 1);
+        let l = limits(|l| l.producer_byte_rate = Some(250.0));
+        let until = q.record(Meter::Produce, 1e6, &l, 0);
+        assert!(until > 0);
+        assert!(q.take_throttled(Meter::Produce, 0));
+        assert!(q.take_throttled(Meter::Produce, until - 1), "still muted by that throttle");
+        assert!(!q.take_throttled(Meter::Produce, until));
+        assert!(!q.take_throttled(Meter::Fetch, 0));
     }
 
     #[test]
     fn mutations_follow_the_rate_set_now() {
-        let q = TenantQuota::new("lkc-a", RateConfig::default(), Totals::default());
+        let q = TenantQuota::new("lkc-a", RateConfig::default(), Totals::default(), 1);
         let none = TenantLimits::default();
         assert!(q.may_mutate(&none, RateConfig::default(), 0));
         assert_eq!(q.record_mutations(&none, RateConfig::default(), 1000.0, 0), 0);

@@ -486,6 +486,27 @@ async fn usage(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) ->
         });
     }
     brokers.sort_by_key(|b| b.broker_id);
+    // Each broker throttles against the tenant's rate over the cell, so its part of a quota
+    // is its part of the traffic (an even part while the tenant is idle), computed here from
+    // one view of every broker's figures so the parts add up; a backpressure cap a broker
+    // reports lower than that is shown instead.
+    let n = brokers.len().max(1) as f64;
+    for (key, rate) in [
+        (
+            "producer_byte_rate",
+            (|f: &kora_api::UsageFigures| f.produce_bytes_per_second) as fn(&kora_api::UsageFigures) -> f64,
+        ),
+        ("consumer_byte_rate", |f| f.fetch_bytes_per_second),
+        ("request_percentage", |f| f.request_percent),
+    ] {
+        let Some(quota) = kora_meta::QuotaKey::parse(key).and_then(|k| t.limits.get(k)) else { continue };
+        let total: f64 = brokers.iter().map(|b| rate(&b.usage)).sum();
+        for b in &mut brokers {
+            let part = if total > 0.0 { quota * rate(&b.usage) / total } else { quota / n };
+            let reported = b.bounds.get(key).copied().unwrap_or(f64::INFINITY);
+            b.bounds.insert(key.to_string(), part.min(reported));
+        }
+    }
     let q = quotas_of(&t);
     Json(kora_api::TenantUsage { tenant: q.tenant, name: q.name, quotas: q.quotas, cell, brokers })
         .into_response()

@@ -3,8 +3,8 @@
 //! - [`SampledRate`]: Kafka's `Rate` over a `SampledStat` (`quota.window.num` windows of
 //!   `quota.window.size.seconds`), and the throttle time of a rate over its bound;
 //! - [`TokenBucket`]: KIP-599's controller mutation quota (burst of `samples × window`);
-//! - [`shares`]: how one cell-wide quota is split among the brokers a tenant's traffic
-//!   reaches, and how a broker over its safe limit scales every tenant's bound down.
+//! - [`shares`]: how a broker over its safe limit scales every tenant's bound down, and the
+//!   request-time backpressure factor of a broker short of CPU.
 //!
 //! Time is milliseconds on the caller's monotonic clock, passed in: nothing here reads a
 //! clock, sleeps, or does I/O, so tests and simulations drive it exactly.

@@ -106,7 +106,13 @@ impl SampledRate {
     /// How long a client over `bound` (per second) must wait for its rate to come back to
     /// it: `(rate - bound) / bound × window` (Kafka's `QuotaUtils.throttleTime`); 0 within it.
     pub fn throttle_ms(&mut self, bound: f64, now_ms: u64) -> u64 {
-        let rate = self.rate(now_ms);
+        self.throttle_ms_with(0.0, bound, now_ms)
+    }
+
+    /// The throttle when `others` per second are used elsewhere against the same `bound` (one
+    /// quota over many brokers): `(rate + others - bound) / bound × window`.
+    pub fn throttle_ms_with(&mut self, others: f64, bound: f64, now_ms: u64) -> u64 {
+        let rate = self.rate(now_ms) + others.max(0.0);
         if bound <= 0.0 || !bound.is_finite() || rate <= bound {
             return 0;
         }

@@ -1,62 +1,13 @@
-//! One cell-wide quota over many brokers, and a broker's safe limits over many tenants.
+//! A broker's safe limits over many tenants.
 //!
-//! A tenant's quota is for the whole cell. Every broker measures what the tenant uses on it
-//! and whether it had to throttle it there; brokers exchange those figures each quota window
-//! and each computes, with [`share`], the bound it enforces itself. The same inputs give every
-//! broker the same split, so the bounds sum to the quota without a coordinator to fail.
+//! [`scale_to_limit`] is backpressure on bytes: when the tenants of one broker together use
+//! more than its safe limit, every tenant's bound there is scaled by one factor, chosen so that
+//! tenants under their scaled bound keep their use and the ones over it share the rest in
+//! proportion to their allocation. [`Aimd`] is backpressure on request time, for a broker short
+//! of CPU.
 //!
-//! Throttling is lazy: while the tenant's use over the cell leaves headroom and no broker had
-//! to throttle it, every broker may grow into the whole headroom. Once a broker throttles, the
-//! unthrottled brokers keep what they use plus a margin and the throttled ones share the rest
-//! in proportion to their use, so the quota follows the traffic to where it goes.
-//!
-//! [`scale_to_limit`] is backpressure: when the tenants of one broker together use more than
-//! its safe limit, every tenant's bound there is scaled by one factor, chosen so that tenants
-//! under their scaled bound keep their use and the ones over it share the rest in proportion
-//! to their allocation.
-
-use serde::{Deserialize, Serialize};
-
-/// Headroom an unthrottled broker keeps over its use.
-pub const MARGIN: f64 = 0.10;
-/// The least share of a quota any broker gets, so a broker the traffic moves to can start.
-pub const FLOOR: f64 = 0.02;
-
-/// What one broker saw of one tenant over the last window.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct BrokerUse {
-    /// Per second.
-    pub used: f64,
-    /// Whether the broker throttled the tenant in the window (its demand was above its bound).
-    pub throttled: bool,
-}
-
-/// The bound broker `mine` of `uses` enforces for a cell-wide `quota`.
-pub fn share(quota: f64, mine: usize, uses: &[BrokerUse]) -> f64 {
-    assert!(mine < uses.len(), "broker {mine} is not among the {} uses", uses.len());
-    if uses.len() == 1 {
-        return quota;
-    }
-    let floor = quota * FLOOR;
-    let granted: f64 = uses.iter().filter(|u| !u.throttled).map(|u| u.used * (1.0 + MARGIN)).sum();
-    let throttled: Vec<&BrokerUse> = uses.iter().filter(|u| u.throttled).collect();
-    let me = uses[mine];
-    if granted >= quota {
-        // Even the unthrottled use is over the quota: everyone in proportion to use.
-        let total: f64 = uses.iter().map(|u| u.used.max(floor)).sum();
-        return (quota * me.used.max(floor) / total).max(floor);
-    }
-    let rest = quota - granted;
-    if throttled.is_empty() {
-        // Lazy: nobody is held back, so each may grow into all the headroom.
-        return me.used * (1.0 + MARGIN) + rest;
-    }
-    if !me.throttled {
-        return (me.used * (1.0 + MARGIN)).max(floor);
-    }
-    let weight: f64 = throttled.iter().map(|u| u.used.max(floor)).sum();
-    (rest * me.used.max(floor) / weight).max(floor)
-}
+//! (One quota over a cell's brokers needs no split here: each broker throttles a tenant against
+//! its rate over the cell, `SampledRate::throttle_ms_with`.)
 
 /// Scales `bounds` (tenants' bounds on one broker, per second; `f64::INFINITY` for a tenant
 /// without a quota) so that the broker's total stays within `limit`, given what each tenant
@@ -90,76 +41,8 @@ pub fn scale_to_limit(limit: f64, bounds: &mut [f64], used: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
-    /// Brokers with these demands, starting at a bound of the whole quota each, after `rounds`
-    /// exchanges: what each one serves.
-    fn converge(quota: f64, demand: &[f64], rounds: usize) -> Vec<f64> {
-        let mut bounds = vec![quota; demand.len()];
-        let mut uses = vec![BrokerUse::default(); demand.len()];
-        for _ in 0..rounds {
-            for (i, u) in uses.iter_mut().enumerate() {
-                *u = BrokerUse { used: demand[i].min(bounds[i]), throttled: demand[i] > bounds[i] };
-            }
-            for (i, b) in bounds.iter_mut().enumerate() {
-                *b = share(quota, i, &uses);
-            }
-        }
-        demand.iter().zip(&bounds).map(|(d, b)| d.min(*b)).collect()
-    }
-
     fn close(a: f64, b: f64, tolerance: f64) -> bool {
         (a - b).abs() <= tolerance * b.abs().max(1e-9)
-    }
-
-    #[test]
-    fn one_broker_has_the_whole_quota() {
-        assert_eq!(share(100.0, 0, &[BrokerUse { used: 500.0, throttled: true }]), 100.0);
-    }
-
-    #[test]
-    fn traffic_on_one_broker_gets_the_whole_quota() {
-        let served = converge(100.0, &[300.0, 0.0, 0.0], 10);
-        assert!(close(served.iter().sum(), 100.0, 0.06), "{served:?}");
-        assert!(served[0] > 90.0, "{served:?}");
-    }
-
-    #[test]
-    fn traffic_split_evenly_splits_the_quota() {
-        let served = converge(100.0, &[200.0, 200.0, 200.0], 10);
-        for s in &served {
-            assert!(close(*s, 100.0 / 3.0, 0.05), "{served:?}");
-        }
-    }
-
-    #[test]
-    fn a_light_broker_keeps_its_use_and_the_heavy_one_gets_the_rest() {
-        let served = converge(100.0, &[20.0, 500.0], 10);
-        assert!(close(served[0], 20.0, 0.01), "{served:?}");
-        assert!(served[1] > 75.0 && served.iter().sum::<f64>() <= 101.0, "{served:?}");
-    }
-
-    #[test]
-    fn under_the_quota_nobody_is_throttled() {
-        let served = converge(100.0, &[30.0, 30.0, 30.0], 10);
-        assert_eq!(served, vec![30.0, 30.0, 30.0]);
-    }
-
-    #[test]
-    fn the_quota_follows_traffic_that_moves() {
-        let quota = 100.0;
-        let mut bounds = [quota; 3];
-        let mut uses = [BrokerUse::default(); 3];
-        let mut served = [0.0; 3];
-        for round in 0..20 {
-            let demand: [f64; 3] = if round < 10 { [300.0, 0.0, 0.0] } else { [0.0, 0.0, 300.0] };
-            for i in 0..3 {
-                served[i] = demand[i].min(bounds[i]);
-                uses[i] = BrokerUse { used: served[i], throttled: demand[i] > bounds[i] };
-            }
-            for (i, b) in bounds.iter_mut().enumerate() {
-                *b = share(quota, i, &uses);
-            }
-        }
-        assert!(served[2] > 90.0 && served.iter().sum::<f64>() <= 101.0, "{served:?}");
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub(super) fn before(
             }
         }
         RequestKind::Fetch(r) => {
-            if let Some(bound) = q.bound(limits, Meter::Fetch) {
+            // One fetch returns at most what a window of the whole quota allows.
+            if let Some(bound) = TenantQuota::quota(limits, Meter::Fetch) {
                 let cap = window.max_in_window(bound).clamp(1.0, i32::MAX as f64) as i32;
                 r.max_bytes = if r.max_bytes <= 0 { cap } else { r.max_bytes.min(cap) };
             }
@@ -173,28 +174,17 @@ pub(super) fn after(
     // Request time as percent of one thread (Kafka's nanos × 100 / 1e9).
     let percent = busy.as_nanos() as f64 * 100.0 / 1e9;
     q.totals.request_seconds.inc_by(busy.as_secs_f64());
-    let request_throttle =
-        q.record(Meter::Request, percent, q.bound(limits, Meter::Request), now_ms).min(window.window_ms);
+    let request_throttle = q.record(Meter::Request, percent, limits, now_ms).min(window.window_ms);
     let mut throttle = request_throttle.max(admitted.mutation_throttle_ms);
     if acks_zero_produce {
         q.totals.bytes_in.inc_by(request_bytes as u64);
-        throttle = throttle.max(q.record(
-            Meter::Produce,
-            request_bytes as f64,
-            q.bound(limits, Meter::Produce),
-            now_ms,
-        ));
+        throttle = throttle.max(q.record(Meter::Produce, request_bytes as f64, limits, now_ms));
     }
     if let Some(resp) = resp {
         match resp {
             ResponseKind::Produce(_) => {
                 q.totals.bytes_in.inc_by(request_bytes as u64);
-                throttle = throttle.max(q.record(
-                    Meter::Produce,
-                    request_bytes as f64,
-                    q.bound(limits, Meter::Produce),
-                    now_ms,
-                ));
+                throttle = throttle.max(q.record(Meter::Produce, request_bytes as f64, limits, now_ms));
             }
             ResponseKind::Fetch(f) => {
                 let bytes: usize = f
@@ -203,8 +193,7 @@ pub(super) fn after(
                     .flat_map(|t| t.partitions.iter())
                     .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
                     .sum();
-                throttle =
-                    throttle.max(q.record(Meter::Fetch, bytes as f64, q.bound(limits, Meter::Fetch), now_ms));
+                throttle = throttle.max(q.record(Meter::Fetch, bytes as f64, limits, now_ms));
                 q.totals.bytes_out.inc_by(bytes as u64);
             }
             _ => {}
