@@ -488,8 +488,8 @@ async fn usage(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) ->
     brokers.sort_by_key(|b| b.broker_id);
     // Each broker throttles against the tenant's rate over the cell, so its part of a quota
     // is its part of the traffic (an even part while the tenant is idle), computed here from
-    // one view of every broker's figures so the parts add up; a backpressure cap a broker
-    // reports lower than that is shown instead.
+    // one view of every broker's figures so the parts add up (a broker's own report is from
+    // its last window, and brokers report at different times).
     let n = brokers.len().max(1) as f64;
     for (key, rate) in [
         (
@@ -503,8 +503,7 @@ async fn usage(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) ->
         let total: f64 = brokers.iter().map(|b| rate(&b.usage)).sum();
         for b in &mut brokers {
             let part = if total > 0.0 { quota * rate(&b.usage) / total } else { quota / n };
-            let reported = b.bounds.get(key).copied().unwrap_or(f64::INFINITY);
-            b.bounds.insert(key.to_string(), part.min(reported));
+            b.bounds.insert(key.to_string(), part);
         }
     }
     let q = quotas_of(&t);
