@@ -199,7 +199,8 @@ impl QuotaSync {
         p90 > limit && busy >= BUSY_CPU_FRACTION
     }
 
-    /// Sets every tenant's share and backpressure bounds from the board.
+    /// Gives every tenant's accounting its rates elsewhere (from the board) and any
+    /// backpressure caps.
     fn apportion(&self, image: &MetadataImage, overloaded: bool) {
         let request_factor = {
             let mut load = self.board.load.lock();

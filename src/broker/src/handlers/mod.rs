@@ -160,7 +160,7 @@ async fn dispatch_authenticated(
     let limits = quota
         .as_ref()
         .map(|q| image.tenants.get(q.id.as_str()).map(|t| t.limits.clone()).unwrap_or_default());
-    let acks_zero = matches!(&req, RequestKind::Produce(p) if p.acks == 0);
+    let produce = matches!(&req, RequestKind::Produce(_));
     let namespace = ctx.namespace.clone();
     let mut scope = scope::Scope::new(&namespace, image.clone(), &gate);
     if let Some(answer) = scope.request(&mut req)? {
@@ -188,7 +188,7 @@ async fn dispatch_authenticated(
     let (resp, busy) = quota::Busy::new(&*b.clock, handle(b, ctx, &gate, header, req)).await;
     let mut resp = resp?;
     let throttle_ms =
-        quota::after(&charge(b.quotas.now_ms()), request_bytes, busy, admitted, resp.as_mut(), acks_zero);
+        quota::after(&charge(b.quotas.now_ms()), request_bytes, busy, admitted, resp.as_mut(), produce);
     ctx.mute(b.clock.now(), throttle_ms);
     if let Some(r) = resp.as_mut() {
         scope.response(r);

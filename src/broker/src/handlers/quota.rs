@@ -168,7 +168,7 @@ pub(super) fn after(
     busy: Duration,
     admitted: Admitted,
     resp: Option<&mut ResponseKind>,
-    acks_zero_produce: bool,
+    produce: bool,
 ) -> u64 {
     let Charge { q, limits, window, now_ms } = *c;
     // Request time as percent of one thread (Kafka's nanos × 100 / 1e9).
@@ -176,27 +176,21 @@ pub(super) fn after(
     q.totals.request_seconds.inc_by(busy.as_secs_f64());
     let request_throttle = q.record(Meter::Request, percent, limits, now_ms).min(window.window_ms);
     let mut throttle = request_throttle.max(admitted.mutation_throttle_ms);
-    if acks_zero_produce {
+    // A produce counts its request's size, answered or not (acks=0).
+    if produce {
         q.totals.bytes_in.inc_by(request_bytes as u64);
         throttle = throttle.max(q.record(Meter::Produce, request_bytes as f64, limits, now_ms));
     }
     if let Some(resp) = resp {
-        match resp {
-            ResponseKind::Produce(_) => {
-                q.totals.bytes_in.inc_by(request_bytes as u64);
-                throttle = throttle.max(q.record(Meter::Produce, request_bytes as f64, limits, now_ms));
-            }
-            ResponseKind::Fetch(f) => {
-                let bytes: usize = f
-                    .responses
-                    .iter()
-                    .flat_map(|t| t.partitions.iter())
-                    .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
-                    .sum();
-                throttle = throttle.max(q.record(Meter::Fetch, bytes as f64, limits, now_ms));
-                q.totals.bytes_out.inc_by(bytes as u64);
-            }
-            _ => {}
+        if let ResponseKind::Fetch(f) = resp {
+            let bytes: usize = f
+                .responses
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+                .sum();
+            throttle = throttle.max(q.record(Meter::Fetch, bytes as f64, limits, now_ms));
+            q.totals.bytes_out.inc_by(bytes as u64);
         }
         answer_throttled_topics(resp, admitted.throttled_topics);
         set_throttle_time(resp, throttle.min(i32::MAX as u64) as i32);
