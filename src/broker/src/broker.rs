@@ -92,6 +92,7 @@ impl Broker {
             clock: self.clock.clone(),
             listeners: self.config.listeners.clone(),
             usage: self.usage.clone(),
+            quotas: self.quotas.clone(),
         }
     }
 

@@ -54,6 +54,19 @@ pub struct UsageBoard {
 }
 
 impl UsageBoard {
+    /// This broker's last figures with the rates read at this moment (what peers are told).
+    pub fn local_now(&self, quotas: &Quotas) -> BrokerUsage {
+        let mut u = self.local.lock().clone();
+        let now = quotas.now_ms();
+        for (id, f) in u.tenants.iter_mut() {
+            let q = quotas.tenant(id);
+            f.produce_bytes_per_second = q.rate_now(Meter::Produce, now);
+            f.fetch_bytes_per_second = q.rate_now(Meter::Fetch, now);
+            f.request_percent = q.rate_now(Meter::Request, now);
+        }
+        u
+    }
+
     /// Every broker's last figures, this one first.
     pub fn all(&self) -> Vec<BrokerUsage> {
         let mut out = vec![self.local.lock().clone()];

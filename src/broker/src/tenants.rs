@@ -45,6 +45,8 @@ pub struct TenantAdmin {
     pub listeners: Vec<ListenerConfig>,
     /// The quota coordinator's figures (this broker's and its peers').
     pub usage: Arc<crate::quota_sync::UsageBoard>,
+    /// The tenants' meters, read when a peer asks for this broker's figures.
+    pub quotas: Arc<crate::quotas::Quotas>,
 }
 
 /// SCRAM secrets of both mechanisms for a password, with fresh salts.
@@ -512,8 +514,12 @@ async fn usage(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) ->
 }
 
 /// This broker's figures for every tenant (what the cell's brokers exchange).
+/// This broker's figures for a peer's coordinator, with every rate read now: the asking
+/// broker sets them against its own rates of the same moment, so what it gained since is
+/// not counted twice or missed (the last round's figures lag it by up to a window, and in a
+/// burst that window is most of the burst).
 async fn broker_usage(State(a): State<Arc<TenantAdmin>>) -> Response {
-    Json(a.usage.local.lock().clone()).into_response()
+    Json(a.usage.local_now(&a.quotas)).into_response()
 }
 
 /// The routes, to merge into the admin router (behind its token check).
