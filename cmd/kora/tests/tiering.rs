@@ -663,8 +663,11 @@ async fn a_hanging_store_does_not_hold_up_local_partitions() {
             held.push(c);
         }
     });
+    // 100 records for the hot partition, sent while a consumer's fetch is waiting on the
+    // hanging store: it reads partition 1 (so it is in every fetch), then takes on partition 0
+    // from offset 0 (only in the store), so its fetches hold a remote read that never ends.
     let bs = k.bootstrap.clone();
-    tokio::task::spawn_blocking(move || {
+    let produce_hot = move || {
         let p: ThreadedProducer<DefaultProducerContext> =
             ClientConfig::new().set("bootstrap.servers", &bs).create().expect("producer");
         for i in 0..100u64 {
@@ -672,12 +675,7 @@ async fn a_hanging_store_does_not_hold_up_local_partitions() {
             p.send(BaseRecord::<str, [u8]>::to("mixed").partition(1).payload(&v)).expect("send");
         }
         p.flush(Duration::from_secs(30)).expect("flush");
-    })
-    .await
-    .expect("produce hot");
-    // One consumer on both: partition 0 from offset 0 (only in the unreachable store),
-    // partition 1 from offset 0 (local). Partition 1's records must arrive at once, not
-    // after remote.fetch.max.wait.ms (10 s).
+    };
     let bs = k.bootstrap.clone();
     let got = tokio::task::spawn_blocking(move || {
         let c: BaseConsumer = ClientConfig::new()
@@ -686,23 +684,40 @@ async fn a_hanging_store_does_not_hold_up_local_partitions() {
             .set("enable.auto.commit", "false")
             .create()
             .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset("mixed", 0, Offset::Offset(0)).expect("tpl");
-        tpl.add_partition_offset("mixed", 1, Offset::Offset(0)).expect("tpl");
-        c.assign(&tpl).expect("assign");
-        let start = Instant::now();
-        let mut hot = 0;
-        while hot < 100 && start.elapsed() < Duration::from_secs(30) {
-            if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-                if m.partition() == 1 {
-                    hot += 1;
+        let hot = |c: &BaseConsumer, want: usize| {
+            let start = Instant::now();
+            let mut n = 0;
+            while n < want && start.elapsed() < Duration::from_secs(30) {
+                if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+                    if m.partition() == 1 {
+                        n += 1;
+                    }
                 }
             }
+            (n, start.elapsed())
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("mixed", 1, Offset::Offset(0)).expect("tpl");
+        c.assign(&tpl).expect("assign");
+        produce_hot();
+        assert_eq!(hot(&c, 100).0, 100, "the hot partition alone");
+        let mut cold = TopicPartitionList::new();
+        cold.add_partition_offset("mixed", 0, Offset::Offset(0)).expect("tpl");
+        c.incremental_assign(&cold).expect("incremental assign");
+        // Polled so partition 0 joins the fetches, which now wait on the store.
+        let idle = Instant::now();
+        while idle.elapsed() < Duration::from_secs(2) {
+            assert!(
+                c.poll(Duration::from_millis(100)).is_none_or(|m| m.is_err()),
+                "a record from the hung store"
+            );
         }
-        (hot, start.elapsed())
+        produce_hot();
+        hot(&c, 100)
     })
     .await
     .expect("consume");
+    // Not after remote.fetch.max.wait.ms (10 s): an append to the hot partition ends the wait.
     assert_eq!(got.0, 100, "local partition starved by the unreachable store");
     assert!(got.1 < Duration::from_secs(5), "hot records waited for the remote read: {:?}", got.1);
     let unfinished =

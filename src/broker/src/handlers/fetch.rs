@@ -124,20 +124,45 @@ fn read_remote(rd: &Reads<'_>, p: &SessionPartition, want: usize, log: &kora_log
     })
 }
 
-/// Waits for the remote reads of one pass, at most `wait`; a read not done by then answers
-/// empty (its task carries on). Reads run concurrently, so a catch-up consumer of several
-/// partitions waits for the slowest, not for their sum.
+/// Waits for the remote reads of one pass, at most `wait`, and no longer than until one of
+/// the request's local logs (`news`) takes an append: a read not done by then answers empty
+/// (its task carries on and warms the cache). Reads run concurrently, so a catch-up consumer
+/// of several partitions waits for the slowest, not for their sum; and a hot partition
+/// fetched beside a slow store is not held up by it (Kafka's DelayedRemoteFetch is: it waits
+/// out remote.fetch.max.wait.ms whatever the local partitions get).
 async fn finish_remote(
     rd: &Reads<'_>,
     partitions: &[SessionPartition],
     outs: &mut [Option<Outcome>],
     pending: Vec<(usize, PendingRemote)>,
     wait: Duration,
+    news: &mut [watch::Receiver<i64>],
 ) {
     let deadline = rd.clock.now() + wait;
+    let mut news = std::pin::pin!(async move {
+        if news.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        // An append (or a log gone) on any of them.
+        let _ = select_all(news.iter_mut().map(|rx| Box::pin(rx.changed()))).await;
+    });
+    let mut cut = false;
     for (i, mut r) in pending {
         let offsets = (r.high_watermark, r.log_start_offset);
-        let o = match kora_common::timeout_at(rd.clock, deadline, &mut r.task).await {
+        let done = if cut || wait.is_zero() {
+            futures::FutureExt::now_or_never(&mut r.task)
+        } else {
+            let read = kora_common::timeout_at(rd.clock, deadline, &mut r.task);
+            let read = std::pin::pin!(read);
+            match futures::future::select(read, news.as_mut()).await {
+                futures::future::Either::Left((done, _)) => done.ok(),
+                futures::future::Either::Right(_) => {
+                    cut = true;
+                    None
+                }
+            }
+        };
+        let o = match done.ok_or(()) {
             Ok(Ok(result)) => remote_outcome(rd, &partitions[i], result, r.started, offsets),
             Ok(Err(e)) => {
                 tracing::warn!(topic = %partitions[i].topic, error = %e, "remote read task failed");
@@ -148,8 +173,8 @@ async fn finish_remote(
                     records: None,
                 }
             }
-            Err(_) => {
-                if wait.is_zero() {
+            Err(()) => {
+                if wait.is_zero() || cut {
                     rd.metrics.remote_read_deferred.inc();
                 } else {
                     rd.metrics.remote_read_timeouts.inc();
@@ -360,7 +385,7 @@ pub(super) async fn fetch(rd: &Reads<'_>, r: FetchRequest, version: i16) -> Fetc
                 Some(t) if !ready => Duration::from_millis(t.fetch_max_wait_ms()),
                 _ => Duration::ZERO,
             };
-            finish_remote(rd, &partitions, &mut outs, pending, wait).await;
+            finish_remote(rd, &partitions, &mut outs, pending, wait, &mut receivers).await;
             total = outs.iter().flatten().map(|o| o.records.as_ref().map_or(0, |r| r.len())).sum();
             errors |= outs.iter().flatten().any(|o| o.error != 0);
         }
