@@ -513,8 +513,7 @@ async fn usage(State(a): State<Arc<TenantAdmin>>, Path(tenant): Path<String>) ->
         .into_response()
 }
 
-/// This broker's figures for every tenant (what the cell's brokers exchange).
-/// This broker's figures for a peer's coordinator, with every rate read now: the asking
+/// This broker's figures for every tenant, for a peer's coordinator, with every rate read now: the asking
 /// broker sets them against its own rates of the same moment, so what it gained since is
 /// not counted twice or missed (the last round's figures lag it by up to a window, and in a
 /// burst that window is most of the burst).

@@ -125,7 +125,7 @@ fn read_remote(rd: &Reads<'_>, p: &SessionPartition, want: usize, log: &kora_log
 }
 
 /// Waits for the remote reads of one pass, at most `wait`, and no longer than until one of
-/// the request's local logs (`news`) takes an append: a read not done by then answers empty
+/// the request's partitions read locally takes an append: a read not done by then answers empty
 /// (its task carries on and warms the cache). Reads run concurrently, so a catch-up consumer
 /// of several partitions waits for the slowest, not for their sum; and a hot partition
 /// fetched beside a slow store is not held up by it (Kafka's DelayedRemoteFetch is: it waits
@@ -136,9 +136,18 @@ async fn finish_remote(
     outs: &mut [Option<Outcome>],
     pending: Vec<(usize, PendingRemote)>,
     wait: Duration,
-    news: &mut [watch::Receiver<i64>],
 ) {
     let deadline = rd.clock.now() + wait;
+    // The local partitions only: appends to a partition read from the store are past what
+    // its fetch asks for, and would cut a catch-up read short on every produce.
+    let mut news: Vec<watch::Receiver<i64>> = partitions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !pending.iter().any(|(j, _)| j == i))
+        .filter_map(|(_, p)| rd.logs.get(&p.topic, p.partition))
+        .map(|l| l.subscribe())
+        .collect();
+    let news = &mut news;
     let mut news = std::pin::pin!(async move {
         if news.is_empty() {
             std::future::pending::<()>().await;
@@ -385,7 +394,7 @@ pub(super) async fn fetch(rd: &Reads<'_>, r: FetchRequest, version: i16) -> Fetc
                 Some(t) if !ready => Duration::from_millis(t.fetch_max_wait_ms()),
                 _ => Duration::ZERO,
             };
-            finish_remote(rd, &partitions, &mut outs, pending, wait, &mut receivers).await;
+            finish_remote(rd, &partitions, &mut outs, pending, wait).await;
             total = outs.iter().flatten().map(|o| o.records.as_ref().map_or(0, |r| r.len())).sum();
             errors |= outs.iter().flatten().any(|o| o.error != 0);
         }
