@@ -111,8 +111,10 @@ def test_tenants_keys_users_and_acls_survive_metadata_failover_and_restart():
             for f in admin.create_acls(grants).values():
                 f.result(60)
             p = Producer({**conf(sasl, key["key"], key["secret"]), "acks": "all"})
+            # Each partition explicitly: the sticky partitioner would put all 100 in one batch on
+            # one partition, whose leader then appends nothing as a follower.
             for i in range(100):
-                p.produce("orders", f"m{i}".encode())
+                p.produce("orders", f"m{i}".encode(), partition=i % 3)
             assert p.flush(60) == 0
             # The followers replicate over the authenticated inter-broker listener: every broker
             # follows two of the three partitions and has appended their records as a follower.
