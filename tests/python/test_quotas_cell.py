@@ -9,11 +9,12 @@ broker killed with SIGKILL (the survivors still show and enforce it) and a resta
 import tempfile
 import threading
 import time
+import types
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from test_quotas import produce_for, rate
+from test_quotas import authenticate, produce_for, rate
 from test_tenants_cell import Cell, conf
 
 KIB = 1024
@@ -136,13 +137,19 @@ def test_a_tenant_producing_to_every_broker_gets_its_quota_over_the_cell(flat_ou
     leaders = sorted(leader for leader, _ in flat_out["placed"].values())
     assert leaders == [1, 2, 3], f"the partitions' leaders are not on three brokers: {flat_out['placed']}"
     events, started = flat_out["events"], flat_out["started"]
-    # As on one broker (test_quotas): the first second may take a burst of ten seconds' quota
-    # and the 11 s of the rate's windows pay for it; [12 s, 23 s) is past that. Brokers each
-    # enforcing the whole quota would let ~1800 KiB/s through; the cell must deliver ~600.
-    steady = rate(events, started + 12, started + 23)
-    assert 0.8 * QUOTA <= steady <= 1.2 * QUOTA, (
-        f"{steady / KIB:.0f} KiB/s over [12 s, 23 s) against a cell-wide quota of 600 KiB/s; "
-        f"KiB delivered per second: {per_second(events, started, 24)}")
+    # A throttled connection is muted until the tenant's windowed rate is back at the quota, and
+    # each broker enforces its share on its own connection, so the cell delivers in bursts a few
+    # seconds apart: a fixed 11 s slice can catch one burst or two (CI once saw 277 KiB/s over
+    # [12 s, 23 s) with the bursts just outside it). Over the whole run the cell must deliver the
+    # quota: at least 80% of it for each second, and at most the run's seconds plus the burst a
+    # rate allows after an idle spell (its 11 one-second windows' worth). Brokers each enforcing
+    # the whole quota would let ~1800 KiB/s through; a third of it each, ~200.
+    span = 24
+    total = sum(n for t, n in events if t < started + span)
+    assert 0.8 * QUOTA * span <= total <= QUOTA * (span + 11), (
+        f"{total / KIB:.0f} KiB in {span} s against a cell-wide quota of 600 KiB/s (between "
+        f"{0.8 * QUOTA * span / KIB:.0f} and {QUOTA * (span + 11) / KIB:.0f} KiB); "
+        f"KiB delivered per second: {per_second(events, started, span)}")
 
 
 def test_usage_shows_every_broker_enforcing_a_share_of_the_quota(flat_out):
@@ -166,6 +173,34 @@ def test_usage_shows_every_broker_enforcing_a_share_of_the_quota(flat_out):
         assert all(b < QUOTA for b in bounds), f"at {at} s a broker enforces the whole quota; {what}"
         assert 0.75 * QUOTA <= sum(bounds) <= 1.25 * QUOTA, \
             f"at {at} s the brokers' bounds sum to {sum(bounds) / KIB:.0f} KiB/s against 600; {what}"
+
+
+def test_max_connections_counts_the_tenants_connections_on_every_broker(running):
+    """max_connections is for the cell: connections open on two brokers leave no room on the
+    third, and one closed anywhere makes room (after the brokers' next exchange, a window)."""
+    cell = running.cell
+    key = cell.cli("tenant", "create", "conns")["api_key"]
+    cell.cli("tenant", "quota", "set", key["tenant"], "--max-connections", "3", admin=0)
+    assert shown(cell, key["tenant"], {"max_connections": 3})[2] == {"max_connections": 3}
+    broker = [types.SimpleNamespace(bootstrap=a) for a in cell.info["sasl_bootstrap"].split(",")]
+    assert len(broker) == 3
+    opened = []
+    for b in (0, 0, 1):
+        s, code, message = authenticate(broker[b], key)
+        opened.append(s)
+        assert code == 0, (b, code, message)
+    # Two exchanges (a window each): every broker has heard of the three.
+    time.sleep(2.5)
+    s, code, message = authenticate(broker[2], key)
+    s.close()
+    assert code == 58 and "limit of 3 connections (3 open over the cell)" in message, (code, message)
+    opened.pop(0).close()
+    time.sleep(2.5)
+    s, code, message = authenticate(broker[2], key)
+    opened.append(s)
+    assert code == 0, f"a connection closed on broker 1 makes room on broker 3: {code} {message}"
+    for s in opened:
+        s.close()
 
 
 @pytest.fixture(scope="module")

@@ -203,6 +203,9 @@ pub struct UsageFigures {
     /// Request handling time, percent of one thread.
     pub request_percent: f64,
     pub connections: u64,
+    /// New connections per second (the connection_creation_rate meter).
+    #[serde(default)]
+    pub connections_per_second: f64,
     /// Bytes of the partitions the broker leads (one copy: local beyond the object store,
     /// plus the object store).
     pub storage_bytes: u64,
@@ -227,6 +230,7 @@ impl UsageFigures {
         self.fetch_bytes_per_second += o.fetch_bytes_per_second;
         self.request_percent += o.request_percent;
         self.connections += o.connections;
+        self.connections_per_second += o.connections_per_second;
         self.storage_bytes += o.storage_bytes;
         self.produce_throttled |= o.produce_throttled;
         self.fetch_throttled |= o.fetch_throttled;

@@ -63,6 +63,8 @@ impl UsageBoard {
             f.produce_bytes_per_second = q.rate_now(Meter::Produce, now);
             f.fetch_bytes_per_second = q.rate_now(Meter::Fetch, now);
             f.request_percent = q.rate_now(Meter::Request, now);
+            f.connections = u64::from(q.connections());
+            f.connections_per_second = q.connection_rate_now(now);
         }
         u
     }
@@ -100,6 +102,7 @@ impl QuotaSync {
                 fetch_bytes_per_second: q.rate_now(Meter::Fetch, now),
                 request_percent: q.rate_now(Meter::Request, now),
                 connections: u64::from(q.connections()),
+                connections_per_second: q.connection_rate_now(now),
                 storage_bytes: self.stored_bytes(image, &t.id),
                 produce_throttled: q.take_throttled(Meter::Produce, now),
                 fetch_throttled: q.take_throttled(Meter::Fetch, now),
@@ -247,8 +250,13 @@ impl QuotaSync {
             for (m, slot) in elsewhere.iter_mut().enumerate() {
                 *slot = figures[1..].iter().map(|f| rates(f)[m]).sum();
             }
-            let share = Share { elsewhere, here_then: rates(&figures[0]), ..Share::default() };
-            let mut share = share;
+            let mut share = Share {
+                elsewhere,
+                here_then: rates(&figures[0]),
+                connections_elsewhere: figures[1..].iter().map(|f| f.connections).sum(),
+                connection_rate_elsewhere: figures[1..].iter().map(|f| f.connections_per_second).sum(),
+                ..Share::default()
+            };
             if request_factor < 1.0 {
                 // Every tenant in proportion to what it uses here; at least 1% of a thread.
                 share.request_cap = Some((figures[0].request_percent * request_factor).max(1.0));

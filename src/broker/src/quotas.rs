@@ -67,6 +67,10 @@ pub struct Share {
     /// other broker too (they report once a window), so a tenant starting up, or growing,
     /// takes its windows' burst once over the cell, not once per broker.
     pub here_then: [f64; 3],
+    /// The tenant's open connections on the other brokers, and their connection creation
+    /// rate, as last reported: max_connections and connection_creation_rate are for the cell.
+    pub connections_elsewhere: u64,
+    pub connection_rate_elsewhere: f64,
     pub produce_cap: Option<f64>,
     pub fetch_cap: Option<f64>,
     /// Request time, percent of a thread (backpressure when the broker is overloaded).
@@ -257,20 +261,29 @@ impl TenantQuota {
         self.connections.load(Ordering::Relaxed)
     }
 
-    /// A new connection of the tenant, if it is within `max_connections` (the connection holds
-    /// the slot until the returned guard drops), with the delay its creation rate earns.
+    /// New connections per second here.
+    pub fn connection_rate_now(&self, now_ms: u64) -> f64 {
+        self.connection_rate.lock().rate(now_ms)
+    }
+
+    /// A new connection of the tenant, if the cell's connections (here, plus the other brokers'
+    /// as they last reported) are within `max_connections` (the connection holds the slot
+    /// until the returned guard drops), with the delay its creation rate over the cell earns.
+    /// Refused: the limit and the tenant's connections over the cell.
     pub fn open_connection(
         self: &Arc<Self>,
         limits: &TenantLimits,
         window: RateConfig,
         now_ms: u64,
-    ) -> Result<(ConnectionSlot, u64), u32> {
-        let max = limits.max_connections.unwrap_or(u32::MAX);
-        let taken = self
-            .connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
-        if taken.is_err() {
-            return Err(max);
+    ) -> Result<(ConnectionSlot, u64), (u32, u64)> {
+        let max = u64::from(limits.max_connections.unwrap_or(u32::MAX));
+        let share = self.share();
+        let elsewhere = share.connections_elsewhere;
+        let taken = self.connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (u64::from(n) + elsewhere < max).then_some(n + 1)
+        });
+        if let Err(here) = taken {
+            return Err((max.min(u64::from(u32::MAX)) as u32, u64::from(here) + elsewhere));
         }
         self.totals.connections.inc();
         let delay = {
@@ -279,7 +292,9 @@ impl TenantQuota {
             // Kafka caps connection throttles at one window.
             limits
                 .connection_creation_rate
-                .map(|b| rate.throttle_ms(b, now_ms).min(window.window_ms))
+                .map(|b| {
+                    rate.throttle_ms_with(share.connection_rate_elsewhere, b, now_ms).min(window.window_ms)
+                })
                 .unwrap_or(0)
         };
         Ok((ConnectionSlot { tenant: self.clone() }, delay))
@@ -439,9 +454,22 @@ mod tests {
         let l = limits(|l| l.max_connections = Some(2));
         let a = q.open_connection(&l, RateConfig::default(), 0).expect("first");
         let _b = q.open_connection(&l, RateConfig::default(), 0).expect("second");
-        assert_eq!(q.open_connection(&l, RateConfig::default(), 0).err(), Some(2));
+        assert_eq!(q.open_connection(&l, RateConfig::default(), 0).err(), Some((2, 2)));
         drop(a);
         assert!(q.open_connection(&l, RateConfig::default(), 0).is_ok());
+    }
+
+    #[test]
+    fn connections_on_other_brokers_count_against_the_limit() {
+        let q = Arc::new(TenantQuota::new("lkc-a", RateConfig::default(), Totals::default(), 3));
+        let l = limits(|l| l.max_connections = Some(5));
+        q.set_share(Share { connections_elsewhere: 4, ..Share::default() });
+        let a = q.open_connection(&l, RateConfig::default(), 0).expect("the fifth over the cell");
+        assert_eq!(q.open_connection(&l, RateConfig::default(), 0).err(), Some((5, 5)));
+        // One closed elsewhere (the next exchange says so): room for one more here.
+        q.set_share(Share { connections_elsewhere: 3, ..Share::default() });
+        let _b = q.open_connection(&l, RateConfig::default(), 0).expect("room again");
+        drop(a);
     }
 
     #[test]

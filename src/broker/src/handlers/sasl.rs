@@ -257,9 +257,12 @@ fn complete(
                 ctx.quota = Some(q);
                 ctx.mute(sec.clock.now(), delay_ms);
             }
-            Err(max) => {
-                return fail(ctx, format!("tenant {t} is at its limit of {max} connections on this broker"))
-                    .map(|_| ())
+            Err((max, open)) => {
+                return fail(
+                    ctx,
+                    format!("tenant {t} is at its limit of {max} connections ({open} open over the cell)"),
+                )
+                .map(|_| ())
             }
         }
     }
