@@ -187,10 +187,24 @@ fn client_config(bootstrap: &str, extra: &[(String, String)]) -> ClientConfig {
     c
 }
 
+/// The settings of `extra` that say how to reach and log in to the brokers (`security.*`,
+/// `sasl.*`, `ssl.*`, `socket.*`, `broker.address.*`): what the admin connection needs too.
+fn connection_settings(extra: &[(String, String)]) -> Vec<(String, String)> {
+    const PREFIXES: [&str; 5] = ["security.", "sasl.", "ssl.", "socket.", "broker.address."];
+    extra.iter().filter(|(k, _)| PREFIXES.iter().any(|p| k.starts_with(p))).cloned().collect()
+}
+
 /// Creates the topic unless it exists; returns its partition count (an existing topic keeps
-/// its own).
-pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<i32, BenchError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap, &[]).create()?;
+/// its own). `extra`: the run's librdkafka settings, of which the connection's are used (a
+/// tenant's SASL login, for one).
+pub fn ensure_topic(
+    bootstrap: &str,
+    extra: &[(String, String)],
+    topic: &str,
+    partitions: i32,
+) -> Result<i32, BenchError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap, &connection_settings(extra)).create()?;
     let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let res = futures::executor::block_on(admin.create_topics([&t], &AdminOptions::new()))?;
     for r in res {
@@ -219,7 +233,7 @@ pub fn produce(o: &ProduceOptions, progress: Arc<Progress>) -> Result<Report, Be
     if o.producers == 0 || o.partitions < 1 || o.message_bytes == 0 {
         return Err(BenchError::Setup("producers, partitions and message size must be positive".into()));
     }
-    let partitions = ensure_topic(&o.bootstrap, &o.topic, o.partitions)?;
+    let partitions = ensure_topic(&o.bootstrap, &o.extra, &o.topic, o.partitions)?;
     let total = if o.duration.is_some() { u64::MAX } else { o.messages };
     progress.target.store(if o.duration.is_some() { 0 } else { o.messages }, Ordering::Relaxed);
     let payload: Vec<u8> = (0..o.message_bytes).map(|i| (i * 7 + 13) as u8).collect();
@@ -404,7 +418,7 @@ pub fn e2e(o: &ProduceOptions, progress: Arc<Progress>) -> Result<Report, BenchE
     if o.message_bytes < 8 {
         return Err(BenchError::Setup("e2e needs messages of at least 8 bytes (the send stamp)".into()));
     }
-    let partitions = ensure_topic(&o.bootstrap, &o.topic, o.partitions)?;
+    let partitions = ensure_topic(&o.bootstrap, &o.extra, &o.topic, o.partitions)?;
     let mut cfg = client_config(&o.bootstrap, &o.extra);
     cfg.set("group.id", "kora-bench-e2e")
         .set("enable.auto.commit", "false")

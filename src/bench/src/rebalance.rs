@@ -128,7 +128,7 @@ pub fn rebalance(o: &RebalanceOptions, progress: Arc<Progress>) -> Result<Rebala
     if o.members == 0 || o.partitions <= o.members as i32 {
         return Err(BenchError::Setup("need at least one member and more partitions than members".into()));
     }
-    let partitions = ensure_topic(&o.bootstrap, &o.topic, o.partitions)?;
+    let partitions = ensure_topic(&o.bootstrap, &o.extra, &o.topic, o.partitions)?;
     let o = RebalanceOptions { partitions, ..o.clone() };
     progress.target.store(o.rounds as u64, Ordering::Relaxed);
     let (mut formation_ms, mut join_ms) = (Vec::new(), Vec::new());
