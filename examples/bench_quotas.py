@@ -10,8 +10,22 @@ producers (confluent-kafka), one process per tenant, each paced to an offered ra
    together twice the broker's safe ingress limit (quota.broker.ingress.bytes.per.second).
    Reported: each tenant's share of what the broker took against its share of the quotas, and
    p99 latency; any error other than throttling is counted.
+3. Accounting cost (--only cost): `kora bench produce` as fast as it goes, as a tenant without
+   quotas and as one whose produce, fetch and request quotas are all set (far above what it
+   can use, so it is never throttled but every request is checked against them), and, for
+   reference, on a second `kora dev` without --auth (no tenant, no SASL), alternated in one
+   run, --repeat rounds, each on fresh servers. Reported: MB/s, p50/p99 and the server's CPU
+   seconds per GB produced for each (medians), and each against the next.
+4. Slow disk (--only disk): the broker's disk slowed to --disk-mib MiB/s (fault injection:
+   produce appends queue as on a device that writes that much), two tenants with quotas 1:3
+   offering together --disk-over times that, over 8 partitions each; run with the ingress limit learned from
+   append times (quota.broker.append.ms, the default 50) and, for reference, without
+   (quota.broker.append.ms=0). Reported: what each tenant got, its share against its share of
+   the quotas, p50/p99 produce latency, and the learned limit's range.
 
     python3 examples/bench_quotas.py [--quota-mib 2] [--seconds 60] [--size 1024]
+    python3 examples/bench_quotas.py --only cost [--repeat 3] [--messages 500000]
+    python3 examples/bench_quotas.py --only disk [--disk-mib 2] [--disk-over 4] [--seconds 60]
 
 Prints a markdown table for docs/benchmarks.md and exits non-zero when a target is missed.
 """
@@ -41,10 +55,10 @@ CYCLE_S = 11.0
 
 
 class Kora:
-    def __init__(self, *sets):
+    def __init__(self, *sets, auth=True):
         self.tmp = tempfile.TemporaryDirectory()
         self.env = {**os.environ, "KORA_CONFIG_DIR": os.path.join(self.tmp.name, "config")}
-        args = [KORA, "--output", "json", "dev", "--auth", "--data-dir", os.path.join(self.tmp.name, "data"),
+        args = [KORA, "--output", "json", "dev", *(["--auth"] if auth else []), "--data-dir", os.path.join(self.tmp.name, "data"),
                 "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", "127.0.0.1:0"]
         for s in sets:
             args += ["--set", s]
@@ -76,8 +90,9 @@ class Kora:
         self.tmp.cleanup()
 
 
-def producer(bootstrap, key, rate, seconds, size, start_at, out):
-    """One tenant: `rate` bytes/s of `size`-byte records for `seconds` from `start_at`."""
+def producer(bootstrap, key, rate, seconds, size, start_at, out, partitions=None):
+    """One tenant: `rate` bytes/s of `size`-byte records for `seconds` from `start_at` (over
+    `partitions` partitions in turn, created first, when given)."""
     from confluent_kafka import Producer
     conf = {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
             "sasl.username": key["key"], "sasl.password": key["secret"], "acks": "all", "linger.ms": 2,
@@ -96,6 +111,12 @@ def producer(bootstrap, key, rate, seconds, size, start_at, out):
                 lat.append(now - sent_at)
         return cb
 
+    if partitions:
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient({k: v for k, v in conf.items() if k.startswith(("bootstrap", "security", "sasl"))})
+        for f in admin.create_topics([NewTopic("bench", partitions, 1)]).values():
+            f.result(30)
+    where = (lambda n: {"partition": n % partitions}) if partitions else (lambda n: {})
     while time.monotonic() < start_at:
         time.sleep(0.01)
     # Create the topic before the clock starts.
@@ -112,7 +133,7 @@ def producer(bootstrap, key, rate, seconds, size, start_at, out):
         due = int((now - t0) * rate / size)
         while sent < due:
             try:
-                p.produce("bench", payload, on_delivery=report(time.monotonic()))
+                p.produce("bench", payload, on_delivery=report(time.monotonic()), **where(sent))
                 sent += 1
             except BufferError:
                 break  # the local queue is full: the offered load is above what is taken
@@ -131,14 +152,14 @@ def producer(bootstrap, key, rate, seconds, size, start_at, out):
     })
 
 
-def run(bootstrap, loads, seconds, size):
+def run(bootstrap, loads, seconds, size, partitions=None):
     """Runs one producer process per (name, key, offered rate); their results by name."""
     q = mp.Queue()
     start_at = time.monotonic() + 3
     procs = {}
     for name, key, rate in loads:
         pq = mp.Queue()
-        proc = mp.Process(target=producer, args=(bootstrap, key, rate, seconds, size, start_at, pq))
+        proc = mp.Process(target=producer, args=(bootstrap, key, rate, seconds, size, start_at, pq, partitions))
         proc.start()
         procs[name] = (proc, pq)
     out = {}
@@ -210,18 +231,162 @@ def oversubscribed(a):
     return ok
 
 
+def server_cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def accounting_cost(a):
+    def login(key):
+        return ["--set", "security.protocol=SASL_PLAINTEXT", "--set", "sasl.mechanism=PLAIN",
+                "--set", f"sasl.username={key['key']}", "--set", f"sasl.password={key['secret']}"]
+
+    runs = {name: [] for name in ["no tenant", "free", "metered"]}
+    for rep in range(a.repeat):
+        # Fresh servers each round: a long-running one's background work (segment uploads to
+        # its object store, retention) would land on whichever run came later.
+        k = Kora()
+        plain = Kora(auth=False)  # the reference: no tenant, no SASL, nothing metered
+        try:
+            free = k.cli("tenant", "create", "free")["api_key"]
+            created = k.cli("tenant", "create", "metered")
+            big = str(100 * 1024 ** 3)
+            k.cli("tenant", "quota", "set", created["tenant"]["id"], "--producer-byte-rate", big,
+                  "--consumer-byte-rate", big, "--request-percentage", "10000")
+            targets = {"no tenant": (plain, []), "free": (k, login(free)),
+                       "metered": (k, login(created["api_key"]))}
+            names = list(targets)
+            order = names if rep % 2 == 0 else names[::-1]
+            for name in order:
+                server, extra = targets[name]
+                cpu0 = server_cpu_seconds(server.proc.pid)
+                out = subprocess.run(
+                    [KORA, "--output", "json", "bench", "produce", "--bootstrap", server.info["bootstrap"],
+                     "--topic", f"cost-{name.replace(' ', '-')}", "--partitions", "8", "--messages",
+                     str(a.messages), "--message-bytes", str(a.size), *extra],
+                    capture_output=True, text=True, timeout=600)
+                if out.returncode != 0:
+                    raise RuntimeError(f"kora bench as {name}: {out.stderr[-2000:]}")
+                r = json.loads(out.stdout)
+                r["cpu_s_per_gb"] = (server_cpu_seconds(server.proc.pid) - cpu0) / (r["bytes"] / 1e9)
+                runs[name].append(r)
+                print(f"# {name} run {rep + 1}: {r['mb_per_s']:.1f} MB/s, p99 {r['latency']['p99_ms']:.1f} ms, "
+                      f"{r['cpu_s_per_gb']:.2f} CPU s/GB, errors {r['errors']}", file=sys.stderr)
+        finally:
+            k.stop()
+            plain.stop()
+
+    def median(xs):
+        xs = sorted(xs)
+        return xs[len(xs) // 2]
+
+    summary = {}
+    print("\n| tenant | MB/s (median of runs) | p50 / p99 ms | server CPU s per GB | errors | runs, MB/s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, rs in runs.items():
+        s = {"mb_per_s": median([r["mb_per_s"] for r in rs]),
+             "p50_ms": median([r["latency"]["p50_ms"] for r in rs]),
+             "p99_ms": median([r["latency"]["p99_ms"] for r in rs]),
+             "cpu": median([r["cpu_s_per_gb"] for r in rs]), "errors": sum(r["errors"] for r in rs)}
+        summary[name] = s
+        each = ", ".join(f"{r['mb_per_s']:.1f}" for r in rs)
+        print(f"| {name} | {s['mb_per_s']:.1f} | {s['p50_ms']:.1f} / {s['p99_ms']:.1f} | {s['cpu']:.2f} | "
+              f"{s['errors']} | {each} |")
+    n, f, m = summary["no tenant"], summary["free"], summary["metered"]
+    print(f"\nmetered against free: throughput {m['mb_per_s'] / f['mb_per_s']:.1%}, "
+          f"CPU per GB {m['cpu'] / f['cpu']:.1%}; free against no tenant: throughput "
+          f"{f['mb_per_s'] / n['mb_per_s']:.1%}, CPU per GB {f['cpu'] / n['cpu']:.1%}")
+    return all(s["errors"] == 0 for s in summary.values())
+
+
+def admin_call(k, method, path, body=None):
+    import urllib.request
+    token = open(k.info["token_file"]).read().strip()
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{k.info['admin']}{path}", data=data, method=method,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"null")
+
+
+def gauge(k, name):
+    import urllib.request
+    with urllib.request.urlopen(f"{k.info['admin']}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return None
+
+
+def slow_disk(a):
+    import threading
+    disk = a.disk_mib * MIB
+    weights = {"t1": 1, "t3": 3}
+    quotas = {n: a.disk_over * disk * w / sum(weights.values()) for n, w in weights.items()}
+    results = {}
+    for mode, sets in [("learned", [f"quota.broker.append.ms={a.append_ms}"]), ("off", ["quota.broker.append.ms=0"])]:
+        k = Kora("fault.injection.enable=true", *sets)
+        try:
+            loads = [(n, k.tenant(f"{n}-{mode}", q), q) for n, q in quotas.items()]
+            admin_call(k, "PUT", "/v1/faults/disk", {"bytes_per_second": int(disk)})
+            limits, stop = [], threading.Event()
+
+            def watch():
+                while not stop.wait(1.0):
+                    limits.append(gauge(k, "kora_ingress_limit_bytes_per_second"))
+            w = threading.Thread(target=watch)
+            w.start()
+            print(f"# slow disk of {a.disk_mib} MiB/s, limit {mode}: 2 tenants offering "
+                  f"{sum(quotas.values()) / MIB:.0f} MiB/s, {a.seconds} s", file=sys.stderr)
+            got = run(k.info["bootstrap"], loads, a.seconds, a.size, partitions=8)
+            stop.set()
+            w.join()
+            results[mode] = (got, limits)
+        finally:
+            k.stop()
+    ok = True
+    print(f"\n| ingress limit | tenant | quota MiB/s | offered | took MiB/s | share of took | share of quotas "
+          f"| p50 / p99 ms | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for mode, (got, limits) in results.items():
+        total = sum(r["rate"] for r in got.values())
+        for n, q in quotas.items():
+            r = got[n]
+            share, want = r["rate"] / total, weights[n] / sum(weights.values())
+            if mode == "learned":
+                ok &= abs(share - want) <= 0.1 and r["error_count"] == 0
+            print(f"| {mode} | {n} | {q / MIB:.1f} | {q / MIB:.1f} | {r['rate'] / MIB:.2f} | {share:.1%} | {want:.1%} "
+                  f"| {fmt(r['p50_ms'])} / {fmt(r['p99_ms'])} | {r['error_count']} |")
+        steady = [x for x in limits[15:] if x is not None]
+        span = f"{min(steady) / MIB:.2f}-{max(steady) / MIB:.2f} MiB/s" if steady and max(steady) > 0 else "none"
+        print(f"| {mode} | all | | {sum(quotas.values()) / MIB:.1f} | {total / MIB:.2f} (disk {a.disk_mib}) | | | "
+              f"learned limit after 15 s: {span} | |")
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quota-mib", type=float, default=2.0, help="each quiet tenant's quota, MiB/s")
     ap.add_argument("--seconds", type=int, default=60, help="per phase; measured over whole 11 s windows after the first")
     ap.add_argument("--size", type=int, default=1024, help="record bytes")
-    ap.add_argument("--only", choices=["noisy", "oversubscribed"])
+    ap.add_argument("--only", choices=["noisy", "oversubscribed", "cost", "disk"])
+    ap.add_argument("--disk-mib", type=float, default=2.0, help="disk: the simulated disk's MiB/s")
+    ap.add_argument("--disk-over", type=float, default=4.0, help="disk: offered load, multiple of the disk")
+    ap.add_argument("--append-ms", type=int, default=50, help="disk: quota.broker.append.ms of the learned run")
+    ap.add_argument("--repeat", type=int, default=3, help="cost: runs per tenant")
+    ap.add_argument("--messages", type=int, default=500000, help="cost: records per run")
     a = ap.parse_args()
     ok = True
     if a.only in (None, "noisy"):
         ok &= noisy_neighbour(a)
     if a.only in (None, "oversubscribed"):
         ok &= oversubscribed(a)
+    if a.only in (None, "cost"):
+        ok &= accounting_cost(a)
+    if a.only in (None, "disk"):
+        ok &= slow_disk(a)
     print("\ntargets met" if ok else "\ntargets MISSED")
     sys.exit(0 if ok else 1)
 

@@ -68,6 +68,12 @@ pub struct Isolation {
     pub isolated: bool,
 }
 
+/// `PUT /v1/faults/disk`: the simulated device's bandwidth (the answer to `DELETE` has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowDisk {
+    pub bytes_per_second: Option<u64>,
+}
+
 // ---- metadata voters ----
 
 /// A voter's view of its quorum (`GET /v1/quorum`, and the answer to membership changes).

@@ -11,7 +11,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use kora_api::{
-    BrokerHealth, ErrorBody, Isolation, PartitionDescription, RemoteSegmentDescription, TopicDescription,
+    BrokerHealth, ErrorBody, Isolation, PartitionDescription, RemoteSegmentDescription, SlowDisk,
+    TopicDescription,
 };
 
 use crate::faults::Faults;
@@ -138,6 +139,23 @@ fn set_isolation(b: &AdminState, on: bool) -> axum::response::Response {
     }
 }
 
+/// Fault injection: a disk that writes `bytes_per_second` (produce appends queue behind it).
+async fn slow_disk(State(b): State<Arc<AdminState>>, Json(d): Json<SlowDisk>) -> axum::response::Response {
+    set_slow_disk(&b, d)
+}
+
+async fn fast_disk(State(b): State<Arc<AdminState>>) -> axum::response::Response {
+    set_slow_disk(&b, SlowDisk { bytes_per_second: None })
+}
+
+fn set_slow_disk(b: &AdminState, d: SlowDisk) -> axum::response::Response {
+    if b.faults.set_slow_disk(d.bytes_per_second) {
+        Json(d).into_response()
+    } else {
+        not_found("fault injection is off (fault.injection.enable)".into())
+    }
+}
+
 async fn health(State(b): State<Arc<AdminState>>) -> axum::response::Response {
     if b.stopping.load(std::sync::atomic::Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody { error: "shutting down".into() }))
@@ -167,6 +185,7 @@ pub async fn serve(
         .route("/health", get(health))
         .route("/v1/topics/{name}", get(topic))
         .route(kora_api::paths::FAULTS_ISOLATE, axum::routing::post(isolate).delete(heal))
+        .route(kora_api::paths::FAULTS_DISK, axum::routing::put(slow_disk).delete(fast_disk))
         .with_state(state)
         .merge(crate::tenants::routes(tenants));
     let app = kora_api::auth::protect(app, token, "admin.token.file");

@@ -266,6 +266,10 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
         "Wait for a thread (p90 over a window) past which a busy broker cuts tenants' request time (Kora; 0: off).",
     ),
     (
+        "quota.broker.append.ms",
+        "Produce append time (p90 over a window) past which the disk counts as behind and the broker learns a lower ingress limit (Kora; 0: off).",
+    ),
+    (
         "quota.broker.egress.bytes.per.second",
         "Fetched bytes/s this broker serves all tenants before it scales every tenant's bound down (Kora).",
     ),
@@ -588,6 +592,10 @@ impl BrokerConfig {
                 "quota.broker.request.queue.ms" => {
                     let n: u64 = parse_num(k, v, 0, 60_000)?;
                     c.quotas.request_queue_ms = (n > 0).then_some(n);
+                }
+                "quota.broker.append.ms" => {
+                    let n: u64 = parse_num(k, v, 0, 600_000)?;
+                    c.quotas.append_ms = (n > 0).then_some(n);
                 }
                 "quota.broker.egress.bytes.per.second" => {
                     let n: u64 = parse_num(k, v, 0, u64::MAX / 2)?;

@@ -89,6 +89,12 @@ pub struct Metrics {
     /// below min.insync.replicas (Kafka's LeaderCount, UnderReplicatedPartitions,
     /// UnderMinIsrPartitionCount).
     pub leader_partitions: Gauge,
+    /// The ingress limit in force (configured or learned from the disk), bytes/s; 0: none.
+    pub ingress_limit_bytes_per_second: Gauge,
+    /// The 90th percentile of produce append times over the last quota window, µs.
+    pub append_p90_micros: Gauge,
+    /// Request-time backpressure: the factor tenants' request time is cut to, in percent.
+    pub request_backpressure_percent: Gauge,
     pub under_replicated_partitions: Gauge,
     pub under_min_isr_partitions: Gauge,
     /// Segment files open now, and reopenings of files closed to stay under log.max.open.files.
@@ -238,6 +244,24 @@ impl Metrics {
         );
         let leader_partitions = Gauge::default();
         registry.register("leader_partitions", "Partitions this broker leads", leader_partitions.clone());
+        let ingress_limit_bytes_per_second = Gauge::default();
+        registry.register(
+            "ingress_limit_bytes_per_second",
+            "Produce bytes/s this broker takes from all tenants together before it scales their bounds down: quota.broker.ingress.bytes.per.second, or lower when learned from the disk falling behind (0: no limit)",
+            ingress_limit_bytes_per_second.clone(),
+        );
+        let append_p90_micros = Gauge::default();
+        registry.register(
+            "append_p90_micros",
+            "90th percentile of produce append times (write and any flush) over the last quota window, microseconds (upper edge of a power-of-two bucket)",
+            append_p90_micros.clone(),
+        );
+        let request_backpressure_percent = Gauge::default();
+        registry.register(
+            "request_backpressure_percent",
+            "Request-time backpressure: tenants' request time is cut to this percent of what they use (100: none)",
+            request_backpressure_percent.clone(),
+        );
         let under_replicated_partitions = Gauge::default();
         registry.register(
             "under_replicated_partitions",
@@ -370,6 +394,9 @@ impl Metrics {
             remote_read_deferred,
             isr_changes,
             leader_partitions,
+            ingress_limit_bytes_per_second,
+            append_p90_micros,
+            request_backpressure_percent,
             under_replicated_partitions,
             under_min_isr_partitions,
             log_high_watermark,

@@ -7,7 +7,10 @@
 //! `storage_bytes`. When the broker is overloaded (a load probe finds ready work waiting longer
 //! than `quota.broker.request.queue.ms` for a thread while the process uses most of its cores),
 //! every tenant's request time is cut in proportion to what it uses, by a factor that falls
-//! while the overload lasts and climbs back after (`shares::Aimd`).
+//! while the overload lasts and climbs back after (`shares::Aimd`). When produce appends take
+//! longer than `quota.broker.append.ms` (p90 over a window: the disk is falling behind), the
+//! broker learns an ingress limit below what it takes, and tenants' produce bounds scale down
+//! to it as they do to a configured one (`shares::LearnedLimit`).
 //!
 //! Every broker throttles by the same excess over the quota, so the cell is held to it without
 //! a coordinator to elect or lose; the figures are at most a window old. A broker that does not
@@ -37,9 +40,19 @@ const STALE_WINDOWS: u64 = 3;
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// Probe samples kept per window (more are dropped until the round reads them).
 const MAX_PROBES: usize = 1024;
+/// A learned ingress limit never goes below this, bytes/s (every tenant keeps some service).
+const LEARNED_INGRESS_FLOOR: f64 = 256.0 * 1024.0;
 /// The share of its cores a broker must be using to count as overloaded (waits while it is
 /// idle are someone else's load, which throttling its tenants would not relieve).
 const BUSY_CPU_FRACTION: f64 = 0.8;
+
+/// The disk over the last round: seconds its appends' p90 was beyond quota.broker.append.ms
+/// (None: within it), and the bytes/s they wrote.
+#[derive(Debug, Clone, Copy)]
+struct DiskLoad {
+    behind_s: Option<f64>,
+    written: f64,
+}
 
 /// What the coordinator knows: this broker's last figures and its peers', and its load.
 #[derive(Debug, Default)]
@@ -51,6 +64,12 @@ pub struct UsageBoard {
     lags_ms: Mutex<Vec<u64>>,
     /// Backpressure on request time, and the process's CPU seconds at the last round.
     load: Mutex<(kora_quota::shares::Aimd, Option<(f64, u64)>)>,
+    /// How long produce appends took (µs), and the bytes they wrote, since the last round.
+    pub append_times: kora_quota::TimeSketch,
+    pub appended_bytes: std::sync::atomic::AtomicU64,
+    /// The ingress limit learned from the disk falling behind, and when (ms on the quota
+    /// clock) the appended bytes were last read.
+    ingress: Mutex<(kora_quota::shares::LearnedLimit, Option<u64>)>,
 }
 
 impl UsageBoard {
@@ -215,9 +234,31 @@ impl QuotaSync {
         p90 > limit && busy >= BUSY_CPU_FRACTION
     }
 
+    /// How far produce appends' p90 since the last round is beyond `quota.broker.append.ms`,
+    /// in seconds (None: within it), and the bytes/s they wrote: the disk falling behind what
+    /// the broker takes, and what it manages.
+    fn disk_load(&self) -> DiskLoad {
+        let now = self.quotas.now_ms();
+        let p90 = self.board.append_times.take_quantile(0.9);
+        let bytes = self.board.appended_bytes.swap(0, std::sync::atomic::Ordering::Relaxed);
+        let since = self.board.ingress.lock().1.replace(now);
+        let written = match since {
+            Some(t0) if now > t0 => bytes as f64 * 1000.0 / (now - t0) as f64,
+            _ => 0.0,
+        };
+        self.quotas.metrics().append_p90_micros.set(p90.map_or(0, |(us, _)| us) as i64);
+        let behind_s = match (self.quotas.config.append_ms, p90) {
+            (Some(limit_ms), Some((us, _))) if us > limit_ms * 1000 => {
+                Some((us - limit_ms * 1000) as f64 / 1_000_000.0)
+            }
+            _ => None,
+        };
+        DiskLoad { behind_s, written }
+    }
+
     /// Gives every tenant's accounting its rates elsewhere (from the board) and any
     /// backpressure caps.
-    fn apportion(&self, image: &MetadataImage, overloaded: bool) {
+    fn apportion(&self, image: &MetadataImage, overloaded: bool, disk: DiskLoad) {
         let request_factor = {
             let mut load = self.board.load.lock();
             let before = load.0.factor();
@@ -234,6 +275,7 @@ impl QuotaSync {
             }
             f
         };
+        self.quotas.metrics().request_backpressure_percent.set((request_factor * 100.0).round() as i64);
         let all = self.board.all();
         let now = self.quotas.now_ms();
         let mut ingress = (Vec::new(), Vec::new(), Vec::new());
@@ -278,12 +320,24 @@ impl QuotaSync {
             egress.2.push(demand(mine.fetch_bytes_per_second, mine.fetch_throttled));
         }
         let safe = self.quotas.config;
-        for (limit, (tenants, mut bounds, used), produce) in [
-            (safe.ingress_safe_bytes_per_second, ingress, true),
-            (safe.egress_safe_bytes_per_second, egress, false),
+        // What tenants could take here within their own quotas (a tenant without one: its
+        // demand): a learned limit above it holds nobody back.
+        let allocated: f64 =
+            ingress.1.iter().zip(&ingress.2).map(|(b, d)| if b.is_finite() { *b } else { *d }).sum();
+        let (ingress_limit, learned) =
+            self.ingress_limit(disk, allocated, safe.ingress_safe_bytes_per_second);
+        for (limit, (tenants, mut bounds, used), produce, by_allocation) in [
+            (ingress_limit, ingress, true, learned),
+            (safe.egress_safe_bytes_per_second, egress, false, false),
         ] {
             let Some(limit) = limit else { continue };
-            let factor = shares::scale_to_limit(limit, &mut bounds, &used);
+            // A learned limit is shared by quota, a configured one by use (work-conserving:
+            // what a tenant leaves unused goes to the others at once).
+            let factor = if by_allocation {
+                shares::scale_to_allocation(limit, &mut bounds, &used)
+            } else {
+                shares::scale_to_limit(limit, &mut bounds, &used)
+            };
             if factor >= 1.0 {
                 continue;
             }
@@ -300,6 +354,34 @@ impl QuotaSync {
         }
     }
 
+    /// The ingress limit for this round: the configured one, or lower when the disk has been
+    /// falling behind (learned from what it wrote; `demand`: what tenants could take here
+    /// within their own quotas, bytes/s).
+    /// Also whether the learned limit is the one that binds.
+    fn ingress_limit(&self, disk: DiskLoad, demand: f64, configured: Option<f64>) -> (Option<f64>, bool) {
+        let learned = {
+            let mut l = self.board.ingress.lock();
+            let before = l.0.limit();
+            let now = l.0.update(disk.behind_s, disk.written, demand, LEARNED_INGRESS_FLOOR);
+            match (before, now) {
+                (None, Some(x)) => tracing::warn!(
+                    limit_bytes_per_second = x as u64,
+                    written_bytes_per_second = disk.written as u64,
+                    "disk falling behind (produce appends over quota.broker.append.ms): ingress limited to what it writes"
+                ),
+                (Some(_), None) => tracing::info!("disk keeping up again: learned ingress limit off"),
+                _ => {}
+            }
+            now
+        };
+        let (limit, learned_binds) = match (configured, learned) {
+            (Some(c), Some(l)) => (Some(c.min(l)), l < c),
+            (c, l) => (c.or(l), l.is_some()),
+        };
+        self.quotas.metrics().ingress_limit_bytes_per_second.set(limit.map_or(0, |x| x as i64));
+        (limit, learned_binds)
+    }
+
     /// One round: measure, exchange (in a cell), apportion.
     pub async fn round(&self) {
         let image = self.view.image();
@@ -311,7 +393,8 @@ impl QuotaSync {
         }
         self.quotas.set_brokers(self.board.all().len());
         let overloaded = self.overloaded().await;
-        self.apportion(&image, overloaded);
+        let disk = self.disk_load();
+        self.apportion(&image, overloaded, disk);
     }
 
     /// Records how late the runtime wakes a timer, until shutdown: the time ready work waits

@@ -35,6 +35,11 @@ pub struct QuotaConfig {
     /// 90th percentile over a window) before the broker, if it is also using its cores, counts
     /// as overloaded and cuts tenants' request time (`kora_quota::shares::Aimd`). None: off.
     pub request_queue_ms: Option<u64>,
+    /// quota.broker.append.ms (Kora): how long produce appends may take (the 90th percentile
+    /// over a window: the write and any flush it waits for) before the disk counts as falling
+    /// behind and the broker learns an ingress limit below what it takes
+    /// (`kora_quota::shares::LearnedLimit`). None: off.
+    pub append_ms: Option<u64>,
 }
 
 impl Default for QuotaConfig {
@@ -44,6 +49,7 @@ impl Default for QuotaConfig {
             ingress_safe_bytes_per_second: None,
             egress_safe_bytes_per_second: None,
             request_queue_ms: Some(100),
+            append_ms: Some(50),
         }
     }
 }
@@ -115,6 +121,12 @@ pub struct TenantQuota {
     /// Until when (quota ms) the tenant's connections are muted by a throttle, per meter: a
     /// muted tenant sends nothing, and is held back all that time.
     throttled_until_ms: [AtomicU64; 3],
+    /// Per meter, the backpressure cap in force and its token bucket (burst: one window), so a
+    /// cap binds from when it is set, on what the tenant takes from then on: a cap measured
+    /// over the quota's windows would throttle for the whole window's past use, for seconds
+    /// after the coordinator changed it.
+    cap_buckets: [Mutex<Option<(f64, TokenBucket)>>; 3],
+    window: RateConfig,
     /// Bytes stored, over the cell (the coordinator's sum), for storage_bytes.
     storage_bytes: AtomicU64,
     /// Totals for /metrics and `kora tenant usage`.
@@ -169,6 +181,8 @@ impl TenantQuota {
             brokers: AtomicU64::new(brokers.max(1) as u64),
             throttled: Default::default(),
             throttled_until_ms: Default::default(),
+            cap_buckets: Default::default(),
+            window,
             storage_bytes: AtomicU64::new(0),
             totals,
         }
@@ -229,14 +243,32 @@ impl TenantQuota {
         let gained = (rate.rate(now_ms) - share.here_then[i]).max(0.0);
         let elsewhere = share.elsewhere[i] + gained * others;
         let over_quota = Self::quota(limits, m).map_or(0, |q| rate.throttle_ms_with(elsewhere, q, now_ms));
-        let over_cap = share.cap(m).map_or(0, |c| rate.throttle_ms(c, now_ms));
         drop(rate);
+        let over_cap = self.over_cap(m, share.cap(m), value, now_ms);
         let throttle = over_quota.max(over_cap);
         if throttle > 0 {
             self.throttled[meter_index(m)].store(true, Ordering::Relaxed);
             self.throttled_until_ms[meter_index(m)].fetch_max(now_ms + throttle, Ordering::Relaxed);
         }
         throttle
+    }
+
+    /// Takes `value` from meter `m`'s backpressure bucket; the throttle its debt earns (0
+    /// without a cap).
+    fn over_cap(&self, m: Meter, cap: Option<f64>, value: f64, now_ms: u64) -> u64 {
+        let mut slot = self.cap_buckets[meter_index(m)].lock();
+        let Some(cap) = cap.filter(|c| *c > 0.0 && c.is_finite()) else {
+            *slot = None;
+            return 0;
+        };
+        let burst = RateConfig { samples: 1, ..self.window };
+        let (rate, bucket) = slot.get_or_insert_with(|| (cap, TokenBucket::new(cap, burst, now_ms)));
+        if *rate != cap {
+            bucket.set_rate(cap, burst, now_ms);
+            *rate = cap;
+        }
+        bucket.record(value, now_ms);
+        bucket.throttle_ms(now_ms)
     }
 
     /// The cell's brokers now.
@@ -386,6 +418,10 @@ pub struct Quotas {
 }
 
 impl Quotas {
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn new(config: QuotaConfig, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
         let base = clock.now();
         Quotas {

@@ -3,8 +3,10 @@
 //! - [`SampledRate`]: Kafka's `Rate` over a `SampledStat` (`quota.window.num` windows of
 //!   `quota.window.size.seconds`), and the throttle time of a rate over its bound;
 //! - [`TokenBucket`]: KIP-599's controller mutation quota (burst of `samples × window`);
-//! - [`shares`]: how a broker over its safe limit scales every tenant's bound down, and the
-//!   request-time backpressure factor of a broker short of CPU.
+//! - [`shares`]: how a broker over its safe limit scales every tenant's bound down, the
+//!   request-time backpressure factor of a broker short of CPU, and the ingress limit a broker
+//!   learns when its disk falls behind;
+//! - [`TimeSketch`]: a lock-free count of durations for a quantile once a window.
 //!
 //! Time is milliseconds on the caller's monotonic clock, passed in: nothing here reads a
 //! clock, sleeps, or does I/O, so tests and simulations drive it exactly.
@@ -15,6 +17,8 @@
 mod bucket;
 mod rate;
 pub mod shares;
+mod sketch;
 
 pub use bucket::TokenBucket;
 pub use rate::{RateConfig, SampledRate};
+pub use sketch::TimeSketch;

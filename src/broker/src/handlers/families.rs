@@ -53,6 +53,10 @@ pub(crate) struct Writes<'a> {
     pub(crate) producer_ids: &'a ProducerIds,
     /// Part of a cell (appends wait for the in-sync replicas); false for a single node.
     pub(crate) in_cell: bool,
+    /// A simulated slow disk (fault injection), and where append times are counted for the
+    /// quota coordinator (a disk falling behind lowers the broker's ingress limit).
+    pub(crate) faults: &'a crate::faults::Faults,
+    pub(crate) usage: &'a crate::quota_sync::UsageBoard,
 }
 
 /// Consumer reads: Fetch, ListOffsets, DeleteRecords, OffsetForLeaderEpoch.
@@ -144,6 +148,8 @@ impl Broker {
             clock: &*self.clock,
             producer_ids: &self.producer_ids,
             in_cell: self.config.cell.is_some(),
+            faults: &self.faults,
+            usage: &self.usage,
         }
     }
 

@@ -143,6 +143,12 @@ async fn append_local(
         );
     }
     let (header, batch) = batches.remove(0);
+    // How long the append takes, the write to the log and any flush it must wait for, is
+    // what says the disk is falling behind.
+    let started = wr.clock.now();
+    if let Some(wait) = wr.faults.disk_delay(batch.len(), started) {
+        wr.clock.sleep(wait).await;
+    }
     let res = match log.append(&header, &batch) {
         Ok(r) => r,
         Err(e) => {
@@ -169,6 +175,8 @@ async fn append_local(
             }
         }
     }
+    wr.usage.append_times.record(wr.clock.elapsed(started).as_micros() as u64);
+    wr.usage.appended_bytes.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
     PartitionProduceResponse::default()
         .with_index(index)
         .with_base_offset(res.base_offset)
