@@ -25,7 +25,14 @@ producers (confluent-kafka), one process per tenant, each paced to an offered ra
 
     python3 examples/bench_quotas.py [--quota-mib 2] [--seconds 60] [--size 1024]
     python3 examples/bench_quotas.py --only cost [--repeat 3] [--messages 500000]
+5. A cell (--only cell): `kora cell up --auth` (3 brokers, 3 voters); a tenant with a
+   --quota-mib quota offering 3x it over 6 partitions (replication 1, leaders on all three
+   brokers) beside a quiet tenant at half its quota, first the quiet one alone. Reported: the
+   capped tenant's rate over the cell against its quota, each broker's part of it and the
+   bound each enforces (`kora tenant usage`), and what the quiet tenant kept.
+
     python3 examples/bench_quotas.py --only disk [--disk-mib 2] [--disk-over 4] [--seconds 60]
+    python3 examples/bench_quotas.py --only cell [--quota-mib 2] [--seconds 60]
 
 Prints a markdown table for docs/benchmarks.md and exits non-zero when a target is missed.
 """
@@ -366,12 +373,102 @@ def slow_disk(a):
     return ok
 
 
+class KoraCell:
+    """`kora cell up --auth` with 3 brokers and 3 voters on 127.0.0.1."""
+
+    def __init__(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.env = {**os.environ, "KORA_CONFIG_DIR": os.path.join(self.tmp.name, "config")}
+        self.log = open(os.path.join(self.tmp.name, "cell.log"), "wb")
+        self.proc = subprocess.Popen(
+            [KORA, "--output", "json", "cell", "up", "--auth", "--brokers", "3", "--voters", "3",
+             "--data-dir", os.path.join(self.tmp.name, "cell")],
+            stdout=subprocess.PIPE, stderr=self.log, env=self.env, start_new_session=True)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the cell did not start: " + open(self.log.name).read()[-2000:])
+        self.info = json.loads(line)
+        self.info["bootstrap"] = self.info["sasl_bootstrap"]
+
+    def cli(self, *args):
+        out = subprocess.run([KORA, "--output", "json", *args, "--admin", self.info["brokers"][0]["admin"]],
+                             capture_output=True, text=True, env=self.env, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"kora {' '.join(args)}: {out.stderr}")
+        return json.loads(out.stdout)
+
+    def tenant(self, name, quota_bytes):
+        created = self.cli("tenant", "create", name)
+        self.cli("tenant", "quota", "set", created["tenant"]["id"], "--producer-byte-rate", str(int(quota_bytes)))
+        return created["api_key"]
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.tmp.cleanup()
+
+
+def cell_split(a):
+    import threading
+    quota = a.quota_mib * MIB
+    c = KoraCell()
+    try:
+        quiet = c.tenant("quiet", quota)
+        alone = run(c.info["bootstrap"], [("quiet", quiet, 0.5 * quota)], a.seconds, a.size, partitions=6)
+        capped = c.tenant("capped", quota)
+        quiet2 = c.tenant("quiet2", quota)
+        usage, stop = [], threading.Event()
+
+        def watch():
+            while not stop.wait(3.0):
+                try:
+                    usage.append(c.cli("tenant", "usage", capped["tenant"]))
+                except RuntimeError:
+                    pass
+        w = threading.Thread(target=watch)
+        w.start()
+        print(f"# a cell: a tenant offering 3x its {a.quota_mib} MiB/s quota beside a quiet one, {a.seconds} s",
+              file=sys.stderr)
+        both = run(c.info["bootstrap"], [("capped", capped, 3 * quota), ("quiet", quiet2, 0.5 * quota)],
+                   a.seconds, a.size, partitions=6)
+        stop.set()
+        w.join()
+    finally:
+        c.stop()
+    got = both["capped"]
+    held = got["rate"] / quota
+    kept = both["quiet"]["rate"] / alone["quiet"]["rate"] if alone["quiet"]["rate"] else 0
+    ok = 0.9 <= held <= 1.1 and kept >= 0.95 and got["error_count"] == 0
+    later = [u for u in usage[len(usage) // 3:]]
+    parts = {}
+    for u in later:
+        for b in u["brokers"]:
+            parts.setdefault(b["broker_id"], []).append((b["usage"]["produce_bytes_per_second"],
+                                                         b["bounds"].get("producer_byte_rate", 0)))
+    print("\n| tenant | quota MiB/s | offered | took over the cell MiB/s | against quota | p50 / p99 ms | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| capped | {a.quota_mib:.1f} | {3 * a.quota_mib:.1f} | {got['rate'] / MIB:.2f} | {held:.1%} | "
+          f"{fmt(got['p50_ms'])} / {fmt(got['p99_ms'])} | {got['error_count']} |")
+    q, q0 = both["quiet"], alone["quiet"]
+    print(f"| quiet | {a.quota_mib:.1f} | {0.5 * a.quota_mib:.1f} | {q['rate'] / MIB:.2f} (alone {q0['rate'] / MIB:.2f}) "
+          f"| kept {kept:.1%} | {fmt(q['p50_ms'])} / {fmt(q['p99_ms'])} (alone {fmt(q0['p50_ms'])} / "
+          f"{fmt(q0['p99_ms'])}) | {q['error_count']} |")
+    print("\n| broker | capped tenant's produce here, MiB/s (mean of readings) | bound it enforces, MiB/s |")
+    print("| --- | --- | --- |")
+    for b, xs in sorted(parts.items()):
+        print(f"| {b} | {sum(x for x, _ in xs) / len(xs) / MIB:.2f} | {sum(y for _, y in xs) / len(xs) / MIB:.2f} |")
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quota-mib", type=float, default=2.0, help="each quiet tenant's quota, MiB/s")
     ap.add_argument("--seconds", type=int, default=60, help="per phase; measured over whole 11 s windows after the first")
     ap.add_argument("--size", type=int, default=1024, help="record bytes")
-    ap.add_argument("--only", choices=["noisy", "oversubscribed", "cost", "disk"])
+    ap.add_argument("--only", choices=["noisy", "oversubscribed", "cost", "disk", "cell"])
     ap.add_argument("--disk-mib", type=float, default=2.0, help="disk: the simulated disk's MiB/s")
     ap.add_argument("--disk-over", type=float, default=4.0, help="disk: offered load, multiple of the disk")
     ap.add_argument("--append-ms", type=int, default=50, help="disk: quota.broker.append.ms of the learned run")
@@ -387,6 +484,8 @@ def main():
         ok &= accounting_cost(a)
     if a.only in (None, "disk"):
         ok &= slow_disk(a)
+    if a.only in (None, "cell"):
+        ok &= cell_split(a)
     print("\ntargets met" if ok else "\ntargets MISSED")
     sys.exit(0 if ok else 1)
 
