@@ -224,3 +224,47 @@ def test_quotas_survive_a_restart():
             "a deleted tenant's quotas went with it"
     finally:
         k.stop()
+
+
+def test_max_connections_left_unset_follows_the_open_file_limit():
+    """With max.connections unset, a broker whose process may open 1024 files keeps 512 for
+    segment files and 128 in reserve, and takes 384 client connections: the 385th is closed
+    at once (not an EMFILE later, with logs unable to open), and DescribeConfigs says 384."""
+    import resource
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:
+        k = Kora()  # inherits the limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    socks = []
+
+    def served(s, corr):
+        try:
+            return _frame(s, 18, 0, corr, b"", False) is not None
+        except ConnectionResetError:
+            return False
+
+    try:
+        host, port = k.bootstrap.rsplit(":", 1)
+        for i in range(384):
+            s = socket.create_connection((host, int(port)), timeout=10)
+            socks.append(s)
+            assert served(s, i), f"connection {i + 1} refused"
+        over = socket.create_connection((host, int(port)), timeout=10)
+        socks.append(over)
+        assert not served(over, 999), "the 385th connection was served"
+        for s in socks:
+            s.close()
+        socks.clear()
+        time.sleep(0.5)
+        admin = AdminClient({"bootstrap.servers": k.bootstrap})
+        res = admin.describe_configs([ConfigResource("broker", "1")])
+        configs = list(res.values())[0].result(30)
+        assert configs["max.connections"].value == "384"
+    finally:
+        for s in socks:
+            s.close()
+        k.stop()

@@ -57,7 +57,8 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// socket.request.max.bytes: larger frames are refused before any allocation.
     pub socket_request_max_bytes: usize,
-    /// max.connections
+    /// max.connections; 0 (the default): what the open-file limit leaves after segment files
+    /// and a reserve, at most 10,000 ([`BrokerConfig::resolve_file_budget`]).
     pub max_connections: usize,
     /// fetch.max.bytes: cap on one fetch response.
     pub fetch_max_bytes: usize,
@@ -189,7 +190,7 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             socket_request_max_bytes: 104_857_600,
-            max_connections: 10_000,
+            max_connections: 0,
             fetch_max_bytes: 57_671_680,
             log_retention_check_interval_ms: 300_000,
             log_flush_scheduler_interval_ms: 10,
@@ -437,6 +438,26 @@ fn resolve_addr(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigFi
 }
 
 impl BrokerConfig {
+    /// Descriptors kept back from segment files and connections: listeners, the metadata
+    /// store, peers' and the object store's sockets, stdio.
+    pub const RESERVED_FILES: u64 = 128;
+    /// The most connections the derived max.connections allows.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+    /// Fills in what was left to the machine, from the process's open-file limit (soft):
+    /// log.max.open.files 0 becomes half of it, max.connections 0 what is left after the
+    /// segment files and [`Self::RESERVED_FILES`] (between 64 and 10,000), so by default a
+    /// broker turns clients away before it runs out of descriptors for its logs.
+    pub fn resolve_file_budget(&mut self, nofile_soft: u64) {
+        if self.log_max_open_files == 0 {
+            self.log_max_open_files = (nofile_soft / 2).clamp(256, 1 << 20) as usize;
+        }
+        if self.max_connections == 0 {
+            let left = nofile_soft.saturating_sub(self.log_max_open_files as u64 + Self::RESERVED_FILES);
+            self.max_connections = (left as usize).clamp(64, Self::DEFAULT_MAX_CONNECTIONS);
+        }
+    }
+
     /// What a listener advertises (the inter-broker listener's address for an unknown name).
     pub fn advertised_for(&self, listener: &str) -> &Advertised {
         self.listeners.iter().find(|l| l.name == listener).map_or(&self.advertised, |l| &l.advertised)
@@ -579,7 +600,7 @@ impl BrokerConfig {
                 "socket.request.max.bytes" => {
                     c.socket_request_max_bytes = parse_num(k, v, 1024, i32::MAX as usize)?
                 }
-                "max.connections" => c.max_connections = parse_num(k, v, 1, 1_000_000)?,
+                "max.connections" => c.max_connections = parse_num(k, v, 0, 1_000_000)?,
                 "fetch.max.bytes" => c.fetch_max_bytes = parse_num(k, v, 1024, i32::MAX as usize)?,
                 "quota.window.num" => c.quotas.window.samples = parse_num(k, v, 2, 1000)?,
                 "quota.window.size.seconds" => {
@@ -854,5 +875,21 @@ auto.create.topics.enable = false
         assert_eq!(c.topic_defaults.get("flush.messages").map(String::as_str), Some("1"));
         let flat = BTreeMap::from([("no.such.key".to_string(), "1".to_string())]);
         assert!(matches!(BrokerConfig::from_map(&flat), Err(ConfigFileError::UnknownKey(_))));
+    }
+
+    #[test]
+    fn descriptors_left_to_the_machine_are_split_between_segment_files_and_connections() {
+        let mut c = BrokerConfig::default();
+        c.resolve_file_budget(1024);
+        assert_eq!((c.log_max_open_files, c.max_connections), (512, 1024 - 512 - 128));
+        let mut big = BrokerConfig::default();
+        big.resolve_file_budget(1 << 20);
+        assert_eq!(big.max_connections, BrokerConfig::DEFAULT_MAX_CONNECTIONS);
+        let flat: BTreeMap<String, String> = [("max.connections", "7"), ("log.max.open.files", "300")]
+            .map(|(k, v)| (k.into(), v.into()))
+            .into();
+        let mut set = BrokerConfig::from_map(&flat).expect("valid");
+        set.resolve_file_budget(1024);
+        assert_eq!((set.log_max_open_files, set.max_connections), (300, 7), "set values are kept");
     }
 }

@@ -51,7 +51,15 @@ fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
 
 impl Broker {
     /// Opens metadata and logs, binds the listeners and starts every task.
-    pub async fn start(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<BrokerHandle, StartError> {
+    pub async fn start(mut config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<BrokerHandle, StartError> {
+        let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+        config.resolve_file_budget(nofile);
+        tracing::info!(
+            open_file_limit = nofile,
+            log_max_open_files = config.log_max_open_files,
+            max_connections = config.max_connections,
+            "descriptor budget"
+        );
         let dir_lock = lock_data_dir(&config.data_dir)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         // The object store first: a broker that cannot use its store says so before anything.
@@ -407,16 +415,10 @@ async fn open_logs(
     controller: &Arc<Controller>,
     clock: &Arc<dyn Clock>,
 ) -> Result<(Arc<LogManager>, HashMap<String, Arc<kora_meta::TopicImage>>), StartError> {
-    // Partitions beyond the open-file limit keep their segment files closed until used.
-    let max_open = match config.log_max_open_files {
-        0 => {
-            let soft =
-                rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
-            (soft / 2).clamp(256, 1 << 20) as usize
-        }
-        n => n,
-    };
-    kora_log::files::set_max_open_files(max_open);
+    // Partitions beyond the open-file limit keep their segment files closed until used
+    // (resolved from the process's limit at start when not set).
+    assert!(config.log_max_open_files > 0, "the descriptor budget is resolved before the logs open");
+    kora_log::files::set_max_open_files(config.log_max_open_files);
     let logs = Arc::new(LogManager::open(&config.data_dir.join("logs"), clock.clone())?);
     {
         // Commits block on the quorum: off the async workers.
