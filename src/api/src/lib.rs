@@ -53,6 +53,7 @@ pub mod paths {
     /// Fault injection: POST cuts a broker off from its cell, DELETE heals it.
     pub const FAULTS_ISOLATE: &str = "/v1/faults/isolate";
     pub const FAULTS_DISK: &str = "/v1/faults/disk";
+    pub const FAULTS_CPU: &str = "/v1/faults/cpu";
     /// A voter's view of the quorum (GET).
     pub const QUORUM: &str = "/v1/quorum";
     /// Add a voter (POST [`crate::AddVoter`]); `/{id}` with DELETE removes one.

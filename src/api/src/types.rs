@@ -74,6 +74,12 @@ pub struct SlowDisk {
     pub bytes_per_second: Option<u64>,
 }
 
+/// `PUT /v1/faults/cpu`: CPU burned per tenant request (the answer to `DELETE` has 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuBurn {
+    pub burn_ms_per_request: u64,
+}
+
 // ---- metadata voters ----
 
 /// A voter's view of its quorum (`GET /v1/quorum`, and the answer to membership changes).

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use kora_api::{
-    BrokerHealth, ErrorBody, Isolation, PartitionDescription, RemoteSegmentDescription, SlowDisk,
+    BrokerHealth, CpuBurn, ErrorBody, Isolation, PartitionDescription, RemoteSegmentDescription, SlowDisk,
     TopicDescription,
 };
 
@@ -156,6 +156,23 @@ fn set_slow_disk(b: &AdminState, d: SlowDisk) -> axum::response::Response {
     }
 }
 
+/// Fault injection: CPU burned on every tenant request.
+async fn cpu_burn(State(b): State<Arc<AdminState>>, Json(c): Json<CpuBurn>) -> axum::response::Response {
+    set_cpu_burn(&b, c)
+}
+
+async fn cpu_calm(State(b): State<Arc<AdminState>>) -> axum::response::Response {
+    set_cpu_burn(&b, CpuBurn { burn_ms_per_request: 0 })
+}
+
+fn set_cpu_burn(b: &AdminState, c: CpuBurn) -> axum::response::Response {
+    if b.faults.set_cpu_burn(c.burn_ms_per_request) {
+        Json(c).into_response()
+    } else {
+        not_found("fault injection is off (fault.injection.enable)".into())
+    }
+}
+
 async fn health(State(b): State<Arc<AdminState>>) -> axum::response::Response {
     if b.stopping.load(std::sync::atomic::Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(ErrorBody { error: "shutting down".into() }))
@@ -186,6 +203,7 @@ pub async fn serve(
         .route("/v1/topics/{name}", get(topic))
         .route(kora_api::paths::FAULTS_ISOLATE, axum::routing::post(isolate).delete(heal))
         .route(kora_api::paths::FAULTS_DISK, axum::routing::put(slow_disk).delete(fast_disk))
+        .route(kora_api::paths::FAULTS_CPU, axum::routing::put(cpu_burn).delete(cpu_calm))
         .with_state(state)
         .merge(crate::tenants::routes(tenants));
     let app = kora_api::auth::protect(app, token, "admin.token.file");

@@ -12,6 +12,11 @@
 //! written), so append times grow with the load as on a saturated device, and a lone append is
 //! not slowed. Follower appends are not slowed.
 //! `DELETE` restores the real disk.
+//!
+//! `PUT /v1/faults/cpu` with `{"burn_ms_per_request": N}` makes every tenant request cost N ms
+//! of real CPU on the thread that handles it (a busy loop inside the request, so it counts as
+//! the tenant's request time and holds the worker as an expensive request would), to drive
+//! the broker into CPU overload. `DELETE` stops it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +28,8 @@ pub struct Faults {
     enabled: bool,
     isolated: AtomicBool,
     disk: Mutex<Option<SlowDisk>>,
+    /// CPU burned per tenant request, µs (0: none).
+    burn_us: std::sync::atomic::AtomicU64,
 }
 
 /// A simulated device: its bandwidth, and when (on the broker's clock) it has written what
@@ -35,7 +42,12 @@ struct SlowDisk {
 
 impl Faults {
     pub fn new(enabled: bool) -> Self {
-        Faults { enabled, isolated: AtomicBool::new(false), disk: Mutex::new(None) }
+        Faults {
+            enabled,
+            isolated: AtomicBool::new(false),
+            disk: Mutex::new(None),
+            burn_us: Default::default(),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -84,6 +96,34 @@ impl Faults {
     }
 }
 
+impl Faults {
+    /// Burns `burn_ms` of CPU on every tenant request from now (0: none); false (and no change)
+    /// when injection is off.
+    pub fn set_cpu_burn(&self, burn_ms: u64) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        self.burn_us.store(burn_ms.saturating_mul(1000), Ordering::Release);
+        tracing::warn!(burn_ms, "fault injection: CPU burned per tenant request");
+        true
+    }
+
+    /// Spins for the injected CPU cost of a request, if any (on purpose on the calling thread).
+    pub fn burn_cpu(&self) {
+        if !self.enabled {
+            return;
+        }
+        let us = self.burn_us.load(Ordering::Acquire);
+        if us == 0 {
+            return;
+        }
+        let until = Instant::now() + Duration::from_micros(us);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +148,10 @@ mod tests {
     #[test]
     fn nothing_slows_the_disk_with_injection_off() {
         let f = Faults::new(false);
+        assert!(!f.set_cpu_burn(1000));
+        let t = Instant::now();
+        f.burn_cpu();
+        assert!(t.elapsed() < Duration::from_millis(500));
         assert!(!f.set_slow_disk(Some(1)));
         assert_eq!(f.disk_delay(1 << 20, Instant::now()), None);
     }

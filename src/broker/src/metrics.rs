@@ -257,6 +257,7 @@ impl Metrics {
             append_p90_micros.clone(),
         );
         let request_backpressure_percent = Gauge::default();
+        request_backpressure_percent.set(100);
         registry.register(
             "request_backpressure_percent",
             "Request-time backpressure: tenants' request time is cut to this percent of what they use (100: none)",

@@ -263,12 +263,37 @@ impl Broker {
             };
             let token = config.admin_token.clone();
             let tenants = Arc::new(broker.tenant_admin());
-            tasks.push(tokio::spawn(async move {
-                let stop = async move {
-                    let _ = rx.changed().await;
-                };
-                if let Err(e) = crate::admin::serve(admin, Arc::new(state), tenants, token, stop).await {
-                    tracing::error!(error = %e, "admin endpoint failed");
+            // The admin endpoint (metrics, health, operators' calls) runs on a runtime of its
+            // own, so it answers while the Kafka listeners' workers are saturated: an
+            // overloaded broker is when on-call needs its /metrics most.
+            let listener = admin
+                .into_std()
+                .map_err(|source| StartError::Bind { addr: config.admin_listener, source })?;
+            let serve = move || -> std::io::Result<()> {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("kora-admin")
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let stop = async move {
+                        let _ = rx.changed().await;
+                    };
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    crate::admin::serve(listener, Arc::new(state), tenants, token, stop).await
+                })
+            };
+            let thread = std::thread::Builder::new()
+                .name("kora-admin".into())
+                .spawn(move || {
+                    if let Err(e) = serve() {
+                        tracing::error!(error = %e, "admin endpoint failed");
+                    }
+                })
+                .map_err(|source| StartError::Bind { addr: config.admin_listener, source })?;
+            tasks.push(tokio::task::spawn_blocking(move || {
+                if thread.join().is_err() {
+                    tracing::error!("admin endpoint thread panicked");
                 }
             }));
         }

@@ -185,7 +185,11 @@ async fn dispatch_authenticated(
             }
         };
     drop(image);
-    let (resp, busy) = quota::Busy::new(&*b.clock, handle(b, ctx, &gate, header, req)).await;
+    let work = async {
+        b.faults.burn_cpu();
+        handle(b, ctx, &gate, header, req).await
+    };
+    let (resp, busy) = quota::Busy::new(&*b.clock, work).await;
     let mut resp = resp?;
     let throttle_ms =
         quota::after(&charge(b.quotas.now_ms()), request_bytes, busy, admitted, resp.as_mut(), produce);

@@ -1,0 +1,77 @@
+"""A broker short of CPU cuts tenants' request time by itself: `kora dev --auth` with every
+tenant request made expensive by fault injection (a busy loop of real CPU on the thread that
+handles it), a heavy tenant sending from four connections at once. The broker sees ready work
+wait for a thread while it uses its cores, cuts every tenant's request time (the backpressure
+gauge falls below 100%), the heavy tenant is throttled through throttle_time_ms and muted
+connections, not failed, and once the requests are cheap again the backpressure lifts."""
+import threading
+import time
+
+from confluent_kafka import Producer
+
+from conftest import Kora
+from test_backpressure_disk import admin_call, gauge
+from test_tenants import new_tenant, sasl
+
+
+def tenant_metric(kora, name, tenant):
+    import urllib.request
+    with urllib.request.urlopen(f"{kora.admin}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(f'{name}{{tenant="{tenant}"}} '):
+                return float(line.split()[1])
+    return 0.0
+
+
+def hammer(conf, stop, errors):
+    p = Producer({**conf, "linger.ms": 0, "acks": "1", "message.timeout.ms": 120000})
+
+    def done(err, msg):
+        if err is not None:
+            errors.append(str(err))
+
+    while not stop.is_set():
+        try:
+            p.produce("busy", b"b" * 100, on_delivery=done)
+        except BufferError:
+            pass
+        p.poll(0.001)
+    p.flush(120)
+
+
+def test_a_broker_short_of_cpu_cuts_request_time_and_recovers():
+    # Requests of 20 ms from four connections on two cores: ready work waits for a thread
+    # for tens of milliseconds, so the test's threshold is 15 ms (the default is 100).
+    k = Kora(extra=["--auth", "--set", "fault.injection.enable=true", "--set", "quota.broker.request.queue.ms=15"])
+    try:
+        key = new_tenant(k, "heavy")
+        conf = sasl(k, key)
+        assert gauge(k, "kora_request_backpressure_percent") == 100
+        assert admin_call(k, "PUT", "/v1/faults/cpu", {"burn_ms_per_request": 20}) == {"burn_ms_per_request": 20}
+        stop, errors = threading.Event(), []
+        threads = [threading.Thread(target=hammer, args=(conf, stop, errors)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        lowest, deadline = 100.0, time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(1)
+                lowest = min(lowest, gauge(k, "kora_request_backpressure_percent"))
+                if lowest <= 80 and tenant_metric(k, "kora_tenant_throttle_time_ms_total", key["tenant"]) > 0:
+                    break
+        finally:
+            stop.set()
+            admin_call(k, "DELETE", "/v1/faults/cpu")
+            for t in threads:
+                t.join(150)
+        assert lowest <= 80, f"no request-time backpressure under CPU overload (lowest {lowest}%)"
+        throttled = tenant_metric(k, "kora_tenant_throttle_time_ms_total", key["tenant"])
+        assert throttled > 0, "the heavy tenant was never throttled"
+        assert not errors, f"throttled, not failed: {errors[:3]}"
+        # Cheap requests again, little load: the factor climbs back by a twentieth a window.
+        deadline = time.monotonic() + 60
+        while gauge(k, "kora_request_backpressure_percent") < 100:
+            assert time.monotonic() < deadline, "request-time backpressure outlived the overload"
+            time.sleep(1)
+    finally:
+        k.stop()
