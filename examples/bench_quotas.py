@@ -373,8 +373,9 @@ def slow_disk(a):
     return ok
 
 
-class KoraCell:
-    """`kora cell up --auth` with 3 brokers and 3 voters on 127.0.0.1."""
+class KoraCell(Kora):
+    """`kora cell up --auth` with 3 brokers and 3 voters on 127.0.0.1 (the CLI talks to the
+    first broker's admin endpoint)."""
 
     def __init__(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -389,18 +390,7 @@ class KoraCell:
             raise RuntimeError("the cell did not start: " + open(self.log.name).read()[-2000:])
         self.info = json.loads(line)
         self.info["bootstrap"] = self.info["sasl_bootstrap"]
-
-    def cli(self, *args):
-        out = subprocess.run([KORA, "--output", "json", *args, "--admin", self.info["brokers"][0]["admin"]],
-                             capture_output=True, text=True, env=self.env, timeout=60)
-        if out.returncode != 0:
-            raise RuntimeError(f"kora {' '.join(args)}: {out.stderr}")
-        return json.loads(out.stdout)
-
-    def tenant(self, name, quota_bytes):
-        created = self.cli("tenant", "create", name)
-        self.cli("tenant", "quota", "set", created["tenant"]["id"], "--producer-byte-rate", str(int(quota_bytes)))
-        return created["api_key"]
+        self.info["admin"] = self.info["brokers"][0]["admin"]
 
     def stop(self):
         try:

@@ -40,33 +40,34 @@ def hammer(conf, stop, errors):
 
 
 def test_a_broker_short_of_cpu_cuts_request_time_and_recovers():
-    # Requests of 20 ms from four connections on two cores: ready work waits for a thread
-    # for tens of milliseconds, so the test's threshold is 15 ms (the default is 100).
+    # Requests of 50 ms from four connections on two cores: ready work waits for a thread
+    # for one request or more, so the test's threshold is 15 ms (the default is 100).
     k = Kora(extra=["--auth", "--set", "fault.injection.enable=true", "--set", "quota.broker.request.queue.ms=15"])
     try:
         key = new_tenant(k, "heavy")
         conf = sasl(k, key)
         assert gauge(k, "kora_request_backpressure_percent") == 100
-        assert admin_call(k, "PUT", "/v1/faults/cpu", {"burn_ms_per_request": 20}) == {"burn_ms_per_request": 20}
+        assert admin_call(k, "PUT", "/v1/faults/cpu", {"burn_ms_per_request": 50}) == {"burn_ms_per_request": 50}
         stop, errors = threading.Event(), []
         threads = [threading.Thread(target=hammer, args=(conf, stop, errors)) for _ in range(4)]
         for t in threads:
             t.start()
-        lowest, deadline = 100.0, time.monotonic() + 60
+        seen, deadline = [], time.monotonic() + 90
         try:
             while time.monotonic() < deadline:
                 time.sleep(1)
-                lowest = min(lowest, gauge(k, "kora_request_backpressure_percent"))
-                if lowest <= 80 and tenant_metric(k, "kora_tenant_throttle_time_ms_total", key["tenant"]) > 0:
+                seen.append(gauge(k, "kora_request_backpressure_percent"))
+                if min(seen) <= 80 and tenant_metric(k, "kora_tenant_throttle_time_ms_total", key["tenant"]) > 0:
                     break
         finally:
             stop.set()
             admin_call(k, "DELETE", "/v1/faults/cpu")
             for t in threads:
                 t.join(150)
-        assert lowest <= 80, f"no request-time backpressure under CPU overload (lowest {lowest}%)"
+        print(f"backpressure % each second: {seen}")
+        assert min(seen) <= 80, f"no request-time backpressure under CPU overload, % each second: {seen}"
         throttled = tenant_metric(k, "kora_tenant_throttle_time_ms_total", key["tenant"])
-        assert throttled > 0, "the heavy tenant was never throttled"
+        assert throttled > 0, f"the heavy tenant was never throttled; backpressure % each second: {seen}"
         assert not errors, f"throttled, not failed: {errors[:3]}"
         # Cheap requests again, little load: the factor climbs back by a twentieth a window.
         deadline = time.monotonic() + 60
