@@ -168,10 +168,13 @@ impl Aimd {
 /// in [`LearnedLimit::DRAIN_S`], and even a small excess cuts to [`LearnedLimit::MAX_FRACTION`]
 /// so the queue shrinks. Once appends are back within the target, the limit grows by
 /// [`Aimd::INCREASE`] of itself a window (probing for more), and goes away when what tenants
-/// want is well under it. It never falls below `floor`.
+/// could want is well under it, or after [`LearnedLimit::RELEASE_AFTER_CALM`] windows in a row
+/// without trouble. It never falls below `floor`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct LearnedLimit {
     limit: Option<f64>,
+    /// Windows in a row the device has kept up.
+    calm: u32,
 }
 
 impl LearnedLimit {
@@ -183,6 +186,9 @@ impl LearnedLimit {
     pub const MIN_FRACTION: f64 = 0.05;
     /// Above this multiple of what tenants could want, a learned limit is dropped.
     pub const RELEASE: f64 = 1.5;
+    /// So is one the device has kept up under for this many windows in a row (it has grown by
+    /// 1.05^10, 63%, without trouble: the device is no longer the bottleneck).
+    pub const RELEASE_AFTER_CALM: u32 = 10;
 
     /// One window's verdict: `behind_s`, how many seconds appends waited beyond their target
     /// (None: within it); `written`, the bytes/s the disk completed; `demand`, the most tenants
@@ -193,6 +199,7 @@ impl LearnedLimit {
             written >= 0.0 && demand >= 0.0 && floor > 0.0,
             "rates are not negative, the floor is positive"
         );
+        self.calm = if behind_s.is_some() { 0 } else { self.calm.saturating_add(1) };
         self.limit = match behind_s {
             Some(excess) => {
                 let keep =
@@ -200,7 +207,9 @@ impl LearnedLimit {
                 Some((written * keep).max(floor))
             }
             None => match self.limit {
-                Some(l) if l < demand * Self::RELEASE => Some(l * (1.0 + Aimd::INCREASE)),
+                Some(l) if l < demand * Self::RELEASE && self.calm < Self::RELEASE_AFTER_CALM => {
+                    Some(l * (1.0 + Aimd::INCREASE))
+                }
                 _ => None,
             },
         };
@@ -265,6 +274,13 @@ mod aimd_tests {
         // The offered load gone: the limit is dropped.
         drive(&mut l, 30, 10.0, &mut backlog);
         assert_eq!(l.limit(), None);
+        // A faster device: calm windows in a row drop the limit though tenants could want more.
+        let mut l = LearnedLimit::default();
+        l.update(Some(1.0), 100.0, 10_000.0, 1.0);
+        for _ in 0..LearnedLimit::RELEASE_AFTER_CALM - 1 {
+            assert!(l.update(None, 100.0, 10_000.0, 1.0).is_some());
+        }
+        assert_eq!(l.update(None, 100.0, 10_000.0, 1.0), None);
     }
 
     #[test]
