@@ -322,8 +322,7 @@ impl QuotaSync {
         let safe = self.quotas.config;
         // What tenants could take here within their own quotas (a tenant without one: its
         // demand): a learned limit above it holds nobody back.
-        let allocated: f64 =
-            ingress.1.iter().zip(&ingress.2).map(|(b, d)| if b.is_finite() { *b } else { *d }).sum();
+        let allocated: f64 = shares::allocations(&ingress.1, &ingress.2).iter().sum();
         let (ingress_limit, learned) =
             self.ingress_limit(disk, allocated, safe.ingress_safe_bytes_per_second);
         for (limit, (tenants, mut bounds, used), produce, by_allocation) in [

@@ -121,8 +121,9 @@ pub struct TenantQuota {
     /// Until when (quota ms) the tenant's connections are muted by a throttle, per meter: a
     /// muted tenant sends nothing, and is held back all that time.
     throttled_until_ms: [AtomicU64; 3],
-    /// Per meter, the backpressure cap in force and its token bucket (burst: one window), so a
-    /// cap binds from when it is set, on what the tenant takes from then on: a cap measured
+    /// Per meter, the last backpressure cap and its token bucket (burst: one window), so a cap
+    /// binds from when it is set, on what the tenant takes from then on (a bucket idle for a
+    /// window between caps is full again): a cap measured
     /// over the quota's windows would throttle for the whole window's past use, for seconds
     /// after the coordinator changed it.
     cap_buckets: [Mutex<Option<(f64, TokenBucket)>>; 3],
@@ -256,11 +257,10 @@ impl TenantQuota {
     /// Takes `value` from meter `m`'s backpressure bucket; the throttle its debt earns (0
     /// without a cap).
     fn over_cap(&self, m: Meter, cap: Option<f64>, value: f64, now_ms: u64) -> u64 {
+        // No cap (the usual case): no lock. A bucket left from an earlier cap is harmless: it
+        // has refilled to its burst by the time a cap is set again.
+        let Some(cap) = cap.filter(|c| *c > 0.0 && c.is_finite()) else { return 0 };
         let mut slot = self.cap_buckets[meter_index(m)].lock();
-        let Some(cap) = cap.filter(|c| *c > 0.0 && c.is_finite()) else {
-            *slot = None;
-            return 0;
-        };
         let burst = RateConfig { samples: 1, ..self.window };
         let (rate, bucket) = slot.get_or_insert_with(|| (cap, TokenBucket::new(cap, burst, now_ms)));
         if *rate != cap {

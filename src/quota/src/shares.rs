@@ -10,6 +10,13 @@
 //! (One quota over a cell's brokers needs no split here: each broker throttles a tenant against
 //! its rate over the cell, `SampledRate::throttle_ms_with`.)
 
+/// What each tenant is allocated on a broker: its bound, or, for a tenant without a quota
+/// (`f64::INFINITY`), what it uses.
+pub fn allocations(bounds: &[f64], used: &[f64]) -> Vec<f64> {
+    assert_eq!(bounds.len(), used.len(), "one use per bound");
+    bounds.iter().zip(used).map(|(b, u)| if b.is_finite() { *b } else { *u }).collect()
+}
+
 /// Scales `bounds` (tenants' bounds on one broker, per second; `f64::INFINITY` for a tenant
 /// without a quota) so that the broker's total stays within `limit`, given what each tenant
 /// `used`. Returns the factor applied (1 when the broker is within its limit).
@@ -19,8 +26,7 @@ pub fn scale_to_limit(limit: f64, bounds: &mut [f64], used: &[f64]) -> f64 {
     if total <= limit || bounds.is_empty() {
         return 1.0;
     }
-    // A tenant without a quota is allocated what it uses.
-    let alloc: Vec<f64> = bounds.iter().zip(used).map(|(b, u)| if b.is_finite() { *b } else { *u }).collect();
+    let alloc = allocations(bounds, used);
     let served = |f: f64| -> f64 { alloc.iter().zip(used).map(|(a, u)| u.min(f * a)).sum() };
     // served() grows with f; find the largest f whose total is within the limit.
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
@@ -52,7 +58,7 @@ pub fn scale_to_allocation(limit: f64, bounds: &mut [f64], used: &[f64]) -> f64 
     if total <= limit || bounds.is_empty() {
         return 1.0;
     }
-    let alloc: Vec<f64> = bounds.iter().zip(used).map(|(b, u)| if b.is_finite() { *b } else { *u }).collect();
+    let alloc = allocations(bounds, used);
     let active: f64 = alloc.iter().zip(used).filter(|(_, u)| **u > 0.0).map(|(a, _)| a).sum();
     if active <= 0.0 {
         return 1.0;
