@@ -31,8 +31,18 @@ producers (confluent-kafka), one process per tenant, each paced to an offered ra
    capped tenant's rate over the cell against its quota, each broker's part of it and the
    bound each enforces (`kora tenant usage`), and what the quiet tenant kept.
 
+6. Slow network (--only network): the broker's network slowed to --link-mib MiB/s (fault
+   injection: every response queues behind those sent before it, as on a saturated NIC), two
+   tenants with consumer quotas 1:3 asking together --link-over times that, each with
+   --consumers librdkafka consumers (one process each) reading a filled topic over and over;
+   run with the egress limit learned from send times (quota.broker.send.ms: --send-ms, the default 50)
+   and, for reference, without (quota.broker.send.ms=0). Reported: what each tenant got, its
+   share against its share of the quotas, the send-time p90 the broker saw, and the learned
+   limit's range.
+
     python3 examples/bench_quotas.py --only disk [--disk-mib 2] [--disk-over 4] [--seconds 60]
     python3 examples/bench_quotas.py --only cell [--quota-mib 2] [--seconds 60]
+    python3 examples/bench_quotas.py --only network [--link-mib 16] [--link-over 4] [--consumers 4] [--send-ms 50]
 
 Prints a markdown table for docs/benchmarks.md and exits non-zero when a target is missed.
 """
@@ -50,6 +60,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from apache_kafka import free_port  # noqa: E402
+import kora_admin  # noqa: E402
 
 KORA = os.environ.get("KORA_BIN", os.path.join(ROOT, "target", "release", "kora"))
 MIB = 1024 * 1024
@@ -308,25 +319,6 @@ def accounting_cost(a):
     return all(s["errors"] == 0 for s in summary.values())
 
 
-def admin_call(k, method, path, body=None):
-    import urllib.request
-    token = open(k.info["token_file"]).read().strip()
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{k.info['admin']}{path}", data=data, method=method,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read() or b"null")
-
-
-def gauge(k, name):
-    import urllib.request
-    with urllib.request.urlopen(f"{k.info['admin']}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return None
-
-
 def slow_disk(a):
     import threading
     disk = a.disk_mib * MIB
@@ -337,12 +329,12 @@ def slow_disk(a):
         k = Kora("fault.injection.enable=true", *sets)
         try:
             loads = [(n, k.tenant(f"{n}-{mode}", q), q) for n, q in quotas.items()]
-            admin_call(k, "PUT", "/v1/faults/disk", {"bytes_per_second": int(disk)})
+            kora_admin.call(k.info, "PUT", "/v1/faults/disk", {"bytes_per_second": int(disk)})
             limits, stop = [], threading.Event()
 
             def watch():
                 while not stop.wait(1.0):
-                    limits.append(gauge(k, "kora_ingress_limit_bytes_per_second"))
+                    limits.append(kora_admin.metric(k.info, "kora_ingress_limit_bytes_per_second"))
             w = threading.Thread(target=watch)
             w.start()
             print(f"# slow disk of {a.disk_mib} MiB/s, limit {mode}: 2 tenants offering "
@@ -370,6 +362,132 @@ def slow_disk(a):
         span = f"{min(steady) / MIB:.2f}-{max(steady) / MIB:.2f} MiB/s" if steady and max(steady) > 0 else "none"
         print(f"| {mode} | all | | {sum(quotas.values()) / MIB:.1f} | {total / MIB:.2f} (disk {a.disk_mib}) | | | "
               f"learned limit after 15 s: {span} | |")
+    return ok
+
+
+NET_PARTITIONS = 4
+NET_RECORD = 16 * 1024
+
+
+def fill_topic(bootstrap, key, mib_per_partition):
+    """Creates `net` (NET_PARTITIONS partitions) as the tenant and fills it, in 64 KiB batches
+    (a fetch returns at least one whole batch, so they bound a response's size)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    conf = {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
+            "sasl.username": key["key"], "sasl.password": key["secret"]}
+    admin = AdminClient(conf)
+    for f in admin.create_topics([NewTopic("net", NET_PARTITIONS, 1)]).values():
+        f.result(30)
+    p = Producer({**conf, "linger.ms": 20, "batch.size": 65536})
+    payload = b"n" * NET_RECORD
+    for i in range(int(mib_per_partition * MIB / NET_RECORD) * NET_PARTITIONS):
+        while True:
+            try:
+                p.produce("net", payload, partition=i % NET_PARTITIONS)
+                break
+            except BufferError:
+                p.poll(0.05)
+    if p.flush(120) != 0:
+        raise RuntimeError("filling the topic failed")
+
+
+def consumer(bootstrap, key, seconds, start_at, out):
+    """One consumer: reads `net` from the start over and over for `seconds` from `start_at`;
+    the bytes it got per whole second and its errors."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
+                  "sasl.username": key["key"], "sasl.password": key["secret"], "group.id": "net",
+                  "enable.auto.commit": False, "enable.partition.eof": True,
+                  "max.partition.fetch.bytes": 65536, "fetch.max.bytes": 262144, "message.max.bytes": 262144,
+                  "queued.max.messages.kbytes": 1024})
+    start = [TopicPartition("net", p, 0) for p in range(NET_PARTITIONS)]
+    c.assign(start)
+    per_second, errors, at_end = [0] * seconds, [], set()
+    while time.monotonic() < start_at:
+        time.sleep(0.01)
+    while time.monotonic() < start_at + seconds:
+        for m in c.consume(500, 0.2):
+            if m.error() is None:
+                i = int(time.monotonic() - start_at)
+                if i < seconds:
+                    per_second[i] += len(m.value())
+            elif m.error().code() == -191:  # _PARTITION_EOF: read it again
+                at_end.add(m.partition())
+            else:
+                errors.append(str(m.error()))
+        if len(at_end) == NET_PARTITIONS:
+            at_end.clear()
+            c.assign(start)
+    c.close()
+    out.put({"per_second": per_second, "errors": errors[:3], "error_count": len(errors)})
+
+
+def slow_network(a):
+    import threading
+    link = a.link_mib * MIB
+    weights = {"t1": 1, "t3": 3}
+    quotas = {n: a.link_over * link * w / sum(weights.values()) for n, w in weights.items()}
+    results = {}
+    for mode, sets in [("learned", [f"quota.broker.send.ms={a.send_ms}"]), ("off", ["quota.broker.send.ms=0"])]:
+        k = Kora("fault.injection.enable=true", *sets)
+        try:
+            keys = {}
+            for n, q in quotas.items():
+                created = k.cli("tenant", "create", f"{n}-{mode}")
+                k.cli("tenant", "quota", "set", created["tenant"]["id"], "--consumer-byte-rate", str(int(q)))
+                keys[n] = created["api_key"]
+                fill_topic(k.info["bootstrap"], keys[n], 8)
+            kora_admin.call(k.info, "PUT", "/v1/faults/network", {"bytes_per_second": int(link)})
+            samples, stop = [], threading.Event()
+
+            def watch():
+                while not stop.wait(1.0):
+                    samples.append((kora_admin.metric(k.info, "kora_egress_limit_bytes_per_second"),
+                                    kora_admin.metric(k.info, "kora_send_p90_micros")))
+            w = threading.Thread(target=watch)
+            w.start()
+            print(f"# slow network of {a.link_mib} MiB/s, limit {mode}: 2 tenants x {a.consumers} consumers "
+                  f"asking {sum(quotas.values()) / MIB:.0f} MiB/s, {a.seconds} s", file=sys.stderr)
+            start_at = time.monotonic() + 3
+            procs = []
+            for n in quotas:
+                for _ in range(a.consumers):
+                    pq = mp.Queue()
+                    proc = mp.Process(target=consumer, args=(k.info["bootstrap"], keys[n], a.seconds, start_at, pq))
+                    proc.start()
+                    procs.append((n, proc, pq))
+            got = {n: {"per_second": [0] * a.seconds, "error_count": 0} for n in quotas}
+            for n, proc, pq in procs:
+                r = pq.get(timeout=a.seconds + 120)
+                proc.join(30)
+                got[n]["per_second"] = [x + y for x, y in zip(got[n]["per_second"], r["per_second"])]
+                got[n]["error_count"] += r["error_count"]
+            stop.set()
+            w.join()
+            results[mode] = (got, samples)
+        finally:
+            k.stop()
+    ok = True
+    warm = 15
+    print("\n| egress limit | tenant | quota MiB/s | took MiB/s | share of took | share of quotas | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for mode, (got, samples) in results.items():
+        rate = {n: sum(g["per_second"][warm:]) / (a.seconds - warm) for n, g in got.items()}
+        total = sum(rate.values())
+        for n, q in quotas.items():
+            share, want = rate[n] / total, weights[n] / sum(weights.values())
+            if mode == "learned":
+                ok &= abs(share - want) <= 0.1 and got[n]["error_count"] == 0
+            print(f"| {mode} | {n} | {q / MIB:.1f} | {rate[n] / MIB:.2f} | {share:.1%} | {want:.1%} "
+                  f"| {got[n]['error_count']} |")
+        steady = samples[warm:]
+        limits = [x for x, _ in steady if x]
+        span = f"{min(limits) / MIB:.2f}-{max(limits) / MIB:.2f} MiB/s" if limits else "none"
+        sends = sorted(s for _, s in steady if s is not None)
+        p90s = f"{sends[len(sends) // 2] / 1000:.0f} ms median, {sends[-1] / 1000:.0f} ms max" if sends else "-"
+        print(f"| {mode} | all | {sum(quotas.values()) / MIB:.1f} asked | {total / MIB:.2f} (link {a.link_mib:g}) | | | "
+              f"send p90 {p90s}; learned limit after {warm} s: {span} |")
     return ok
 
 
@@ -458,10 +576,14 @@ def main():
     ap.add_argument("--quota-mib", type=float, default=2.0, help="each quiet tenant's quota, MiB/s")
     ap.add_argument("--seconds", type=int, default=60, help="per phase; measured over whole 11 s windows after the first")
     ap.add_argument("--size", type=int, default=1024, help="record bytes")
-    ap.add_argument("--only", choices=["noisy", "oversubscribed", "cost", "disk", "cell"])
+    ap.add_argument("--only", choices=["noisy", "oversubscribed", "cost", "disk", "cell", "network"])
     ap.add_argument("--disk-mib", type=float, default=2.0, help="disk: the simulated disk's MiB/s")
     ap.add_argument("--disk-over", type=float, default=4.0, help="disk: offered load, multiple of the disk")
     ap.add_argument("--append-ms", type=int, default=50, help="disk: quota.broker.append.ms of the learned run")
+    ap.add_argument("--link-mib", type=float, default=16.0, help="network: the simulated link's MiB/s")
+    ap.add_argument("--link-over", type=float, default=4.0, help="network: consumers' quotas, multiple of the link")
+    ap.add_argument("--send-ms", type=int, default=50, help="network: quota.broker.send.ms of the learned run")
+    ap.add_argument("--consumers", type=int, default=4, help="network: consumers per tenant")
     ap.add_argument("--repeat", type=int, default=3, help="cost: runs per tenant")
     ap.add_argument("--messages", type=int, default=500000, help="cost: records per run")
     a = ap.parse_args()
@@ -476,6 +598,8 @@ def main():
         ok &= slow_disk(a)
     if a.only in (None, "cell"):
         ok &= cell_split(a)
+    if a.only in (None, "network"):
+        ok &= slow_network(a)
     print("\ntargets met" if ok else "\ntargets MISSED")
     sys.exit(0 if ok else 1)
 

@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -11,6 +12,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KORA_BIN = os.environ.get("KORA_BIN", os.path.join(ROOT, "target", "debug", "kora"))
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+import kora_admin  # noqa: E402
 
 
 def free_port():
@@ -50,6 +53,16 @@ class Kora:
             return p
         assert p.returncode == 0, f"kora {' '.join(args)} failed: {p.stderr}"
         return json.loads(p.stdout)
+
+    def admin_call(self, method, path, body=None):
+        """A call to this process's admin endpoint with its operator token (kora_admin.call)."""
+        return kora_admin.call(self.info, method, path, body)
+
+    def gauge(self, name, labels=""):
+        """A series' value on /metrics; fails when it is absent."""
+        v = kora_admin.metric(self.info, name, labels)
+        assert v is not None, f"/metrics has no {name}{{{labels}}}"
+        return v
 
     def restart(self):
         """Stops the process cleanly and starts it again on the same data dir and port."""

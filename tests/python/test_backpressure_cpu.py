@@ -9,18 +9,8 @@ import time
 
 from confluent_kafka import Producer
 
-from conftest import Kora
-from test_backpressure_disk import admin_call, gauge
+from conftest import Kora, kora_admin
 from test_tenants import new_tenant, sasl
-
-
-def tenant_metric(kora, name, tenant):
-    import urllib.request
-    with urllib.request.urlopen(f"{kora.admin}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(f'{name}{{tenant="{tenant}"}} '):
-                return float(line.split()[1])
-    return 0.0
 
 
 def hammer(conf, stop, errors):
@@ -46,8 +36,8 @@ def test_a_broker_short_of_cpu_cuts_request_time_and_recovers():
     try:
         key = new_tenant(k, "heavy")
         conf = sasl(k, key)
-        assert gauge(k, "kora_request_backpressure_percent") == 100
-        assert admin_call(k, "PUT", "/v1/faults/cpu", {"burn_ms_per_request": 50}) == {"burn_ms_per_request": 50}
+        assert k.gauge("kora_request_backpressure_percent") == 100
+        assert k.admin_call("PUT", "/v1/faults/cpu", {"burn_ms_per_request": 50}) == {"burn_ms_per_request": 50}
         stop, errors = threading.Event(), []
         threads = [threading.Thread(target=hammer, args=(conf, stop, errors)) for _ in range(4)]
         for t in threads:
@@ -56,22 +46,22 @@ def test_a_broker_short_of_cpu_cuts_request_time_and_recovers():
         try:
             while time.monotonic() < deadline:
                 time.sleep(1)
-                seen.append(gauge(k, "kora_request_backpressure_percent"))
-                if min(seen) <= 80 and tenant_metric(k, "kora_tenant_throttle_time_ms_total", key["tenant"]) > 0:
+                seen.append(k.gauge("kora_request_backpressure_percent"))
+                if min(seen) <= 80 and (kora_admin.metric(k.info, "kora_tenant_throttle_time_ms_total", f'tenant="{key["tenant"]}"') or 0.0) > 0:
                     break
         finally:
             stop.set()
-            admin_call(k, "DELETE", "/v1/faults/cpu")
+            k.admin_call("DELETE", "/v1/faults/cpu")
             for t in threads:
                 t.join(150)
         print(f"backpressure % each second: {seen}")
         assert min(seen) <= 80, f"no request-time backpressure under CPU overload, % each second: {seen}"
-        throttled = tenant_metric(k, "kora_tenant_throttle_time_ms_total", key["tenant"])
+        throttled = (kora_admin.metric(k.info, "kora_tenant_throttle_time_ms_total", f'tenant="{key["tenant"]}"') or 0.0)
         assert throttled > 0, f"the heavy tenant was never throttled; backpressure % each second: {seen}"
         assert not errors, f"throttled, not failed: {errors[:3]}"
         # Cheap requests again, little load: the factor climbs back by a twentieth a window.
         deadline = time.monotonic() + 60
-        while gauge(k, "kora_request_backpressure_percent") < 100:
+        while k.gauge("kora_request_backpressure_percent") < 100:
             assert time.monotonic() < deadline, "request-time backpressure outlived the overload"
             time.sleep(1)
     finally:

@@ -4,11 +4,9 @@ on a device that writes 1 MiB/s), two tenants offering together 8x what it write
 sees its appends take longer than quota.broker.append.ms, limits ingress to about what the
 disk takes, and scales both tenants down in proportion to their quotas; librdkafka is
 throttled, not failed, and once the disk is fast again the limit goes away."""
-import json
 import threading
 import time
 import urllib.error
-import urllib.request
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -19,23 +17,6 @@ from test_tenants import new_tenant, sasl
 MIB = 1024 * 1024
 DISK = 1 * MIB
 PARTITIONS = 8
-
-
-def admin_call(kora, method, path, body=None):
-    token = open(kora.info["token_file"]).read().strip()
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{kora.admin}{path}", data=data, method=method,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read() or b"null")
-
-
-def gauge(kora, name):
-    with urllib.request.urlopen(f"{kora.admin}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"/metrics has no {name}")
 
 
 def offer(conf, rate, stop, delivered, errors, record=1024):
@@ -78,8 +59,8 @@ def test_a_broker_whose_disk_falls_behind_limits_ingress_in_proportion_to_quotas
             admin = AdminClient(sasl(k, key))
             for f in admin.create_topics([NewTopic("disk", PARTITIONS, 1)]).values():
                 f.result(30)
-        assert gauge(k, "kora_ingress_limit_bytes_per_second") == 0, "no limit before the disk slows"
-        assert admin_call(k, "PUT", "/v1/faults/disk", {"bytes_per_second": DISK}) == {"bytes_per_second": DISK}
+        assert k.gauge("kora_ingress_limit_bytes_per_second") == 0, "no limit before the disk slows"
+        assert k.admin_call("PUT", "/v1/faults/disk", {"bytes_per_second": DISK}) == {"bytes_per_second": DISK}
         stop = threading.Event()
         delivered = {n: [] for n in quotas}
         errors = {n: [] for n in quotas}
@@ -92,8 +73,8 @@ def test_a_broker_whose_disk_falls_behind_limits_ingress_in_proportion_to_quotas
         limits, appends = [], []
         while time.monotonic() < started + 40:
             time.sleep(1)
-            limits.append(gauge(k, "kora_ingress_limit_bytes_per_second"))
-            appends.append(gauge(k, "kora_append_p90_micros"))
+            limits.append(k.gauge("kora_ingress_limit_bytes_per_second"))
+            appends.append(k.gauge("kora_append_p90_micros"))
         stop.set()
         for t in threads:
             t.join(150)
@@ -115,10 +96,10 @@ def test_a_broker_whose_disk_falls_behind_limits_ingress_in_proportion_to_quotas
         assert 0.15 <= share <= 0.35, f"small's share {share:.0%} against 25%: {summary}"
         assert not errors["small"] and not errors["big"], f"throttled, not failed: {errors}"
         # A fast disk again: appends are quick and the learned limit goes away.
-        assert admin_call(k, "DELETE", "/v1/faults/disk") == {"bytes_per_second": None}
+        assert k.admin_call("DELETE", "/v1/faults/disk") == {"bytes_per_second": None}
         deadline = time.monotonic() + 60
         p = Producer(confs["small"])
-        while gauge(k, "kora_ingress_limit_bytes_per_second") != 0:
+        while k.gauge("kora_ingress_limit_bytes_per_second") != 0:
             assert time.monotonic() < deadline, "the learned limit outlived the slow disk"
             p.produce("disk", b"x" * 1024)
             p.poll(0.2)
@@ -131,7 +112,7 @@ def test_the_slow_disk_fault_is_refused_unless_injection_is_enabled():
     k = Kora(extra=["--auth"])
     try:
         try:
-            admin_call(k, "PUT", "/v1/faults/disk", {"bytes_per_second": DISK})
+            k.admin_call("PUT", "/v1/faults/disk", {"bytes_per_second": DISK})
             raise AssertionError("a slow disk was injected with fault.injection.enable off")
         except urllib.error.HTTPError as e:
             assert e.code == 404 and b"fault.injection.enable" in e.read()

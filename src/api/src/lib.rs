@@ -52,7 +52,11 @@ pub mod paths {
     pub const QUOTA_USAGE: &str = "/v1/quota-usage";
     /// Fault injection: POST cuts a broker off from its cell, DELETE heals it.
     pub const FAULTS_ISOLATE: &str = "/v1/faults/isolate";
+    /// PUT [`crate::SlowDevice`] slows the disk's produce appends, DELETE restores it.
     pub const FAULTS_DISK: &str = "/v1/faults/disk";
+    /// PUT [`crate::SlowDevice`] slows every response sent, DELETE restores the network.
+    pub const FAULTS_NETWORK: &str = "/v1/faults/network";
+    /// PUT [`crate::CpuBurn`] burns CPU in every tenant request, DELETE stops it.
     pub const FAULTS_CPU: &str = "/v1/faults/cpu";
     /// A voter's view of the quorum (GET).
     pub const QUORUM: &str = "/v1/quorum";

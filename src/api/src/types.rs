@@ -68,9 +68,10 @@ pub struct Isolation {
     pub isolated: bool,
 }
 
-/// `PUT /v1/faults/disk`: the simulated device's bandwidth (the answer to `DELETE` has none).
+/// `PUT /v1/faults/disk` and `/v1/faults/network`: the simulated device's bandwidth (the
+/// answer to `DELETE` has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SlowDisk {
+pub struct SlowDevice {
     pub bytes_per_second: Option<u64>,
 }
 

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use kora_api::{
-    BrokerHealth, CpuBurn, ErrorBody, Isolation, PartitionDescription, RemoteSegmentDescription, SlowDisk,
+    BrokerHealth, CpuBurn, ErrorBody, Isolation, PartitionDescription, RemoteSegmentDescription, SlowDevice,
     TopicDescription,
 };
 
@@ -140,16 +140,29 @@ fn set_isolation(b: &AdminState, on: bool) -> axum::response::Response {
 }
 
 /// Fault injection: a disk that writes `bytes_per_second` (produce appends queue behind it).
-async fn slow_disk(State(b): State<Arc<AdminState>>, Json(d): Json<SlowDisk>) -> axum::response::Response {
-    set_slow_disk(&b, d)
+async fn slow_disk(State(b): State<Arc<AdminState>>, Json(d): Json<SlowDevice>) -> axum::response::Response {
+    slowed(b.faults.set_slow_disk(d.bytes_per_second), d)
 }
 
 async fn fast_disk(State(b): State<Arc<AdminState>>) -> axum::response::Response {
-    set_slow_disk(&b, SlowDisk { bytes_per_second: None })
+    slowed(b.faults.set_slow_disk(None), SlowDevice { bytes_per_second: None })
 }
 
-fn set_slow_disk(b: &AdminState, d: SlowDisk) -> axum::response::Response {
-    if b.faults.set_slow_disk(d.bytes_per_second) {
+/// Fault injection: a network that sends `bytes_per_second` (responses queue behind it).
+async fn slow_network(
+    State(b): State<Arc<AdminState>>,
+    Json(d): Json<SlowDevice>,
+) -> axum::response::Response {
+    slowed(b.faults.set_slow_link(d.bytes_per_second), d)
+}
+
+async fn fast_network(State(b): State<Arc<AdminState>>) -> axum::response::Response {
+    slowed(b.faults.set_slow_link(None), SlowDevice { bytes_per_second: None })
+}
+
+/// The answer to a slow-device fault: what was set, or that injection is off.
+fn slowed(set: bool, d: SlowDevice) -> axum::response::Response {
+    if set {
         Json(d).into_response()
     } else {
         not_found("fault injection is off (fault.injection.enable)".into())
@@ -203,6 +216,7 @@ pub async fn serve(
         .route("/v1/topics/{name}", get(topic))
         .route(kora_api::paths::FAULTS_ISOLATE, axum::routing::post(isolate).delete(heal))
         .route(kora_api::paths::FAULTS_DISK, axum::routing::put(slow_disk).delete(fast_disk))
+        .route(kora_api::paths::FAULTS_NETWORK, axum::routing::put(slow_network).delete(fast_network))
         .route(kora_api::paths::FAULTS_CPU, axum::routing::put(cpu_burn).delete(cpu_calm))
         .with_state(state)
         .merge(crate::tenants::routes(tenants));

@@ -274,6 +274,10 @@ pub const BROKER_KEYS: &[(&str, &str)] = &[
         "quota.broker.egress.bytes.per.second",
         "Fetched bytes/s this broker serves all tenants before it scales every tenant's bound down (Kora).",
     ),
+    (
+        "quota.broker.send.ms",
+        "Time for a response to leave once ready (p90 over a window) past which, when slow responses are widespread, the network counts as behind and the broker learns a lower egress limit (Kora; 0: off).",
+    ),
     ("log.retention.check.interval.ms", "How often retention runs."),
     ("log.retention.hours", "retention.ms default, in hours."),
     ("log.retention.minutes", "retention.ms default, in minutes."),
@@ -621,6 +625,10 @@ impl BrokerConfig {
                 "quota.broker.egress.bytes.per.second" => {
                     let n: u64 = parse_num(k, v, 0, u64::MAX / 2)?;
                     c.quotas.egress_safe_bytes_per_second = (n > 0).then_some(n as f64);
+                }
+                "quota.broker.send.ms" => {
+                    let n: u64 = parse_num(k, v, 0, 600_000)?;
+                    c.quotas.send_ms = (n > 0).then_some(n);
                 }
                 "log.retention.check.interval.ms" => {
                     c.log_retention_check_interval_ms = parse_num(k, v, 1, u64::MAX / 2)?

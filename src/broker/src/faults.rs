@@ -13,6 +13,12 @@
 //! not slowed. Follower appends are not slowed.
 //! `DELETE` restores the real disk.
 //!
+//! `PUT /v1/faults/network` with `{"bytes_per_second": N}` makes this broker's network a slow
+//! one: every response it sends, on every listener, queues behind those sent before it as on a
+//! link of N bytes a second (the connection's writer waits until the bytes queued ahead would
+//! be on the wire), so responses take longer to leave as the load grows, as on a saturated NIC.
+//! `DELETE` restores it.
+//!
 //! `PUT /v1/faults/cpu` with `{"burn_ms_per_request": N}` makes every tenant request cost N ms
 //! of real CPU on the thread that handles it (a busy loop inside the request, so it counts as
 //! the tenant's request time and holds the worker as an expensive request would), to drive
@@ -27,17 +33,32 @@ use parking_lot::Mutex;
 pub struct Faults {
     enabled: bool,
     isolated: AtomicBool,
-    disk: Mutex<Option<SlowDisk>>,
+    disk: Mutex<Option<SlowDevice>>,
+    link: Mutex<Option<SlowDevice>>,
     /// CPU burned per tenant request, µs (0: none).
     burn_us: std::sync::atomic::AtomicU64,
 }
 
-/// A simulated device: its bandwidth, and when (on the broker's clock) it has written what
-/// was queued so far.
+/// A simulated device (a disk or a link): its bandwidth, and when (on the broker's clock) it
+/// has done the work queued so far.
 #[derive(Debug, Clone, Copy)]
-struct SlowDisk {
+struct SlowDevice {
     bytes_per_second: u64,
     busy_until: Option<Instant>,
+}
+
+impl SlowDevice {
+    fn new(bytes_per_second: Option<u64>) -> Option<Self> {
+        bytes_per_second.filter(|b| *b > 0).map(|b| SlowDevice { bytes_per_second: b, busy_until: None })
+    }
+
+    /// How long `bytes` queued at `now` wait for the work ahead of them; they then hold up the
+    /// next (as a device behind a write-back cache or a NIC's queue: lone work is not slowed).
+    fn queue(&mut self, bytes: usize, now: Instant) -> Duration {
+        let start = self.busy_until.map_or(now, |b| b.max(now));
+        self.busy_until = Some(start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64));
+        start - now
+    }
 }
 
 impl Faults {
@@ -46,6 +67,7 @@ impl Faults {
             enabled,
             isolated: AtomicBool::new(false),
             disk: Mutex::new(None),
+            link: Mutex::new(None),
             burn_us: Default::default(),
         }
     }
@@ -75,8 +97,7 @@ impl Faults {
         if !self.enabled {
             return false;
         }
-        *self.disk.lock() =
-            bytes_per_second.filter(|b| *b > 0).map(|b| SlowDisk { bytes_per_second: b, busy_until: None });
+        *self.disk.lock() = SlowDevice::new(bytes_per_second);
         tracing::warn!(?bytes_per_second, "fault injection: slow disk");
         true
     }
@@ -86,13 +107,26 @@ impl Faults {
         if !self.enabled {
             return None;
         }
-        let mut disk = self.disk.lock();
-        let d = disk.as_mut()?;
-        // The append waits for the writes queued ahead of it; its own bytes then hold up the
-        // next one (as a device behind a write-back cache: a lone write is not slowed).
-        let start = d.busy_until.map_or(now, |b| b.max(now));
-        d.busy_until = Some(start + Duration::from_secs_f64(bytes as f64 / d.bytes_per_second as f64));
-        Some(start - now)
+        Some(self.disk.lock().as_mut()?.queue(bytes, now))
+    }
+
+    /// Slows the network to `bytes_per_second` (None: the real one again); false (and no
+    /// change) when injection is off.
+    pub fn set_slow_link(&self, bytes_per_second: Option<u64>) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        *self.link.lock() = SlowDevice::new(bytes_per_second);
+        tracing::warn!(?bytes_per_second, "fault injection: slow network");
+        true
+    }
+
+    /// How long a response of `bytes` ready at `now` waits on the slow link (None: not slowed).
+    pub fn link_delay(&self, bytes: usize, now: Instant) -> Option<Duration> {
+        if !self.enabled {
+            return None;
+        }
+        Some(self.link.lock().as_mut()?.queue(bytes, now))
     }
 }
 
@@ -146,6 +180,18 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_link_queues_responses_apart_from_the_disk() {
+        let f = Faults::new(true);
+        let t0 = Instant::now();
+        assert!(f.set_slow_link(Some(1000)));
+        assert_eq!(f.link_delay(1000, t0), Some(Duration::ZERO));
+        assert_eq!(f.link_delay(10, t0), Some(Duration::from_secs(1)), "behind the first response");
+        assert_eq!(f.disk_delay(10, t0), None, "the disk is not slowed");
+        assert!(f.set_slow_link(None));
+        assert_eq!(f.link_delay(10, t0), None);
+    }
+
+    #[test]
     fn nothing_slows_the_disk_with_injection_off() {
         let f = Faults::new(false);
         assert!(!f.set_cpu_burn(1000));
@@ -154,5 +200,7 @@ mod tests {
         assert!(t.elapsed() < Duration::from_millis(500));
         assert!(!f.set_slow_disk(Some(1)));
         assert_eq!(f.disk_delay(1 << 20, Instant::now()), None);
+        assert!(!f.set_slow_link(Some(1)));
+        assert_eq!(f.link_delay(1 << 20, Instant::now()), None);
     }
 }

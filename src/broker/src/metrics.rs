@@ -93,6 +93,10 @@ pub struct Metrics {
     pub ingress_limit_bytes_per_second: Gauge,
     /// The 90th percentile of produce append times over the last quota window, µs.
     pub append_p90_micros: Gauge,
+    /// The egress limit in force (configured or learned from the network), bytes/s; 0: none.
+    pub egress_limit_bytes_per_second: Gauge,
+    /// The 90th percentile of the time responses took to leave over the last window, µs.
+    pub send_p90_micros: Gauge,
     /// Request-time backpressure: the factor tenants' request time is cut to, in percent.
     pub request_backpressure_percent: Gauge,
     pub under_replicated_partitions: Gauge,
@@ -256,6 +260,18 @@ impl Metrics {
             "90th percentile of produce append times (write and any flush) over the last quota window, microseconds (upper edge of a power-of-two bucket)",
             append_p90_micros.clone(),
         );
+        let egress_limit_bytes_per_second = Gauge::default();
+        registry.register(
+            "egress_limit_bytes_per_second",
+            "Fetched bytes/s this broker serves all tenants together before it scales their bounds down: quota.broker.egress.bytes.per.second, or lower when learned from the network falling behind (0: no limit)",
+            egress_limit_bytes_per_second.clone(),
+        );
+        let send_p90_micros = Gauge::default();
+        registry.register(
+            "send_p90_micros",
+            "90th percentile of the time responses took to leave once ready (queued behind the connection's earlier answers and the socket's buffer) over the last quota window, microseconds (upper edge of a power-of-two bucket)",
+            send_p90_micros.clone(),
+        );
         let request_backpressure_percent = Gauge::default();
         request_backpressure_percent.set(100);
         registry.register(
@@ -397,6 +413,8 @@ impl Metrics {
             leader_partitions,
             ingress_limit_bytes_per_second,
             append_p90_micros,
+            egress_limit_bytes_per_second,
+            send_p90_micros,
             request_backpressure_percent,
             under_replicated_partitions,
             under_min_isr_partitions,

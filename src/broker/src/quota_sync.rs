@@ -10,7 +10,10 @@
 //! while the overload lasts and climbs back after (`shares::Aimd`). When produce appends take
 //! longer than `quota.broker.append.ms` (p90 over a window: the disk is falling behind), the
 //! broker learns an ingress limit below what it takes, and tenants' produce bounds scale down
-//! to it as they do to a configured one (`shares::LearnedLimit`).
+//! to it as they do to a configured one (`shares::LearnedLimit`). Likewise for the network:
+//! when responses take longer than `quota.broker.send.ms` to leave (p90: queued behind the
+//! connection's earlier answers and full socket buffers, as on a saturated NIC), the broker
+//! learns an egress limit below what tenants fetched, and their fetch bounds scale down to it.
 //!
 //! Every broker throttles by the same excess over the quota, so the cell is held to it without
 //! a coordinator to elect or lose; the figures are at most a window old. A broker that does not
@@ -40,18 +43,27 @@ const STALE_WINDOWS: u64 = 3;
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// Probe samples kept per window (more are dropped until the round reads them).
 const MAX_PROBES: usize = 1024;
-/// A learned ingress limit never goes below this, bytes/s (every tenant keeps some service).
-const LEARNED_INGRESS_FLOOR: f64 = 256.0 * 1024.0;
+/// A learned ingress or egress limit never goes below this, bytes/s (every tenant keeps some
+/// service).
+const LEARNED_FLOOR: f64 = 256.0 * 1024.0;
 /// The share of its cores a broker must be using to count as overloaded (waits while it is
 /// idle are someone else's load, which throttling its tenants would not relieve).
 const BUSY_CPU_FRACTION: f64 = 0.8;
 
-/// The disk over the last round: seconds its appends' p90 was beyond quota.broker.append.ms
-/// (None: within it), and the bytes/s they wrote.
+/// A device (the disk, the network) over the last round: seconds its work's p90 was beyond
+/// its target (quota.broker.append.ms, quota.broker.send.ms; None: within it), and the bytes/s
+/// of tenants' traffic it carried (appended, fetched).
 #[derive(Debug, Clone, Copy)]
-struct DiskLoad {
+struct DeviceLoad {
     behind_s: Option<f64>,
-    written: f64,
+    done: f64,
+}
+
+/// Which safe limit a device's load sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Ingress,
+    Egress,
 }
 
 /// What the coordinator knows: this broker's last figures and its peers', and its load.
@@ -67,9 +79,20 @@ pub struct UsageBoard {
     /// How long produce appends took (µs), and the bytes they wrote, since the last round.
     pub append_times: kora_quota::TimeSketch,
     pub appended_bytes: std::sync::atomic::AtomicU64,
-    /// The ingress limit learned from the disk falling behind, and when (ms on the quota
-    /// clock) the appended bytes were last read.
-    ingress: Mutex<(kora_quota::shares::LearnedLimit, Option<u64>)>,
+    /// How long responses took to leave once ready (µs), since the last round; of those
+    /// rounds (`send_round`), the connections that had a response over quota.broker.send.ms,
+    /// and the bytes sent in all and by those slow responses.
+    send_times: kora_quota::TimeSketch,
+    send_round: std::sync::atomic::AtomicU64,
+    slow_connections: std::sync::atomic::AtomicU64,
+    sent_bytes: std::sync::atomic::AtomicU64,
+    slow_bytes: std::sync::atomic::AtomicU64,
+    /// The limits learned from the disk and the network falling behind.
+    ingress: Mutex<kora_quota::shares::LearnedLimit>,
+    egress: Mutex<kora_quota::shares::LearnedLimit>,
+    /// When (ms on the quota clock) the last round read the devices' figures, and tenants'
+    /// fetched bytes then.
+    last_read: Mutex<Option<(u64, u64)>>,
 }
 
 impl UsageBoard {
@@ -88,12 +111,61 @@ impl UsageBoard {
         u
     }
 
+    /// A response of `bytes` left for its client `waited` after it was ready (`slow_after`:
+    /// quota.broker.send.ms; `conn`: its connection's tally).
+    pub fn response_sent(
+        &self,
+        bytes: usize,
+        waited: Duration,
+        slow_after: Option<Duration>,
+        conn: &mut ConnectionSends,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.send_times.record(waited.as_micros().min(u128::from(u64::MAX)) as u64);
+        self.sent_bytes.fetch_add(bytes as u64, Relaxed);
+        if slow_after.is_some_and(|t| waited > t) {
+            self.slow_bytes.fetch_add(bytes as u64, Relaxed);
+            let round = self.send_round.load(Relaxed);
+            if conn.slow_in_round != Some(round) {
+                conn.slow_in_round = Some(round);
+                self.slow_connections.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
     /// Every broker's last figures, this one first.
     pub fn all(&self) -> Vec<BrokerUsage> {
         let mut out = vec![self.local.lock().clone()];
         out.extend(self.peers.lock().values().map(|(_, u)| u.clone()));
         out
     }
+}
+
+/// How far a p90 (µs) is beyond its target (ms), in seconds; None: within it, or no target.
+fn beyond(target_ms: Option<u64>, p90_us: Option<u64>) -> Option<f64> {
+    match (target_ms, p90_us) {
+        (Some(t), Some(us)) if us > t * 1000 => Some((us - t * 1000) as f64 / 1_000_000.0),
+        _ => None,
+    }
+}
+
+/// One connection's part in the network's figures: the round it last counted as slow in.
+#[derive(Debug, Default)]
+pub struct ConnectionSends {
+    slow_in_round: Option<u64>,
+}
+
+/// The network falls behind only when at least this many connections had a slow response in
+/// the round, carrying at least [`SLOW_BYTES_SHARE`] of the bytes sent: a saturated link
+/// slows the bulk of the traffic, while one client that does not read its responses slows
+/// only its own (and throttling every tenant for it would hurt the others).
+const MIN_SLOW_CONNECTIONS: u64 = 2;
+const SLOW_BYTES_SHARE: f64 = 0.5;
+
+/// Whether slow responses were the network's, not a client's: enough connections, carrying
+/// enough of the bytes.
+fn widespread(slow_connections: u64, sent_bytes: u64, slow_bytes: u64) -> bool {
+    slow_connections >= MIN_SLOW_CONNECTIONS && slow_bytes as f64 >= SLOW_BYTES_SHARE * sent_bytes as f64
 }
 
 /// The coordinator's handles.
@@ -234,31 +306,47 @@ impl QuotaSync {
         p90 > limit && busy >= BUSY_CPU_FRACTION
     }
 
-    /// How far produce appends' p90 since the last round is beyond `quota.broker.append.ms`,
-    /// in seconds (None: within it), and the bytes/s they wrote: the disk falling behind what
-    /// the broker takes, and what it manages.
-    fn disk_load(&self) -> DiskLoad {
+    /// The disk and the network since the last round: how far produce appends' p90 is beyond
+    /// `quota.broker.append.ms` and what they wrote, and how far responses' p90 is beyond
+    /// `quota.broker.send.ms` and what tenants fetched.
+    fn device_loads(&self, image: &MetadataImage) -> (DeviceLoad, DeviceLoad) {
         let now = self.quotas.now_ms();
-        let p90 = self.board.append_times.take_quantile(0.9);
-        let bytes = self.board.appended_bytes.swap(0, std::sync::atomic::Ordering::Relaxed);
-        let since = self.board.ingress.lock().1.replace(now);
-        let written = match since {
-            Some(t0) if now > t0 => bytes as f64 * 1000.0 / (now - t0) as f64,
+        let appended = self.board.appended_bytes.swap(0, std::sync::atomic::Ordering::Relaxed);
+        let fetched: u64 = image.tenants.keys().map(|id| self.quotas.tenant(id).totals.bytes_out.get()).sum();
+        let since = self.board.last_read.lock().replace((now, fetched));
+        let per_second = |bytes: u64| match since {
+            Some((t0, _)) if now > t0 => bytes as f64 * 1000.0 / (now - t0) as f64,
             _ => 0.0,
         };
-        self.quotas.metrics().append_p90_micros.set(p90.map_or(0, |(us, _)| us) as i64);
-        let behind_s = match (self.quotas.config.append_ms, p90) {
-            (Some(limit_ms), Some((us, _))) if us > limit_ms * 1000 => {
-                Some((us - limit_ms * 1000) as f64 / 1_000_000.0)
-            }
-            _ => None,
+        let fetched_since = since.map_or(0, |(_, f0)| fetched.saturating_sub(f0));
+        let metrics = self.quotas.metrics();
+        let append_p90 = self.board.append_times.take_quantile(0.9).map(|(us, _)| us);
+        metrics.append_p90_micros.set(append_p90.unwrap_or(0) as i64);
+        let send_p90 = self.board.send_times.take_quantile(0.9).map(|(us, _)| us);
+        metrics.send_p90_micros.set(send_p90.unwrap_or(0) as i64);
+        let (slow_connections, sent, slow) = {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.board.send_round.fetch_add(1, Relaxed);
+            (
+                self.board.slow_connections.swap(0, Relaxed),
+                self.board.sent_bytes.swap(0, Relaxed),
+                self.board.slow_bytes.swap(0, Relaxed),
+            )
         };
-        DiskLoad { behind_s, written }
+        let config = self.quotas.config;
+        (
+            DeviceLoad { behind_s: beyond(config.append_ms, append_p90), done: per_second(appended) },
+            DeviceLoad {
+                behind_s: beyond(config.send_ms, send_p90)
+                    .filter(|_| widespread(slow_connections, sent, slow)),
+                done: per_second(fetched_since),
+            },
+        )
     }
 
     /// Gives every tenant's accounting its rates elsewhere (from the board) and any
     /// backpressure caps.
-    fn apportion(&self, image: &MetadataImage, overloaded: bool, disk: DiskLoad) {
+    fn apportion(&self, image: &MetadataImage, overloaded: bool, disk: DeviceLoad, network: DeviceLoad) {
         let request_factor = {
             let mut load = self.board.load.lock();
             let before = load.0.factor();
@@ -322,13 +410,21 @@ impl QuotaSync {
         let safe = self.quotas.config;
         // What tenants could take here within their own quotas (a tenant without one: its
         // demand): a learned limit above it holds nobody back.
-        let allocated: f64 = shares::allocations(&ingress.1, &ingress.2).iter().sum();
-        let (ingress_limit, learned) =
-            self.ingress_limit(disk, allocated, safe.ingress_safe_bytes_per_second);
-        for (limit, (tenants, mut bounds, used), produce, by_allocation) in [
-            (ingress_limit, ingress, true, learned),
-            (safe.egress_safe_bytes_per_second, egress, false, false),
-        ] {
+        let (ingress_limit, ingress_learned) = self.learned_limit(
+            Direction::Ingress,
+            disk,
+            shares::allocations(&ingress.1, &ingress.2).iter().sum(),
+            safe.ingress_safe_bytes_per_second,
+        );
+        let (egress_limit, egress_learned) = self.learned_limit(
+            Direction::Egress,
+            network,
+            shares::allocations(&egress.1, &egress.2).iter().sum(),
+            safe.egress_safe_bytes_per_second,
+        );
+        for (limit, (tenants, mut bounds, used), produce, by_allocation) in
+            [(ingress_limit, ingress, true, ingress_learned), (egress_limit, egress, false, egress_learned)]
+        {
             let Some(limit) = limit else { continue };
             // A learned limit is shared by quota, a configured one by use (work-conserving:
             // what a tenant leaves unused goes to the others at once).
@@ -353,22 +449,42 @@ impl QuotaSync {
         }
     }
 
-    /// The ingress limit for this round: the configured one, or lower when the disk has been
-    /// falling behind (learned from what it wrote; `demand`: what tenants could take here
-    /// within their own quotas, bytes/s).
-    /// Also whether the learned limit is the one that binds.
-    fn ingress_limit(&self, disk: DiskLoad, demand: f64, configured: Option<f64>) -> (Option<f64>, bool) {
+    /// The ingress (egress) limit for this round: the configured one, or lower when the disk
+    /// (network) has been falling behind, learned from what it carried (`demand`: what tenants
+    /// could take here within their own quotas, bytes/s). Also whether the learned limit is
+    /// the one that binds.
+    fn learned_limit(
+        &self,
+        direction: Direction,
+        load: DeviceLoad,
+        demand: f64,
+        configured: Option<f64>,
+    ) -> (Option<f64>, bool) {
+        let (cell, gauge) = match direction {
+            Direction::Ingress => {
+                (&self.board.ingress, &self.quotas.metrics().ingress_limit_bytes_per_second)
+            }
+            Direction::Egress => (&self.board.egress, &self.quotas.metrics().egress_limit_bytes_per_second),
+        };
         let learned = {
-            let mut l = self.board.ingress.lock();
-            let before = l.0.limit();
-            let now = l.0.update(disk.behind_s, disk.written, demand, LEARNED_INGRESS_FLOOR);
-            match (before, now) {
-                (None, Some(x)) => tracing::warn!(
+            let mut l = cell.lock();
+            let before = l.limit();
+            let now = l.update(load.behind_s, load.done, demand, LEARNED_FLOOR);
+            match (before, now, direction) {
+                (None, Some(x), Direction::Ingress) => tracing::warn!(
                     limit_bytes_per_second = x as u64,
-                    written_bytes_per_second = disk.written as u64,
+                    written_bytes_per_second = load.done as u64,
                     "disk falling behind (produce appends over quota.broker.append.ms): ingress limited to what it writes"
                 ),
-                (Some(_), None) => tracing::info!("disk keeping up again: learned ingress limit off"),
+                (None, Some(x), Direction::Egress) => tracing::warn!(
+                    limit_bytes_per_second = x as u64,
+                    fetched_bytes_per_second = load.done as u64,
+                    "network falling behind (responses over quota.broker.send.ms to leave): egress limited to what it sends"
+                ),
+                (Some(_), None, Direction::Ingress) => tracing::info!("disk keeping up again: learned ingress limit off"),
+                (Some(_), None, Direction::Egress) => {
+                    tracing::info!("network keeping up again: learned egress limit off")
+                }
                 _ => {}
             }
             now
@@ -377,7 +493,7 @@ impl QuotaSync {
             (Some(c), Some(l)) => (Some(c.min(l)), l < c),
             (c, l) => (c.or(l), l.is_some()),
         };
-        self.quotas.metrics().ingress_limit_bytes_per_second.set(limit.map_or(0, |x| x as i64));
+        gauge.set(limit.map_or(0, |x| x as i64));
         (limit, learned_binds)
     }
 
@@ -392,8 +508,8 @@ impl QuotaSync {
         }
         self.quotas.set_brokers(self.board.all().len());
         let overloaded = self.overloaded().await;
-        let disk = self.disk_load();
-        self.apportion(&image, overloaded, disk);
+        let (disk, network) = self.device_loads(&image);
+        self.apportion(&image, overloaded, disk, network);
     }
 
     /// Records how late the runtime wakes a timer, until shutdown: the time ready work waits
@@ -458,5 +574,35 @@ mod tests {
         std::hint::black_box(x);
         let after = process_cpu_seconds().expect("again");
         assert!(after - before >= 0.1, "{before} -> {after}");
+    }
+
+    #[test]
+    fn one_slow_client_is_not_a_slow_network() {
+        let board = UsageBoard::default();
+        let target = Some(Duration::from_millis(50));
+        let (mut slow, mut fast) = (ConnectionSends::default(), ConnectionSends::default());
+        for _ in 0..10 {
+            board.response_sent(1 << 20, Duration::from_millis(900), target, &mut slow);
+            board.response_sent(1 << 10, Duration::from_millis(1), target, &mut fast);
+        }
+        let count = |b: &UsageBoard| {
+            use std::sync::atomic::Ordering::Relaxed;
+            (b.slow_connections.load(Relaxed), b.sent_bytes.load(Relaxed), b.slow_bytes.load(Relaxed))
+        };
+        let (conns, sent, slow_bytes) = count(&board);
+        assert_eq!(conns, 1, "a connection counts once a round");
+        assert!(!widespread(conns, sent, slow_bytes), "one slow connection, however many bytes");
+        // A second slow connection carrying most of the bytes: the link is behind.
+        let mut other = ConnectionSends::default();
+        board.response_sent(1 << 20, Duration::from_millis(400), target, &mut other);
+        let (conns, sent, slow_bytes) = count(&board);
+        assert_eq!(conns, 2);
+        assert!(widespread(conns, sent, slow_bytes));
+        // Many slow connections moving few of the bytes: the bulk is fast.
+        assert!(!widespread(5, 1000, 100));
+        // Counted again in the next round.
+        board.send_round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        board.response_sent(10, Duration::from_millis(60), target, &mut slow);
+        assert_eq!(count(&board).0, 3);
     }
 }

@@ -40,6 +40,11 @@ pub struct QuotaConfig {
     /// behind and the broker learns an ingress limit below what it takes
     /// (`kora_quota::shares::LearnedLimit`). None: off.
     pub append_ms: Option<u64>,
+    /// quota.broker.send.ms (Kora): how long responses may take to leave once ready (the 90th
+    /// percentile over a window: queued behind the connection's earlier answers and a full
+    /// socket buffer) before the network counts as falling behind and the broker learns an
+    /// egress limit below what tenants fetch. None: off.
+    pub send_ms: Option<u64>,
 }
 
 impl Default for QuotaConfig {
@@ -50,6 +55,7 @@ impl Default for QuotaConfig {
             egress_safe_bytes_per_second: None,
             request_queue_ms: Some(100),
             append_ms: Some(50),
+            send_ms: Some(50),
         }
     }
 }

@@ -15,6 +15,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -34,11 +35,11 @@ const MIN_FRAME_BYTES: usize = 8;
 /// After a failed authentication's answer, how long the connection stays open for the client
 /// to read it and close first (Kafka waits connection.failed.authentication.delay.ms, 100 ms,
 /// before it answers).
-const FAILED_AUTH_CLOSE_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+const FAILED_AUTH_CLOSE_DELAY: Duration = Duration::from_millis(100);
 /// Encoded responses queued per connection before the handler waits for the socket.
 const RESPONSE_QUEUE_DEPTH: usize = 16;
 /// Longest a client may take to complete the TLS handshake of an SSL or SASL_SSL listener.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to do after a request.
 pub enum Outcome {
@@ -70,6 +71,21 @@ pub trait FrameHandler: Send + Sync + 'static {
     fn clock(&self) -> &dyn Clock;
     fn connection_opened(&self) {}
     fn connection_closed(&self) {}
+    /// How long a response of `bytes` ready at `now` waits before it is sent (an injected slow
+    /// network); None: not at all.
+    fn send_delay(&self, _bytes: usize, _now: Instant) -> Option<Duration> {
+        None
+    }
+    /// A response of `bytes` left for the client `waited` after it was ready (queued behind
+    /// the connection's earlier answers and the socket's buffer); `conn`: the connection's
+    /// tally.
+    fn response_sent(
+        &self,
+        _bytes: usize,
+        _waited: Duration,
+        _conn: &mut crate::quota_sync::ConnectionSends,
+    ) {
+    }
 }
 
 impl FrameHandler for Broker {
@@ -94,6 +110,13 @@ impl FrameHandler for Broker {
     }
     fn connection_closed(&self) {
         self.metrics.connections.dec();
+    }
+    fn send_delay(&self, bytes: usize, now: Instant) -> Option<Duration> {
+        self.faults.link_delay(bytes, now)
+    }
+    fn response_sent(&self, bytes: usize, waited: Duration, conn: &mut crate::quota_sync::ConnectionSends) {
+        let slow_after = self.quotas.config.send_ms.map(Duration::from_millis);
+        self.usage.response_sent(bytes, waited, slow_after, conn);
     }
 }
 
@@ -140,7 +163,7 @@ pub async fn serve<H: FrameHandler>(
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
-                        handler.clock().sleep(std::time::Duration::from_millis(10)).await;
+                        handler.clock().sleep(Duration::from_millis(10)).await;
                         continue;
                     }
                 };
@@ -231,12 +254,20 @@ where
     h.connection_opened();
     let peer = ctx.peer;
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(RESPONSE_QUEUE_DEPTH);
+    // Responses in order, each with when it was ready.
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<Bytes>)>(RESPONSE_QUEUE_DEPTH);
+    let hw = h.clone();
     let writer = tokio::spawn(async move {
-        while let Some(parts) = rx.recv().await {
+        let mut sends = crate::quota_sync::ConnectionSends::default();
+        while let Some((ready, parts)) = rx.recv().await {
+            let bytes = parts.iter().map(Bytes::len).sum();
+            if let Some(wait) = hw.send_delay(bytes, hw.clock().now()) {
+                hw.clock().sleep(wait).await;
+            }
             if crate::zero_copy::write_parts(&mut wr, &parts).await.is_err() {
                 break;
             }
+            hw.response_sent(bytes, hw.clock().elapsed(ready), &mut sends);
         }
         let _ = wr.shutdown().await;
     });
@@ -253,19 +284,19 @@ where
         }
         match h.handle(buf.freeze(), &mut ctx).await {
             Outcome::Respond(bytes) => {
-                if tx.send(vec![bytes]).await.is_err() {
+                if tx.send((h.clock().now(), vec![bytes])).await.is_err() {
                     break;
                 }
             }
             Outcome::RespondParts(parts) => {
-                if tx.send(parts).await.is_err() {
+                if tx.send((h.clock().now(), parts)).await.is_err() {
                     break;
                 }
             }
             Outcome::Silent => {}
             Outcome::RespondThenClose(bytes, reason) => {
                 tracing::info!(%peer, %reason, "closing connection");
-                let _ = tx.send(vec![bytes]).await;
+                let _ = tx.send((h.clock().now(), vec![bytes])).await;
                 // Give the client the answer before the close: some (kafka-python) drop data
                 // that arrives with the connection's end. What it sends meanwhile is ignored.
                 let drain = async {
@@ -445,7 +476,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
     use bytes::BufMut;
     use kora_common::{ManualClock, SystemClock};
@@ -630,5 +660,75 @@ mod tests {
         assert!(advanced >= TLS_HANDSHAKE_TIMEOUT, "closed after {advanced:?}");
         // The listener carries on.
         assert_eq!(who(&pki, addr, true).await.unwrap(), "User:CN=alice,OU=eng,O=Acme,C=US");
+    }
+
+    /// `Who` behind a slow link: every response waits `delay` to be sent; the waits reported.
+    struct SlowWho {
+        who: Who,
+        delay: Duration,
+        sent: parking_lot::Mutex<Vec<Duration>>,
+    }
+
+    impl FrameHandler for SlowWho {
+        fn handle(
+            &self,
+            frame: Bytes,
+            ctx: &mut ConnectionContext,
+        ) -> impl std::future::Future<Output = Outcome> + Send {
+            self.who.handle(frame, ctx)
+        }
+        fn max_frame_bytes(&self) -> usize {
+            self.who.max_frame_bytes()
+        }
+        fn stopping(&self) -> bool {
+            false
+        }
+        fn clock(&self) -> &dyn Clock {
+            self.who.clock()
+        }
+        fn send_delay(&self, _bytes: usize, _now: Instant) -> Option<Duration> {
+            Some(self.delay)
+        }
+        fn response_sent(
+            &self,
+            _bytes: usize,
+            waited: Duration,
+            _conn: &mut crate::quota_sync::ConnectionSends,
+        ) {
+            self.sent.lock().push(waited);
+        }
+    }
+
+    #[tokio::test]
+    async fn responses_wait_for_the_link_and_report_how_long_they_took_to_leave() {
+        let h = Arc::new(SlowWho {
+            who: Who { clock: Arc::new(SystemClock) },
+            delay: Duration::from_millis(100),
+            sent: Default::default(),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_stop, rx) = watch::channel(false);
+        tokio::spawn(serve(listener, Listener::plaintext(), h.clone(), Arc::new(Semaphore::new(4)), rx));
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        // Two requests at once: the second answer queues behind the first one's wait.
+        for _ in 0..2 {
+            c.write_all(&[0, 0, 0, 8, 0, 18, 0, 0, 0, 0, 0, 1]).await.unwrap();
+        }
+        for _ in 0..2 {
+            let size = c.read_u32().await.unwrap() as usize;
+            let mut body = vec![0u8; size];
+            c.read_exact(&mut body).await.unwrap();
+        }
+        assert!(started.elapsed() >= Duration::from_millis(200), "each answer waited for the link");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while h.sent.lock().len() < 2 {
+            assert!(Instant::now() < deadline, "both responses reported");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let sent = h.sent.lock().clone();
+        assert!(sent[0] >= Duration::from_millis(100), "{sent:?}");
+        assert!(sent[1] >= Duration::from_millis(150), "the second waited behind the first: {sent:?}");
     }
 }

@@ -193,8 +193,10 @@ impl LearnedLimit {
     /// Above this multiple of what tenants could want, a learned limit is dropped.
     pub const RELEASE: f64 = 1.5;
     /// So is one the device has kept up under for this many windows in a row (it has grown by
-    /// 1.05^10, 63%, without trouble: the device is no longer the bottleneck).
-    pub const RELEASE_AFTER_CALM: u32 = 10;
+    /// 1.05^20, 2.65x, without trouble: the device is no longer the bottleneck). Ten (63%)
+    /// dropped a limit still needed: a saturated link's limit, probing up from a deep cut, had
+    /// not reached the link's rate again.
+    pub const RELEASE_AFTER_CALM: u32 = 20;
 
     /// One window's verdict: `behind_s`, how many seconds appends waited beyond their target
     /// (None: within it); `written`, the bytes/s the disk completed; `demand`, the most tenants
