@@ -1,6 +1,7 @@
 """Tenants on one `kora dev --auth`: SASL logins with real clients (confluent-kafka, kafka-python),
 and two tenants that each see their own Kafka cluster."""
 import time
+import urllib.error
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -325,3 +326,32 @@ def test_a_tenant_cannot_fetch_as_a_follower(kora):
 
     assert fetch(-1, 3) == (1, 0, 0), "a consumer's fetch reads"
     assert fetch(1, 4) == (1, 0, 29), "a follower's fetch from a tenant is refused"
+
+
+def test_the_fleet_provisions_a_tenant_with_its_own_id_once_and_finds_it_marked(kora):
+    """What the fleet controller does on a cell: create a tenant with the id it chose, marked
+    as its own, retry the same request (a restarted controller does), and list the cell's
+    tenants to see which are its to reconcile."""
+    body = {"name": "fleet-made", "id": "lkc-flt001", "managed_by": "fleet:test", "max_partitions": 10}
+    first = kora.admin_call("POST", "/v1/tenants", body)
+    assert first["tenant"]["id"] == "lkc-flt001" and first["tenant"]["managed_by"] == "fleet:test"
+    key = first["api_key"]
+    assert key["tenant"] == "lkc-flt001" and key["secret"]
+    # The retry names the same tenant and makes no second key.
+    again = kora.admin_call("POST", "/v1/tenants", body)
+    assert again["tenant"]["id"] == "lkc-flt001" and again.get("api_key") is None
+    assert again["tenant"]["api_keys"] == 1
+    # The same id under another name is refused: ids are never reused for something else.
+    try:
+        kora.admin_call("POST", "/v1/tenants", {**body, "name": "other"})
+        raise AssertionError("a taken tenant id was accepted under another name")
+    except urllib.error.HTTPError as e:
+        assert e.code == 409 and b"lkc-flt001" in e.read()
+    listed = {t["id"]: t for t in kora.admin_call("GET", "/v1/tenants")}
+    assert listed["lkc-flt001"]["managed_by"] == "fleet:test"
+    operators = [t for t in listed.values() if t["id"] != "lkc-flt001"]
+    assert operators and all("managed_by" not in t for t in operators), "cell-made tenants carry no mark"
+    # Its key logs in.
+    admin = AdminClient(sasl(kora, key))
+    for f in admin.create_topics([NewTopic("fleet-topic", 1, 1)]).values():
+        f.result(30)

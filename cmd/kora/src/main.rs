@@ -351,6 +351,7 @@ async fn dev_tenant(
         max_topics: None,
         max_partitions: None,
         api_key: false,
+        managed_by: None,
     };
     let (_, created) = admin
         .create_tenant(&req)

@@ -318,7 +318,8 @@ pub(crate) fn run_tenant(cmd: TenantCommand, output: Output, access: &Access) ->
     match cmd {
         TenantCommand::Create { name, id, max_topics, max_partitions, no_api_key, target } => {
             let client = access.client(&target.admin, TIMEOUT)?;
-            let req = CreateTenant { name, id, max_topics, max_partitions, api_key: !no_api_key };
+            let req =
+                CreateTenant { name, id, max_topics, max_partitions, api_key: !no_api_key, managed_by: None };
             let created = rt.block_on(client.create_tenant(&req)).map_err(|e| access.explain(e))?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string(&created)?),

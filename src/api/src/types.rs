@@ -155,6 +155,9 @@ pub struct CreateTenant {
     pub max_partitions: Option<u32>,
     #[serde(default = "yes")]
     pub api_key: bool,
+    /// Who provisions it (the fleet controller: `fleet:<its id>`); shown in [`TenantInfo`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
 }
 
 fn yes() -> bool {
@@ -178,6 +181,9 @@ pub struct TenantInfo {
     /// Kafka addresses for the tenant's clients (`bootstrap.servers`), with the listeners'
     /// security protocols.
     pub bootstrap: Vec<Bootstrap>,
+    /// Who provisioned it, when not an operator on the cell (`fleet:<controller id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -105,6 +105,7 @@ impl TenantAdmin {
             max_topics: t.limits.max_topics,
             max_partitions: t.limits.max_partitions,
             bootstrap: self.bootstrap(image),
+            managed_by: t.managed_by.clone(),
         }
     }
 
@@ -200,6 +201,7 @@ impl TenantAdmin {
                 max_partitions: req.max_partitions,
                 ..Default::default()
             },
+            managed_by: req.managed_by.clone(),
         };
         self.view.call(move |c| c.create_tenant(tenant)).await.map_err(meta_error)?;
         let api_key = if req.api_key && !existed {

@@ -8,6 +8,14 @@ pub type CellId = String;
 /// A tenant's id, unique in the fleet (`lkc-` and six characters).
 pub type TenantId = String;
 
+/// Characters after `lkc-` in the ids the fleet hands out (the cells' own length).
+pub const TENANT_ID_CHARS: usize = 6;
+
+/// A new tenant id drawn from `entropy`: `lkc-` and six lowercase letters or digits.
+pub fn new_tenant_id(entropy: &dyn kora_common::Entropy) -> TenantId {
+    format!("lkc-{}", entropy.string(b"abcdefghijklmnopqrstuvwxyz0123456789", TENANT_ID_CHARS))
+}
+
 /// A region of one cloud, with its availability zones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Region {

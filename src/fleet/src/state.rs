@@ -197,7 +197,7 @@ impl FleetState {
                     return Ok(Applied::Existing(id.clone()));
                 }
                 valid_name("tenant name", &tenant.name)?;
-                valid_name("tenant id", &tenant.id)?;
+                kora_common::TenantId::parse(&tenant.id).map_err(|e| invalid("tenant id", e.to_string()))?;
                 valid_name("request id", &tenant.request_id)?;
                 if self.tenants.contains_key(&tenant.id) || self.requests.values().any(|id| id == &tenant.id)
                 {
@@ -432,6 +432,11 @@ mod tests {
             s.apply(&FleetRecord::RegisterCell { cell: cell("../c") }, 3),
             Err(FleetError::Invalid { .. })
         ));
+        let bad_id = tenant("LKC-1", "ok", "req-1");
+        assert!(matches!(
+            s.apply(&FleetRecord::CreateTenant { tenant: bad_id }, 3),
+            Err(FleetError::Invalid { .. })
+        ));
         let mut t = tenant("lkc-aaaaaa", "bad name", "req-1");
         assert!(matches!(
             s.apply(&FleetRecord::CreateTenant { tenant: t.clone() }, 3),
@@ -448,6 +453,16 @@ mod tests {
         r.zones = vec!["r1a".into()];
         assert!(matches!(s.apply(&FleetRecord::PutRegion { region: r }, 3), Err(FleetError::Conflict(_))));
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn new_ids_are_what_cells_accept() {
+        let e = kora_common::SeededEntropy::new(3);
+        for _ in 0..100 {
+            let id = crate::model::new_tenant_id(&e);
+            assert!(kora_common::TenantId::parse(&id).is_ok(), "{id}");
+            assert_eq!(id.len(), 4 + crate::model::TENANT_ID_CHARS);
+        }
     }
 
     #[test]

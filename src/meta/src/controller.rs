@@ -1526,6 +1526,7 @@ mod tests {
             name: name.into(),
             created_ms: 1,
             limits: crate::security::TenantLimits { max_partitions, ..Default::default() },
+            managed_by: None,
         }
     }
 

@@ -176,6 +176,10 @@ pub struct TenantImage {
     pub created_ms: u64,
     #[serde(default)]
     pub limits: TenantLimits,
+    /// Who provisioned it, when not an operator on the cell (`fleet:<controller id>`): the
+    /// fleet controller reconciles only the tenants it manages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
 }
 
 /// One mechanism's SCRAM secrets (RFC 5802's StoredKey and ServerKey).
