@@ -9,6 +9,8 @@ import threading
 import time
 import urllib.error
 
+import pytest
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -120,12 +122,13 @@ def test_a_broker_whose_network_falls_behind_limits_egress_in_proportion_to_quot
         k.stop()
 
 
-def test_the_slow_network_fault_is_refused_unless_injection_is_enabled():
+@pytest.mark.parametrize("device", ["disk", "network"])
+def test_a_slow_device_fault_is_refused_unless_injection_is_enabled(device):
     k = Kora(extra=["--auth"])
     try:
         try:
-            k.admin_call("PUT", "/v1/faults/network", {"bytes_per_second": LINK})
-            raise AssertionError("a slow network was injected with fault.injection.enable off")
+            k.admin_call("PUT", f"/v1/faults/{device}", {"bytes_per_second": LINK})
+            raise AssertionError(f"a slow {device} was injected with fault.injection.enable off")
         except urllib.error.HTTPError as e:
             assert e.code == 404 and b"fault.injection.enable" in e.read()
     finally:

@@ -141,11 +141,11 @@ fn set_isolation(b: &AdminState, on: bool) -> axum::response::Response {
 
 /// Fault injection: a disk that writes `bytes_per_second` (produce appends queue behind it).
 async fn slow_disk(State(b): State<Arc<AdminState>>, Json(d): Json<SlowDevice>) -> axum::response::Response {
-    slowed(b.faults.set_slow_disk(d.bytes_per_second), d)
+    slowed(b.faults.set_slow(crate::faults::Device::Disk, d.bytes_per_second), d)
 }
 
 async fn fast_disk(State(b): State<Arc<AdminState>>) -> axum::response::Response {
-    slowed(b.faults.set_slow_disk(None), SlowDevice { bytes_per_second: None })
+    slowed(b.faults.set_slow(crate::faults::Device::Disk, None), SlowDevice { bytes_per_second: None })
 }
 
 /// Fault injection: a network that sends `bytes_per_second` (responses queue behind it).
@@ -153,11 +153,11 @@ async fn slow_network(
     State(b): State<Arc<AdminState>>,
     Json(d): Json<SlowDevice>,
 ) -> axum::response::Response {
-    slowed(b.faults.set_slow_link(d.bytes_per_second), d)
+    slowed(b.faults.set_slow(crate::faults::Device::Link, d.bytes_per_second), d)
 }
 
 async fn fast_network(State(b): State<Arc<AdminState>>) -> axum::response::Response {
-    slowed(b.faults.set_slow_link(None), SlowDevice { bytes_per_second: None })
+    slowed(b.faults.set_slow(crate::faults::Device::Link, None), SlowDevice { bytes_per_second: None })
 }
 
 /// The answer to a slow-device fault: what was set, or that injection is off.

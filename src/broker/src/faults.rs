@@ -91,43 +91,39 @@ impl Faults {
         true
     }
 
-    /// Slows the disk to `bytes_per_second` (None: the real disk again); false (and no change)
+    /// Slows `device` to `bytes_per_second` (None: the real one again); false (and no change)
     /// when injection is off.
-    pub fn set_slow_disk(&self, bytes_per_second: Option<u64>) -> bool {
+    pub fn set_slow(&self, device: Device, bytes_per_second: Option<u64>) -> bool {
         if !self.enabled {
             return false;
         }
-        *self.disk.lock() = SlowDevice::new(bytes_per_second);
-        tracing::warn!(?bytes_per_second, "fault injection: slow disk");
+        *self.device(device).lock() = SlowDevice::new(bytes_per_second);
+        tracing::warn!(?device, ?bytes_per_second, "fault injection: slow device");
         true
     }
 
-    /// How long an append of `bytes` at `now` waits on the slow disk (None: not slowed).
-    pub fn disk_delay(&self, bytes: usize, now: Instant) -> Option<Duration> {
+    /// How long work of `bytes` at `now` waits on the slow `device` (an append on the disk,
+    /// a response on the link); None: not slowed.
+    pub fn delay(&self, device: Device, bytes: usize, now: Instant) -> Option<Duration> {
         if !self.enabled {
             return None;
         }
-        Some(self.disk.lock().as_mut()?.queue(bytes, now))
+        Some(self.device(device).lock().as_mut()?.queue(bytes, now))
     }
 
-    /// Slows the network to `bytes_per_second` (None: the real one again); false (and no
-    /// change) when injection is off.
-    pub fn set_slow_link(&self, bytes_per_second: Option<u64>) -> bool {
-        if !self.enabled {
-            return false;
+    fn device(&self, device: Device) -> &Mutex<Option<SlowDevice>> {
+        match device {
+            Device::Disk => &self.disk,
+            Device::Link => &self.link,
         }
-        *self.link.lock() = SlowDevice::new(bytes_per_second);
-        tracing::warn!(?bytes_per_second, "fault injection: slow network");
-        true
     }
+}
 
-    /// How long a response of `bytes` ready at `now` waits on the slow link (None: not slowed).
-    pub fn link_delay(&self, bytes: usize, now: Instant) -> Option<Duration> {
-        if !self.enabled {
-            return None;
-        }
-        Some(self.link.lock().as_mut()?.queue(bytes, now))
-    }
+/// What a slow-device fault slows: produce appends, or every response sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Disk,
+    Link,
 }
 
 impl Faults {
@@ -166,29 +162,29 @@ mod tests {
     fn a_slow_disk_queues_appends_behind_each_other() {
         let f = Faults::new(true);
         let t0 = Instant::now();
-        assert_eq!(f.disk_delay(1000, t0), None, "the real disk");
-        assert!(f.set_slow_disk(Some(1000)));
-        assert_eq!(f.disk_delay(500, t0), Some(Duration::ZERO), "a lone append is not slowed");
-        assert_eq!(f.disk_delay(500, t0), Some(Duration::from_millis(500)), "behind the first");
-        assert_eq!(f.disk_delay(100, t0), Some(Duration::from_millis(1000)), "behind both");
+        assert_eq!(f.delay(Device::Disk, 1000, t0), None, "the real disk");
+        assert!(f.set_slow(Device::Disk, Some(1000)));
+        assert_eq!(f.delay(Device::Disk, 500, t0), Some(Duration::ZERO), "a lone append is not slowed");
+        assert_eq!(f.delay(Device::Disk, 500, t0), Some(Duration::from_millis(500)), "behind the first");
+        assert_eq!(f.delay(Device::Disk, 100, t0), Some(Duration::from_millis(1000)), "behind both");
         // The queue drains with time.
         let later = t0 + Duration::from_secs(5);
-        assert_eq!(f.disk_delay(100, later), Some(Duration::ZERO));
-        assert_eq!(f.disk_delay(100, later), Some(Duration::from_millis(100)));
-        assert!(f.set_slow_disk(None));
-        assert_eq!(f.disk_delay(100, later), None);
+        assert_eq!(f.delay(Device::Disk, 100, later), Some(Duration::ZERO));
+        assert_eq!(f.delay(Device::Disk, 100, later), Some(Duration::from_millis(100)));
+        assert!(f.set_slow(Device::Disk, None));
+        assert_eq!(f.delay(Device::Disk, 100, later), None);
     }
 
     #[test]
     fn a_slow_link_queues_responses_apart_from_the_disk() {
         let f = Faults::new(true);
         let t0 = Instant::now();
-        assert!(f.set_slow_link(Some(1000)));
-        assert_eq!(f.link_delay(1000, t0), Some(Duration::ZERO));
-        assert_eq!(f.link_delay(10, t0), Some(Duration::from_secs(1)), "behind the first response");
-        assert_eq!(f.disk_delay(10, t0), None, "the disk is not slowed");
-        assert!(f.set_slow_link(None));
-        assert_eq!(f.link_delay(10, t0), None);
+        assert!(f.set_slow(Device::Link, Some(1000)));
+        assert_eq!(f.delay(Device::Link, 1000, t0), Some(Duration::ZERO));
+        assert_eq!(f.delay(Device::Link, 10, t0), Some(Duration::from_secs(1)), "behind the first response");
+        assert_eq!(f.delay(Device::Disk, 10, t0), None, "the disk is not slowed");
+        assert!(f.set_slow(Device::Link, None));
+        assert_eq!(f.delay(Device::Link, 10, t0), None);
     }
 
     #[test]
@@ -198,9 +194,9 @@ mod tests {
         let t = Instant::now();
         f.burn_cpu();
         assert!(t.elapsed() < Duration::from_millis(500));
-        assert!(!f.set_slow_disk(Some(1)));
-        assert_eq!(f.disk_delay(1 << 20, Instant::now()), None);
-        assert!(!f.set_slow_link(Some(1)));
-        assert_eq!(f.link_delay(1 << 20, Instant::now()), None);
+        assert!(!f.set_slow(Device::Disk, Some(1)));
+        assert_eq!(f.delay(Device::Disk, 1 << 20, Instant::now()), None);
+        assert!(!f.set_slow(Device::Link, Some(1)));
+        assert_eq!(f.delay(Device::Link, 1 << 20, Instant::now()), None);
     }
 }

@@ -112,7 +112,7 @@ impl FrameHandler for Broker {
         self.metrics.connections.dec();
     }
     fn send_delay(&self, bytes: usize, now: Instant) -> Option<Duration> {
-        self.faults.link_delay(bytes, now)
+        self.faults.delay(crate::faults::Device::Link, bytes, now)
     }
     fn response_sent(&self, bytes: usize, waited: Duration, conn: &mut crate::quota_sync::ConnectionSends) {
         let slow_after = self.quotas.config.send_ms.map(Duration::from_millis);

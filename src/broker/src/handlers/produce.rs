@@ -146,7 +146,7 @@ async fn append_local(
     // How long the append takes, the write to the log and any flush it must wait for, is
     // what says the disk is falling behind.
     let started = wr.clock.now();
-    if let Some(wait) = wr.faults.disk_delay(batch.len(), started) {
+    if let Some(wait) = wr.faults.delay(crate::faults::Device::Disk, batch.len(), started) {
         wr.clock.sleep(wait).await;
     }
     let res = match log.append(&header, &batch) {
