@@ -355,3 +355,38 @@ def test_the_fleet_provisions_a_tenant_with_its_own_id_once_and_finds_it_marked(
     admin = AdminClient(sasl(kora, key))
     for f in admin.create_topics([NewTopic("fleet-topic", 1, 1)]).values():
         f.result(30)
+
+
+def test_the_cell_reports_its_health_load_and_tenants_use_for_the_fleet():
+    """`GET /v1/cell/report`: what the fleet controller reads from a cell for placement
+    (health, the busiest broker's load, use against capacity), reconciliation (which tenants
+    carry its mark) and metering (each tenant's totals)."""
+    # An ingress limit of 200 kB/s makes the load visible: bytes against it.
+    k = Kora(extra=["--auth", "--set", "quota.broker.ingress.bytes.per.second=200000"])
+    try:
+        idle = k.admin_call("GET", "/v1/cell/report")
+        assert idle["healthy"] and idle["brokers"] == 1 and idle["brokers_reporting"] == 1
+        assert idle["broker_load"] < 0.2, idle
+        key = k.admin_call("POST", "/v1/tenants", {"name": "metered", "id": "lkc-meter1",
+                                                   "managed_by": "fleet:test"})["api_key"]
+        admin = AdminClient(sasl(k, key))
+        for f in admin.create_topics([NewTopic("m", 3, 1)]).values():
+            f.result(30)
+        produce(sasl(k, key), "m", [b"x" * 1000] * 1000)
+        deadline = time.monotonic() + 15
+        while True:
+            report = k.admin_call("GET", "/v1/cell/report")
+            mine = {t["id"]: t for t in report["tenants"]}["lkc-meter1"]
+            if mine["usage"]["bytes_in_total"] > 0 and report["broker_load"] > 0.2:
+                break
+            assert time.monotonic() < deadline, f"the report never showed the produce: {report}"
+            time.sleep(0.5)
+        assert mine["managed_by"] == "fleet:test" and mine["partitions"] == 3
+        assert mine["usage"]["bytes_in_total"] >= 1_000_000, mine
+        assert report["partitions"] >= 3 and report["ingress_bytes_per_second"] > 0
+        # About 1 MB over the quota's 10 windows, against 200 kB/s: a load near 0.5.
+        assert 0.2 < report["broker_load"] < 1.5, report
+        others = [t for t in report["tenants"] if t["id"] != "lkc-meter1"]
+        assert all("managed_by" not in t for t in others)
+    finally:
+        k.stop()

@@ -259,6 +259,10 @@ impl Client {
         self.get(paths::QUOTA_USAGE).await
     }
 
+    pub async fn cell_report(&self) -> Result<crate::CellReport, ApiError> {
+        self.get(paths::CELL_REPORT).await
+    }
+
     pub async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyInfo>, ApiError> {
         self.get(&format!("{}/{tenant}/api-keys", paths::TENANTS)).await
     }

@@ -50,6 +50,8 @@ pub mod paths {
     /// One broker's per-tenant quota figures (GET [`crate::BrokerUsage`]; needs the token):
     /// what a cell's brokers exchange to split tenants' quotas.
     pub const QUOTA_USAGE: &str = "/v1/quota-usage";
+    /// The cell's report to the fleet controller (GET [`crate::CellReport`]; needs the token).
+    pub const CELL_REPORT: &str = "/v1/cell/report";
     /// Fault injection: POST cuts a broker off from its cell, DELETE heals it.
     pub const FAULTS_ISOLATE: &str = "/v1/faults/isolate";
     /// PUT [`crate::SlowDevice`] slows the disk's produce appends, DELETE restores it.

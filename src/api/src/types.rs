@@ -270,6 +270,45 @@ pub struct BrokerUsage {
     /// The bounds the broker enforces per tenant, by quota name.
     #[serde(default)]
     pub bounds: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>>,
+    /// The broker's load, 0.0 (idle) upwards, 1.0 at its safe limits: the largest of its
+    /// tenants' request time against its cores and their bytes against its ingress and egress
+    /// limits (configured or learned).
+    #[serde(default)]
+    pub load: f64,
+}
+
+/// What a cell reports to the fleet controller (`GET /v1/cell/report`): its health and load,
+/// what its tenants use, and each tenant's figures (with the fleet's mark, so the controller
+/// knows which are its own to reconcile, and its totals for metering).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellReport {
+    pub cluster_id: String,
+    /// Registered brokers that are not fenced (1 for a single node).
+    pub brokers: usize,
+    /// Of them, those whose figures the answering broker holds (itself included).
+    pub brokers_reporting: usize,
+    /// No registered broker fenced, every one reporting.
+    pub healthy: bool,
+    /// The busiest broker's load ([`BrokerUsage::load`]).
+    pub broker_load: f64,
+    /// Summed over the cell's tenants.
+    pub ingress_bytes_per_second: f64,
+    pub egress_bytes_per_second: f64,
+    pub partitions: u64,
+    pub storage_bytes: u64,
+    pub tenants: Vec<CellTenantReport>,
+}
+
+/// One tenant in a [`CellReport`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellTenantReport {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+    pub partitions: u64,
+    /// Over the cell.
+    pub usage: UsageFigures,
 }
 
 /// A tenant's use over the cell and per broker, with its quotas and the bounds each broker

@@ -141,6 +141,14 @@ impl UsageBoard {
     }
 }
 
+/// The lower of a configured and a learned limit, either of which may be absent.
+fn lower(configured: Option<f64>, learned: Option<f64>) -> Option<f64> {
+    match (configured, learned) {
+        (Some(c), Some(l)) => Some(c.min(l)),
+        (c, l) => c.or(l),
+    }
+}
+
 /// How far a p90 (µs) is beyond its target (ms), in seconds; None: within it, or no target.
 fn beyond(target_ms: Option<u64>, p90_us: Option<u64>) -> Option<f64> {
     match (target_ms, p90_us) {
@@ -217,7 +225,26 @@ impl QuotaSync {
             bounds.insert(t.id.clone(), b);
         }
         self.quotas.retain(|id| image.tenants.contains_key(id));
-        BrokerUsage { broker_id: self.node_id, tenants, bounds }
+        let load = self.load(&tenants);
+        BrokerUsage { broker_id: self.node_id, tenants, bounds, load }
+    }
+
+    /// This broker's load: the largest of its tenants' request time against its cores and
+    /// their bytes against the ingress and egress limits in force (1.0: at them).
+    fn load(&self, tenants: &BTreeMap<String, UsageFigures>) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let sum = |f: fn(&UsageFigures) -> f64| tenants.values().map(f).sum::<f64>();
+        let config = self.quotas.config;
+        let against = |used: f64, limit: Option<f64>| limit.filter(|l| *l > 0.0).map_or(0.0, |l| used / l);
+        let ingress = against(
+            sum(|f| f.produce_bytes_per_second),
+            lower(config.ingress_safe_bytes_per_second, self.board.ingress.lock().limit()),
+        );
+        let egress = against(
+            sum(|f| f.fetch_bytes_per_second),
+            lower(config.egress_safe_bytes_per_second, self.board.egress.lock().limit()),
+        );
+        (sum(|f| f.request_percent) / (100.0 * cores)).max(ingress).max(egress).max(0.0)
     }
 
     /// Bytes of the tenant's partitions this broker leads: the object store's segments plus
@@ -489,10 +516,8 @@ impl QuotaSync {
             }
             now
         };
-        let (limit, learned_binds) = match (configured, learned) {
-            (Some(c), Some(l)) => (Some(c.min(l)), l < c),
-            (c, l) => (c.or(l), l.is_some()),
-        };
+        let limit = lower(configured, learned);
+        let learned_binds = learned.is_some_and(|l| configured.is_none_or(|c| l < c));
         gauge.set(limit.map_or(0, |x| x as i64));
         (limit, learned_binds)
     }

@@ -523,6 +523,55 @@ async fn broker_usage(State(a): State<Arc<TenantAdmin>>) -> Response {
     Json(a.usage.local_now(&a.quotas)).into_response()
 }
 
+/// What the cell reports to the fleet controller: health, the busiest broker's load, what
+/// its tenants use over the cell, and each tenant's figures, from the quota exchange's last
+/// round (at most a window old).
+async fn cell_report(State(a): State<Arc<TenantAdmin>>) -> Response {
+    let image = a.view.image();
+    let all = a.usage.all();
+    // A single node has no registered brokers: it is the cell.
+    let (brokers, fenced) = if image.brokers.is_empty() {
+        (1, 0)
+    } else {
+        let fenced = image.brokers.values().filter(|b| b.fenced).count();
+        (image.brokers.len() - fenced, fenced)
+    };
+    let reporting = all.len().min(brokers);
+    let mut report = kora_api::CellReport {
+        cluster_id: image.cluster_id.clone(),
+        brokers,
+        brokers_reporting: reporting,
+        healthy: fenced == 0 && reporting == brokers,
+        broker_load: all.iter().map(|b| b.load).fold(0.0, f64::max),
+        ingress_bytes_per_second: 0.0,
+        egress_bytes_per_second: 0.0,
+        partitions: 0,
+        storage_bytes: 0,
+        tenants: Vec::new(),
+    };
+    for t in image.tenants.values() {
+        let mut usage = kora_api::UsageFigures::default();
+        for b in &all {
+            if let Some(f) = b.tenants.get(&t.id) {
+                usage.add(f);
+            }
+        }
+        let partitions: u64 = image.tenant_topics(&t.id).map(|topic| topic.partitions.max(0) as u64).sum();
+        report.ingress_bytes_per_second += usage.produce_bytes_per_second;
+        report.egress_bytes_per_second += usage.fetch_bytes_per_second;
+        report.partitions += partitions;
+        report.storage_bytes += usage.storage_bytes;
+        report.tenants.push(kora_api::CellTenantReport {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            managed_by: t.managed_by.clone(),
+            partitions,
+            usage,
+        });
+    }
+    Json(report).into_response()
+}
+
 /// The routes, to merge into the admin router (behind its token check).
 pub fn routes(a: Arc<TenantAdmin>) -> Router {
     let p = kora_api::paths::TENANTS;
@@ -535,6 +584,7 @@ pub fn routes(a: Arc<TenantAdmin>) -> Router {
         .route(&format!("{p}/{{tenant}}/quotas"), get(quotas).post(alter_quotas))
         .route(&format!("{p}/{{tenant}}/usage"), get(usage))
         .route(kora_api::paths::QUOTA_USAGE, get(broker_usage))
+        .route(kora_api::paths::CELL_REPORT, get(cell_report))
         .route(&format!("{p}/{{tenant}}/acls/delete"), axum::routing::post(delete_acls))
         .with_state(a)
 }
